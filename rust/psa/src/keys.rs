@@ -1,0 +1,168 @@
+//! Device private keys: P-256, persistent, deterministic ECDSA only.
+
+use crate::ids::{DeviceKeyId, AUTO_ASSIGN_MIN, DEVICE_KEY_MAX};
+use crate::{Error, Psa, PsaStatus, PublicKey, Signature, PUBLIC_KEY_LEN};
+use psa_crypto::operations::{asym_signature, key_management};
+use psa_crypto::types::algorithm::{AsymmetricSignature, Hash, SignHash};
+use psa_crypto::types::key::{Attributes, EccFamily, Id, Lifetime, Policy, Type, UsageFlags};
+
+/// Where a new private key value comes from.
+#[derive(Clone, Copy)]
+pub enum KeyOrigin<'a> {
+    /// Generated inside PSA from its RNG (refused while the RNG is broken).
+    Random,
+    /// A known 32-byte private scalar, imported.
+    Known(&'a [u8]),
+}
+
+/// The only signature algorithm device keys permit (DESIGN.md: a randomized
+/// ECDSA nonce repeated across resets on TF-M under QEMU).
+pub(crate) const SIGN_ALG: AsymmetricSignature =
+    AsymmetricSignature::DeterministicEcdsa { hash_alg: SignHash::Specific(Hash::Sha256) };
+
+/// Attributes of a device key: no EXPORT, no COPY, no DERIVE.
+pub(crate) fn device_key_attributes(lifetime: Lifetime) -> Attributes {
+    let mut usage_flags = UsageFlags::default();
+    usage_flags.set_sign_hash().set_verify_hash();
+    Attributes {
+        lifetime,
+        key_type: Type::EccKeyPair { curve_family: EccFamily::SecpR1 },
+        bits: 256,
+        policy: Policy { usage_flags, permitted_algorithms: SIGN_ALG.into() },
+    }
+}
+
+/// Whether PSA holds a key (of any type) at `raw`.
+pub(crate) fn exists(raw: u32) -> Result<bool, Error> {
+    match Id::from_persistent_key_id(raw) {
+        Ok(_) => Ok(true),
+        Err(PsaStatus::DoesNotExist) | Err(PsaStatus::InvalidHandle) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Destroys whatever is at `raw`; absent is fine.
+pub(crate) fn destroy_raw(_psa: &Psa, raw: u32) -> Result<(), Error> {
+    match Id::from_persistent_key_id(raw) {
+        // SAFETY: `_psa` is the one PSA handle and is not Sync, so no other
+        // thread uses this key while it is destroyed.
+        Ok(id) => unsafe { key_management::destroy(id) }.map_err(Error::from),
+        Err(PsaStatus::DoesNotExist) | Err(PsaStatus::InvalidHandle) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Psa {
+    /// Creates a P-256 private key at `id` (or at the lowest free ID at or
+    /// above 0x00010000 when `None`) and returns its ID.
+    ///
+    /// An occupied `id` is [`Error::Exists`] unless `replace`; with `replace`
+    /// a known value is validated first (imported as a volatile key), so a
+    /// refused replace leaves the old key in place.
+    pub fn create_key(
+        &mut self,
+        id: Option<DeviceKeyId>,
+        origin: KeyOrigin<'_>,
+        replace: bool,
+    ) -> Result<DeviceKeyId, Error> {
+        if let KeyOrigin::Known(value) = origin {
+            if value.len() != 32 {
+                return Err(Error::InvalidArgument("priv must be exactly 32 bytes"));
+            }
+            // Validate the scalar (non-zero, below the group order) before
+            // anything is destroyed.
+            let probe = key_management::import(device_key_attributes(Lifetime::Volatile), None, value)
+                .map_err(|e| match e {
+                    PsaStatus::InvalidArgument | PsaStatus::NotSupported => {
+                        Error::InvalidArgument("priv is not a valid P-256 private key")
+                    }
+                    other => other.into(),
+                })?;
+            // SAFETY: a volatile key only this function knows about.
+            unsafe { key_management::destroy(probe) }?;
+        } else {
+            self.require_rng()?;
+        }
+
+        let id = match id {
+            Some(id) => {
+                if self.key_present(id)? {
+                    if !replace {
+                        return Err(Error::Exists(id.get()));
+                    }
+                    destroy_raw(self, id.get())?;
+                }
+                id
+            }
+            None => self.lowest_free_id()?,
+        };
+        let attributes = device_key_attributes(Lifetime::Persistent);
+        match origin {
+            KeyOrigin::Random => key_management::generate(attributes, Some(id.get()))?,
+            KeyOrigin::Known(value) => key_management::import(attributes, Some(id.get()), value)?,
+        };
+        Ok(id)
+    }
+
+    /// The lowest free device-key ID at or above 0x00010000.
+    pub fn lowest_free_id(&self) -> Result<DeviceKeyId, Error> {
+        for raw in AUTO_ASSIGN_MIN..=DEVICE_KEY_MAX {
+            if !exists(raw)? {
+                return DeviceKeyId::new(raw.into());
+            }
+        }
+        Err(Error::StorageFull)
+    }
+
+    /// Whether a key exists at `id`.
+    pub fn key_present(&self, id: DeviceKeyId) -> Result<bool, Error> {
+        exists(id.get())
+    }
+
+    fn key_handle(&self, id: DeviceKeyId) -> Result<Id, Error> {
+        Id::from_persistent_key_id(id.get()).map_err(|e| match e {
+            PsaStatus::DoesNotExist | PsaStatus::InvalidHandle => Error::NotFound(id.get()),
+            other => other.into(),
+        })
+    }
+
+    /// The uncompressed public key of the key at `id`.
+    pub fn public_key(&self, id: DeviceKeyId) -> Result<PublicKey, Error> {
+        let handle = self.key_handle(id)?;
+        let attributes = Attributes::from_key_id(handle)?;
+        if attributes.key_type != (Type::EccKeyPair { curve_family: EccFamily::SecpR1 }) || attributes.bits != 256 {
+            return Err(Error::InvalidArgument("not a P-256 key"));
+        }
+        let mut out = [0u8; PUBLIC_KEY_LEN];
+        let n = key_management::export_public(handle, &mut out)?;
+        if n != PUBLIC_KEY_LEN {
+            return Err(Error::Psa(PsaStatus::CorruptionDetected));
+        }
+        Ok(out)
+    }
+
+    /// Destroys the key at `id` (absent is [`Error::NotFound`]).
+    pub fn destroy_key(&mut self, id: DeviceKeyId) -> Result<(), Error> {
+        let handle = self.key_handle(id)?;
+        // SAFETY: `self` is the one PSA handle and not Sync: nothing else uses
+        // the key concurrently.
+        unsafe { key_management::destroy(handle) }.map_err(Error::from)
+    }
+
+    /// Deterministic ECDSA (RFC 6979) with SHA-256 over a 32-byte digest.
+    pub fn sign_hash(&self, id: DeviceKeyId, digest: &[u8; 32]) -> Result<Signature, Error> {
+        let handle = self.key_handle(id)?;
+        let mut sig = [0u8; 64];
+        let n = asym_signature::sign_hash(handle, SIGN_ALG, digest, &mut sig)?;
+        if n != sig.len() {
+            return Err(Error::Psa(PsaStatus::CorruptionDetected));
+        }
+        Ok(sig)
+    }
+
+    /// SHA-256 then [`Psa::sign_hash`].
+    pub fn sign_message(&self, id: DeviceKeyId, message: &[u8]) -> Result<Signature, Error> {
+        let digest = self.sha256(message)?;
+        self.sign_hash(id, &digest)
+    }
+}

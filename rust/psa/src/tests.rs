@@ -1,0 +1,248 @@
+//! Tests against the real PSA implementation (Mbed TLS). PSA state is
+//! process-global and its key files live in the current directory, so every
+//! test takes a lock and runs in a fresh temporary directory.
+
+use super::*;
+use crate::ids::*;
+use crate::rng::RngHealth;
+use hex_literal::hex;
+use std::sync::Mutex;
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with a fresh PSA in a fresh directory; the directory is given
+/// too, so a test can restart PSA in it.
+fn with_psa(f: impl FnOnce(Psa, &std::path::Path)) {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(dir.path()).unwrap();
+    let psa = Psa::init().unwrap();
+    f(psa, dir.path());
+}
+
+fn key(raw: u32) -> DeviceKeyId {
+    DeviceKeyId::new(raw.into()).unwrap()
+}
+
+/// RFC 6979 A.2.5 (P-256) private key and public key.
+const A25_X: [u8; 32] = hex!("C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721");
+const A25_UX: [u8; 32] = hex!("60FED4BA255A9D31C961EB74C6356D68C049B8923B61FA6CE669622E60F29FB6");
+const A25_UY: [u8; 32] = hex!("7903FE1008B8BC99A41AE9E95628BC64F2F1B20C2D7E9F5177A3C294D4462299");
+
+#[test]
+fn id_ranges_are_enforced() {
+    for bad in [0u64, 0x1000_0000, 0x1FFF_FFFF, 0x3F00_0000, 0x3E00_0000, 0x4000_0000, 0xFFFF_FFFF, 1 << 40] {
+        assert_eq!(DeviceKeyId::new(bad), Err(Error::InvalidId(bad)), "{bad:#x}");
+    }
+    assert_eq!(key(1).cert_slot().get(), 0x1000_0001);
+    assert_eq!(key(DEVICE_KEY_MAX).cert_slot().get(), 0x1FFF_FFFF);
+    assert!(CertTarget::new(0x1000_0001).is_err());
+    assert!(CertTarget::new(0x3E00_0001).is_err());
+    assert_eq!(CertTarget::new(0x3F00_0001).unwrap().slot().get(), 0x3F00_0001);
+    assert!(PeerId::new(0x4000_0000).is_err());
+}
+
+#[test]
+fn only_one_handle() {
+    with_psa(|psa, _| {
+        assert_eq!(Psa::init().err(), Some(Error::Busy));
+        drop(psa);
+        let again = Psa::init().unwrap();
+        drop(again);
+    });
+}
+
+#[test]
+fn auto_assign_takes_lowest_free_id() {
+    with_psa(|mut psa, _| {
+        let a = psa.create_key(None, KeyOrigin::Random, false).unwrap();
+        let b = psa.create_key(None, KeyOrigin::Random, false).unwrap();
+        assert_eq!((a.get(), b.get()), (0x10000, 0x10001));
+        psa.destroy_key(a).unwrap();
+        let c = psa.create_key(None, KeyOrigin::Random, false).unwrap();
+        assert_eq!(c.get(), 0x10000);
+        let pk = psa.public_key(c).unwrap();
+        assert_eq!(pk[0], 0x04);
+        assert_ne!(pk, psa.public_key(b).unwrap());
+    });
+}
+
+#[test]
+fn known_value_and_existing_id() {
+    with_psa(|mut psa, _| {
+        let id = psa.create_key(Some(key(2)), KeyOrigin::Known(&A25_X), false).unwrap();
+        assert_eq!(id.get(), 2);
+        let pk = psa.public_key(id).unwrap();
+        assert_eq!(&pk[1..33], &A25_UX);
+        assert_eq!(&pk[33..], &A25_UY);
+        assert_eq!(psa.create_key(Some(key(2)), KeyOrigin::Random, false), Err(Error::Exists(2)));
+        assert_eq!(psa.create_key(Some(key(2)), KeyOrigin::Known(&A25_X), false), Err(Error::Exists(2)));
+        // Replace with a random key: the public key changes.
+        psa.create_key(Some(key(2)), KeyOrigin::Random, true).unwrap();
+        assert_ne!(psa.public_key(key(2)).unwrap(), pk);
+    });
+}
+
+#[test]
+fn refused_replace_keeps_the_old_key() {
+    with_psa(|mut psa, _| {
+        psa.create_key(Some(key(3)), KeyOrigin::Known(&A25_X), false).unwrap();
+        let before = psa.public_key(key(3)).unwrap();
+        // Zero, the group order n, all-ones: not valid P-256 private scalars.
+        let n = hex!("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
+        for bad in [[0u8; 32], n, [0xFF; 32]] {
+            assert!(matches!(
+                psa.create_key(Some(key(3)), KeyOrigin::Known(&bad), true),
+                Err(Error::InvalidArgument(_))
+            ));
+            assert_eq!(psa.public_key(key(3)).unwrap(), before);
+        }
+        for len in [0usize, 31, 33, 64] {
+            let v = vec![1u8; len];
+            assert!(matches!(
+                psa.create_key(Some(key(3)), KeyOrigin::Known(&v), true),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert_eq!(psa.public_key(key(3)).unwrap(), before);
+    });
+}
+
+#[test]
+fn private_key_cannot_be_exported() {
+    with_psa(|mut psa, _| {
+        let id = psa.create_key(Some(key(7)), KeyOrigin::Random, false).unwrap();
+        let handle = psa_crypto::types::key::Id::from_persistent_key_id(id.get()).unwrap();
+        let attributes = psa_crypto::types::key::Attributes::from_key_id(handle).unwrap();
+        assert!(!attributes.is_exportable());
+        assert!(!attributes.policy.usage_flags.copy());
+        assert!(!attributes.policy.usage_flags.derive());
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            psa_crypto::operations::key_management::export(handle, &mut buf),
+            Err(PsaStatus::NotPermitted)
+        );
+        // And randomized ECDSA is not permitted by the policy either.
+        let digest = [7u8; 32];
+        let alg = psa_crypto::types::algorithm::AsymmetricSignature::Ecdsa {
+            hash_alg: psa_crypto::types::algorithm::Hash::Sha256.into(),
+        };
+        let mut sig = [0u8; 64];
+        assert!(psa_crypto::operations::asym_signature::sign_hash(handle, alg, &digest, &mut sig).is_err());
+    });
+}
+
+#[test]
+fn rfc6979_a25_sample_known_answer() {
+    with_psa(|mut psa, _| {
+        let id = psa.create_key(Some(key(2)), KeyOrigin::Known(&A25_X), false).unwrap();
+        let sig = psa.sign_message(id, b"sample").unwrap();
+        assert_eq!(
+            sig,
+            hex!(
+                "EFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716"
+                "F7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8"
+            )
+        );
+        // Same input, same signature (deterministic), and it verifies with p256.
+        assert_eq!(psa.sign_message(id, b"sample").unwrap(), sig);
+        use p256::ecdsa::signature::Verifier;
+        let pk = psa.public_key(id).unwrap();
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&pk).unwrap();
+        let s = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+        vk.verify(b"sample", &s).unwrap();
+    });
+}
+
+#[test]
+fn keys_persist_across_restart() {
+    with_psa(|mut psa, dir| {
+        let id = psa.create_key(Some(key(2)), KeyOrigin::Known(&A25_X), false).unwrap();
+        psa.store_cert(id.cert_slot(), b"certificate bytes").unwrap();
+        let pk = psa.public_key(id).unwrap();
+        psa.shutdown();
+        std::env::set_current_dir(dir).unwrap();
+        let psa = Psa::init().unwrap();
+        assert_eq!(psa.public_key(id).unwrap(), pk);
+        assert_eq!(psa.load_cert(id.cert_slot()).unwrap(), b"certificate bytes");
+        assert!(psa.key_present(id).unwrap());
+        assert!(!psa.key_present(key(3)).unwrap());
+    });
+}
+
+#[test]
+fn blobs_round_trip_and_limits() {
+    with_psa(|mut psa, _| {
+        let slot = key(5).cert_slot();
+        assert_eq!(psa.load_cert(slot), Err(Error::NotFound(slot.get())));
+        let big = vec![0xABu8; MAX_BLOB_LEN];
+        psa.store_cert(slot, &big).unwrap();
+        assert_eq!(psa.load_cert(slot).unwrap(), big);
+        let too_big = vec![0u8; MAX_BLOB_LEN + 1];
+        assert_eq!(psa.store_cert(slot, &too_big), Err(Error::TooLarge(MAX_BLOB_LEN + 1)));
+        // The refused store left the old certificate in place.
+        assert_eq!(psa.load_cert(slot).unwrap(), big);
+        psa.store_cert(slot, b"short").unwrap();
+        assert_eq!(psa.load_cert(slot).unwrap(), b"short");
+        psa.delete_cert(slot).unwrap();
+        assert!(!psa.cert_present(slot).unwrap());
+    });
+}
+
+#[test]
+fn repeating_rng_is_detected_and_refuses_random_keys() {
+    with_psa(|mut psa, dir| {
+        let block = [0x5Au8; 32];
+        assert_eq!(psa.boot_rng_check_with(|b| { *b = block; Ok(()) }).unwrap(), RngHealth::FirstBoot);
+        assert!(!psa.rng_broken());
+        // "Reboot" with the same stream.
+        psa.shutdown();
+        std::env::set_current_dir(dir).unwrap();
+        let mut psa = Psa::init().unwrap();
+        assert_eq!(psa.boot_rng_check_with(|b| { *b = block; Ok(()) }).unwrap(), RngHealth::Repeating);
+        assert!(psa.rng_broken());
+        assert_eq!(psa.create_key(None, KeyOrigin::Random, false), Err(Error::RngBroken));
+        assert_eq!(psa.random(&mut [0u8; 16]), Err(Error::RngBroken));
+        // Known-value import and signing keep working.
+        let id = psa.create_key(Some(key(2)), KeyOrigin::Known(&A25_X), false).unwrap();
+        psa.sign_message(id, b"still signs").unwrap();
+        // A later boot with a good RNG clears the mark.
+        psa.shutdown();
+        std::env::set_current_dir(dir).unwrap();
+        let mut psa = Psa::init().unwrap();
+        assert_eq!(psa.boot_rng_check().unwrap(), RngHealth::Ok);
+        assert!(!psa.rng_broken());
+        psa.create_key(None, KeyOrigin::Random, false).unwrap();
+    });
+}
+
+#[test]
+fn ecdh_es_hkdf_encrypt_matches_an_independent_implementation() {
+    with_psa(|psa, _| {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let cloud = p256::SecretKey::from_slice(&[0x11; 32]).unwrap();
+        let cloud_pub: [u8; 65] = cloud.public_key().to_sec1_bytes().as_ref().try_into().unwrap();
+        let iv = [9u8; 12];
+        let (eph_pub, ct) = psa
+            .ecdh_es_hkdf_encrypt(&cloud_pub, b"kdf context", &iv, b"aad", b"0123456789abcdef")
+            .unwrap();
+        let eph = p256::PublicKey::from_sec1_bytes(&eph_pub).unwrap();
+        let shared = p256::ecdh::diffie_hellman(cloud.to_nonzero_scalar(), eph.as_affine());
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, shared.raw_secret_bytes());
+        let mut cek = [0u8; 16];
+        hk.expand(b"kdf context", &mut cek).unwrap();
+        let pt = aes_gcm::Aes128Gcm::new_from_slice(&cek)
+            .unwrap()
+            .decrypt((&iv).into(), Payload { msg: &ct, aad: b"aad" })
+            .unwrap();
+        assert_eq!(pt, b"0123456789abcdef");
+        // And the session key path encrypts the same way as aes-gcm.
+        let sk = psa.session_key(&[3u8; 16]).unwrap();
+        let c2 = sk.encrypt(&iv, b"a", b"hello").unwrap();
+        let p2 = aes_gcm::Aes128Gcm::new_from_slice(&[3u8; 16])
+            .unwrap()
+            .decrypt((&iv).into(), Payload { msg: &c2, aad: b"a" })
+            .unwrap();
+        assert_eq!(p2, b"hello");
+    });
+}
