@@ -1,0 +1,147 @@
+//! The SMP dispatcher for groups 64 (keys), 65 (csr) and 66 (certs):
+//! `(op, group, cmd, CBOR request) -> Response or SMP error`. The firmware's
+//! C glue calls [`Device::handle_command`] from its mcumgr handlers; the host
+//! simulator calls [`Device::handle_packet`] with whole SMP packets (and gets
+//! the OS group's echo and parameters too, as a Zephyr device with the OS
+//! group enabled answers them).
+
+use crate::certs;
+use crate::csr::{self, Subject};
+use crate::{Device, Error};
+use alloc::vec::Vec;
+use tfmprov_psa::ids::{CertTarget, DeviceKeyId};
+use tfmprov_psa::{KeyOrigin, PublicKey};
+use tfmprov_smp::{
+    cmd, decode_body, encode_body, group, CertGetReq, CertGetRsp, CertStoreReq, CsrCreateReq, CsrCreateRsp,
+    EmptyRsp, HandlerError, KeyGenerateReq, KeyGenerateRsp, KeyIdReq, KeyStatusRsp, MgmtErr, Op,
+};
+
+/// SMP buffer parameters the simulator reports (OS group, command 6); the
+/// largest response is a 4096-byte certificate plus framing.
+pub const SMP_BUF_SIZE: u32 = 4608;
+/// Number of SMP buffers reported.
+pub const SMP_BUF_COUNT: u32 = 4;
+
+/// A successful answer of groups 64/65/66, before CBOR encoding (the C glue
+/// encodes these fields with zcbor; the host encodes them with ciborium).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// `{"id", "pub"}` (generate, public).
+    Key {
+        /// Key ID.
+        id: u32,
+        /// Uncompressed public key.
+        public: PublicKey,
+    },
+    /// `{"id", "present"}` (status).
+    Status {
+        /// Key ID.
+        id: u32,
+        /// Whether the key exists.
+        present: bool,
+    },
+    /// `{}` (destroy, certs store).
+    Empty,
+    /// `{"csr"}`: DER PKCS#10.
+    Csr(Vec<u8>),
+    /// `{"cert"}`: DER certificate.
+    Cert(Vec<u8>),
+}
+
+impl Response {
+    /// The CBOR map of this response.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        match self {
+            Response::Key { id, public } => encode_body(&KeyGenerateRsp { id: *id, public: public.to_vec() }),
+            Response::Status { id, present } => encode_body(&KeyStatusRsp { id: *id, present: *present }),
+            Response::Empty => encode_body(&EmptyRsp {}),
+            Response::Csr(der) => encode_body(&CsrCreateRsp { csr: der.clone() }),
+            Response::Cert(der) => encode_body(&CertGetRsp { cert: der.clone() }),
+        }
+    }
+}
+
+fn group_err(e: Error) -> HandlerError {
+    HandlerError::Group(e.group_rc())
+}
+
+fn key_id(raw: u64) -> Result<DeviceKeyId, HandlerError> {
+    DeviceKeyId::new(raw).map_err(|e| group_err(e.into()))
+}
+
+impl Device {
+    /// Handles one request of groups 64/65/66. Malformed CBOR, a missing
+    /// field or a wrong type is `MGMT_ERR_EINVAL`; an unknown group, command
+    /// or op is `MGMT_ERR_ENOTSUP` (as Zephyr answers for a missing handler);
+    /// everything the request asks that cannot be done is a group rc.
+    pub fn handle_command(&mut self, op: Op, grp: u16, command: u8, body: &[u8]) -> Result<Response, HandlerError> {
+        let not_supported = HandlerError::Mgmt(MgmtErr::ENotSup);
+        match (grp, command, op) {
+            (group::KEYS, cmd::KEYS_GENERATE, Op::Write) => {
+                let req: KeyGenerateReq = decode_body(body)?;
+                let id = req.id.map(key_id).transpose()?;
+                let origin = match &req.private {
+                    Some(value) => KeyOrigin::Known(value),
+                    None => KeyOrigin::Random,
+                };
+                let psa = &mut self.psa;
+                let id = psa.create_key(id, origin, req.replace.unwrap_or(false)).map_err(|e| group_err(e.into()))?;
+                let public = psa.public_key(id).map_err(|e| group_err(e.into()))?;
+                Ok(Response::Key { id: id.get(), public })
+            }
+            (group::KEYS, cmd::KEYS_PUBLIC, Op::Read) => {
+                let id = key_id(decode_body::<KeyIdReq>(body)?.id)?;
+                let public = self.psa.public_key(id).map_err(|e| group_err(e.into()))?;
+                Ok(Response::Key { id: id.get(), public })
+            }
+            (group::KEYS, cmd::KEYS_STATUS, Op::Read) => {
+                let id = key_id(decode_body::<KeyIdReq>(body)?.id)?;
+                let present = self.psa.key_present(id).map_err(|e| group_err(e.into()))?;
+                Ok(Response::Status { id: id.get(), present })
+            }
+            (group::KEYS, cmd::KEYS_DESTROY, Op::Write) => {
+                let id = key_id(decode_body::<KeyIdReq>(body)?.id)?;
+                self.destroy_key_and_cert(id).map_err(group_err)?;
+                Ok(Response::Empty)
+            }
+            (group::CSR, cmd::CSR_CREATE, Op::Write) => {
+                let req: CsrCreateReq = decode_body(body)?;
+                let id = key_id(req.id)?;
+                let subject = Subject { cn: &req.cn, o: req.o.as_deref(), ou: req.ou.as_deref() };
+                let der = csr::create(&self.psa, id, &subject).map_err(group_err)?;
+                Ok(Response::Csr(der))
+            }
+            (group::CERTS, cmd::CERTS_STORE, Op::Write) => {
+                let req: CertStoreReq = decode_body(body)?;
+                let target = CertTarget::new(req.id).map_err(|e| group_err(e.into()))?;
+                certs::store(&mut self.psa, target, &req.cert).map_err(group_err)?;
+                Ok(Response::Empty)
+            }
+            (group::CERTS, cmd::CERTS_GET, Op::Read) => {
+                let req: CertGetReq = decode_body(body)?;
+                let target = CertTarget::new(req.id).map_err(|e| group_err(e.into()))?;
+                Ok(Response::Cert(certs::get(&self.psa, target).map_err(group_err)?))
+            }
+            _ => Err(not_supported),
+        }
+    }
+
+    /// Destroys a key and its certificate (DESIGN.md: `destroy` removes both).
+    pub fn destroy_key_and_cert(&mut self, id: DeviceKeyId) -> Result<(), Error> {
+        self.psa.destroy_key(id)?;
+        self.psa.delete_cert(id.cert_slot())?;
+        Ok(())
+    }
+
+    /// Handles one whole SMP packet (header + CBOR) and returns the response
+    /// packet, or `None` when there is nothing to answer (shorter than a
+    /// header). Groups 64/65/66 and the OS group's echo and parameters.
+    pub fn handle_packet(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
+        tfmprov_smp::handle_packet(packet, |header, body| {
+            if header.group == group::OS {
+                return tfmprov_smp::os::handle(header, body, SMP_BUF_SIZE, SMP_BUF_COUNT);
+            }
+            self.handle_command(header.op, header.group, header.cmd, body).map(|r| r.to_cbor())
+        })
+    }
+}

@@ -1,0 +1,384 @@
+//! Device tests against the real PSA (Mbed TLS) and the real openssl binary.
+//! PSA is process-global with key files in the current directory: each test
+//! takes a lock and boots a device in a fresh temporary directory.
+
+use super::*;
+use alloc::vec::Vec;
+use ciborium::value::Value;
+use std::process::Command;
+use std::sync::Mutex;
+use tfmprov_smp::{GroupRc, Header, MgmtErr, Op};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+struct Sim {
+    dev: Option<Device>,
+    dir: tempfile::TempDir,
+    seq: u8,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        let dev = Device::boot("dev-1").unwrap();
+        Sim { dev: Some(dev), dir, seq: 0, _guard: guard }
+    }
+
+    fn dev(&mut self) -> &mut Device {
+        self.dev.as_mut().unwrap()
+    }
+
+    fn restart(&mut self) {
+        self.dev.take().unwrap().shutdown();
+        std::env::set_current_dir(self.dir.path()).unwrap();
+        self.dev = Some(Device::boot("dev-1").unwrap());
+    }
+
+    /// Sends one SMP v2 packet and returns (response header, decoded body).
+    fn raw(&mut self, op: Op, group: u16, cmd: u8, body: &[u8]) -> (Header, Value) {
+        self.seq = self.seq.wrapping_add(1);
+        let h = Header { op, version: 1, flags: 0, len: body.len() as u16, group, seq: self.seq, cmd };
+        let mut pkt = h.encode().to_vec();
+        pkt.extend_from_slice(body);
+        let rsp = self.dev().handle_packet(&pkt).expect("a response");
+        let rh = Header::decode(&rsp).unwrap();
+        assert_eq!(rh.seq, self.seq);
+        assert_eq!(rh.group, group);
+        assert_eq!(rh.cmd, cmd);
+        assert_eq!(rh.len as usize, rsp.len() - 8);
+        let v: Value = ciborium::de::from_reader(&rsp[8..]).unwrap();
+        (rh, v)
+    }
+
+    fn req(&mut self, op: Op, group: u16, cmd: u8, body: Value) -> Value {
+        let mut b = Vec::new();
+        ciborium::ser::into_writer(&body, &mut b).unwrap();
+        self.raw(op, group, cmd, &b).1
+    }
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(entries.into_iter().map(|(k, v)| (Value::Text(k.into()), v)).collect())
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_map()?.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v)
+}
+
+fn uint(v: &Value, key: &str) -> u64 {
+    get(v, key).and_then(|x| x.as_integer()).map(|i| u64::try_from(i).unwrap()).unwrap()
+}
+
+fn bytes(v: &Value, key: &str) -> Vec<u8> {
+    get(v, key).and_then(|x| x.as_bytes()).cloned().unwrap_or_else(|| panic!("no bstr {key} in {v:?}"))
+}
+
+/// The group rc of an SMP v2 error response, or None for success.
+fn group_rc(v: &Value, group: u16) -> Option<u64> {
+    let err = get(v, "err")?;
+    assert_eq!(uint(err, "group"), group as u64);
+    Some(uint(err, "rc"))
+}
+
+fn mgmt_rc(v: &Value) -> Option<u64> {
+    get(v, "rc").map(|_| uint(v, "rc"))
+}
+
+const KEYS: u16 = 64;
+const CSR: u16 = 65;
+const CERTS: u16 = 66;
+const PRIV: [u8; 32] = factory::SAMPLE_VALUE_2;
+
+fn id(n: u64) -> Value {
+    Value::Integer(n.into())
+}
+
+#[test]
+fn generate_public_status_destroy_happy_paths() {
+    let mut s = Sim::new();
+    let r = s.req(Op::Write, KEYS, 0, map(vec![]));
+    assert_eq!(uint(&r, "id"), 0x10000);
+    let pk = bytes(&r, "pub");
+    assert_eq!((pk.len(), pk[0]), (65, 4));
+    let r2 = s.req(Op::Read, KEYS, 1, map(vec![("id", id(0x10000))]));
+    assert_eq!(bytes(&r2, "pub"), pk);
+    assert_eq!(uint(&r2, "id"), 0x10000);
+    let st = s.req(Op::Read, KEYS, 2, map(vec![("id", id(0x10000))]));
+    assert_eq!(get(&st, "present"), Some(&Value::Bool(true)));
+    let d = s.req(Op::Write, KEYS, 3, map(vec![("id", id(0x10000))]));
+    assert_eq!(d, map(vec![]));
+    let st = s.req(Op::Read, KEYS, 2, map(vec![("id", id(0x10000))]));
+    assert_eq!(get(&st, "present"), Some(&Value::Bool(false)));
+    assert_eq!(group_rc(&s.req(Op::Read, KEYS, 1, map(vec![("id", id(0x10000))])), KEYS), Some(2));
+    assert_eq!(group_rc(&s.req(Op::Write, KEYS, 3, map(vec![("id", id(0x10000))])), KEYS), Some(2));
+}
+
+#[test]
+fn known_value_exists_and_replace() {
+    let mut s = Sim::new();
+    let r = s.req(Op::Write, KEYS, 0, map(vec![("id", id(2)), ("priv", Value::Bytes(PRIV.to_vec()))]));
+    assert_eq!(uint(&r, "id"), 2);
+    let pk = bytes(&r, "pub");
+    let expected = p256::SecretKey::from_slice(&PRIV).unwrap().public_key();
+    assert_eq!(pk, expected.to_sec1_bytes().to_vec());
+    // Existing ID without replace: rc 3, key unchanged.
+    let again = s.req(Op::Write, KEYS, 0, map(vec![("id", id(2))]));
+    assert_eq!(group_rc(&again, KEYS), Some(3));
+    let explicit_false = s.req(Op::Write, KEYS, 0, map(vec![("id", id(2)), ("replace", Value::Bool(false))]));
+    assert_eq!(group_rc(&explicit_false, KEYS), Some(3));
+    // Replace with a random key.
+    let rep = s.req(Op::Write, KEYS, 0, map(vec![("id", id(2)), ("replace", Value::Bool(true))]));
+    assert_eq!(uint(&rep, "id"), 2);
+    assert_ne!(bytes(&rep, "pub"), pk);
+    // A refused replace (invalid scalar) leaves the key in place.
+    let now = bytes(&rep, "pub");
+    let bad = s.req(
+        Op::Write,
+        KEYS,
+        0,
+        map(vec![("id", id(2)), ("priv", Value::Bytes(vec![0; 32])), ("replace", Value::Bool(true))]),
+    );
+    assert_eq!(group_rc(&bad, KEYS), Some(4));
+    assert_eq!(bytes(&s.req(Op::Read, KEYS, 1, map(vec![("id", id(2))])), "pub"), now);
+}
+
+#[test]
+fn out_of_range_ids_are_refused_with_invalid_argument() {
+    let mut s = Sim::new();
+    for bad in [0u64, 0x1000_0000, 0x3F00_0000, 0x4000_0000, 0xFFFF_FFFF, 0x1_0000_0002] {
+        let r = s.req(Op::Write, KEYS, 0, map(vec![("id", id(bad))]));
+        assert_eq!(group_rc(&r, KEYS), Some(4), "generate {bad:#x}");
+        for cmd in [1u8, 2] {
+            assert_eq!(group_rc(&s.req(Op::Read, KEYS, cmd, map(vec![("id", id(bad))])), KEYS), Some(4));
+        }
+        let r = s.req(Op::Write, CSR, 0, map(vec![("id", id(bad)), ("cn", Value::Text("x".into()))]));
+        assert_eq!(group_rc(&r, CSR), Some(4));
+    }
+    // Nothing was created by any of that.
+    assert!(std::fs::read_dir(".").unwrap().all(|e| {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        !n.contains("0000000000000002") && !n.starts_with("0000000000000000")
+    }));
+    // Certificates: slot IDs and state IDs are not addressable.
+    for bad in [0u64, 0x1000_0002, 0x3E00_0000, 0x4000_0000] {
+        let r = s.req(Op::Read, CERTS, 1, map(vec![("id", id(bad))]));
+        assert_eq!(group_rc(&r, CERTS), Some(4), "cert get {bad:#x}");
+    }
+}
+
+#[test]
+fn malformed_requests_get_clear_smp_errors() {
+    let mut s = Sim::new();
+    // Malformed CBOR.
+    for body in [&[0xFFu8][..], &[0xA1, 0x62, b'i'], &[0x5A, 0xFF, 0xFF, 0xFF, 0xFF], &[]] {
+        let (_, v) = s.raw(Op::Write, KEYS, 0, body);
+        assert_eq!(mgmt_rc(&v), Some(MgmtErr::EInval as u64), "{body:?}");
+    }
+    // Wrong field types.
+    let wrong = [
+        map(vec![("id", Value::Text("2".into()))]),
+        map(vec![("priv", Value::Text("abc".into()))]),
+        map(vec![("replace", id(1))]),
+        Value::Array(vec![]),
+    ];
+    for w in wrong {
+        assert_eq!(mgmt_rc(&s.req(Op::Write, KEYS, 0, w.clone())), Some(3), "{w:?}");
+    }
+    // Missing required field.
+    assert_eq!(mgmt_rc(&s.req(Op::Read, KEYS, 1, map(vec![]))), Some(3));
+    assert_eq!(mgmt_rc(&s.req(Op::Write, CSR, 0, map(vec![("id", id(2))]))), Some(3));
+    // Wrong length of priv: invalid argument.
+    for len in [0usize, 31, 33, 65] {
+        let r = s.req(Op::Write, KEYS, 0, map(vec![("id", id(5)), ("priv", Value::Bytes(vec![7; len]))]));
+        assert_eq!(group_rc(&r, KEYS), Some(4), "priv len {len}");
+    }
+    // Unknown group, unknown command, wrong op: not supported.
+    assert_eq!(mgmt_rc(&s.req(Op::Read, 99, 0, map(vec![]))), Some(MgmtErr::ENotSup as u64));
+    assert_eq!(mgmt_rc(&s.req(Op::Read, KEYS, 9, map(vec![]))), Some(8));
+    assert_eq!(mgmt_rc(&s.req(Op::Read, KEYS, 0, map(vec![]))), Some(8));
+    // A truncated header: nothing to answer, and no panic.
+    assert_eq!(s.dev().handle_packet(&[2, 0, 0]), None);
+    // Header length that does not match the body: corrupt, as Zephyr's smp.c answers.
+    let h = Header { op: Op::Write, version: 1, flags: 0, len: 10, group: KEYS, seq: 1, cmd: 0 };
+    let mut pkt = h.encode().to_vec();
+    pkt.push(0xA0);
+    let rsp = s.dev().handle_packet(&pkt).unwrap();
+    let v: Value = ciborium::de::from_reader(&rsp[8..]).unwrap();
+    assert_eq!(mgmt_rc(&v), Some(MgmtErr::ECorrupt as u64));
+}
+
+#[test]
+fn smp_v1_clients_get_rc_errors() {
+    let mut s = Sim::new();
+    let body = {
+        let mut b = Vec::new();
+        ciborium::ser::into_writer(&map(vec![("id", id(0x20000))]), &mut b).unwrap();
+        b
+    };
+    let h = Header { op: Op::Read, version: 0, flags: 0, len: body.len() as u16, group: KEYS, seq: 7, cmd: 1 };
+    let mut pkt = h.encode().to_vec();
+    pkt.extend_from_slice(&body);
+    let rsp = s.dev().handle_packet(&pkt).unwrap();
+    let v: Value = ciborium::de::from_reader(&rsp[8..]).unwrap();
+    assert!(get(&v, "err").is_none());
+    assert_ne!(mgmt_rc(&v), None);
+    assert_ne!(mgmt_rc(&v), Some(0));
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    let out = Command::new("openssl").args(args).output().expect("openssl is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn issue_with_openssl(s: &Sim, csr_der: &[u8], name: &str) -> Vec<u8> {
+    let d = s.dir.path();
+    let csr = d.join(format!("{name}.csr"));
+    std::fs::write(&csr, csr_der).unwrap();
+    let ca_key = d.join("ca.key");
+    let ca = d.join("ca.pem");
+    if !ca.exists() {
+        openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=Test CA", "-days", "1", "-keyout", ca_key.to_str().unwrap(), "-out", ca.to_str().unwrap()]);
+    }
+    let leaf = d.join(format!("{name}.der"));
+    openssl(&["x509", "-req", "-inform", "DER", "-in", csr.to_str().unwrap(), "-CA", ca.to_str().unwrap(),
+        "-CAkey", ca_key.to_str().unwrap(), "-set_serial", "7", "-days", "1", "-outform", "DER",
+        "-out", leaf.to_str().unwrap()]);
+    std::fs::read(leaf).unwrap()
+}
+
+#[test]
+fn csr_verifies_with_openssl_and_carries_the_key() {
+    let mut s = Sim::new();
+    s.req(Op::Write, KEYS, 0, map(vec![("id", id(3)), ("priv", Value::Bytes(factory::SAMPLE_VALUE_3.to_vec()))]));
+    let r = s.req(
+        Op::Write,
+        CSR,
+        0,
+        map(vec![("id", id(3)), ("cn", Value::Text("dev-1".into())), ("o", Value::Text("Acme".into())),
+            ("ou", Value::Text("Factory 7".into()))]),
+    );
+    let der = bytes(&r, "csr");
+    let path = s.dir.path().join("req.der");
+    std::fs::write(&path, &der).unwrap();
+    let out = openssl(&["req", "-inform", "DER", "-in", path.to_str().unwrap(), "-verify", "-noout", "-subject"]);
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("verify OK") || text.contains("Certificate request self-signature verify OK"), "{text}");
+    assert!(text.contains("CN = dev-1") || text.contains("CN=dev-1"), "{text}");
+    assert!(text.contains("Acme") && text.contains("Factory 7"), "{text}");
+    // Its public key is the key's.
+    let pubkey = openssl(&["req", "-inform", "DER", "-in", path.to_str().unwrap(), "-pubkey", "-noout"]);
+    use p256::pkcs8::DecodePublicKey;
+    let pk = p256::PublicKey::from_public_key_pem(std::str::from_utf8(&pubkey.stdout).unwrap()).unwrap();
+    let expected = p256::SecretKey::from_slice(&factory::SAMPLE_VALUE_3).unwrap().public_key();
+    assert_eq!(pk, expected);
+    // A flipped signature byte fails openssl's check (the test can fail).
+    let mut broken = der.clone();
+    let n = broken.len();
+    broken[n - 3] ^= 1;
+    std::fs::write(&path, &broken).unwrap();
+    let out = Command::new("openssl").args(["req", "-inform", "DER", "-in", path.to_str().unwrap(), "-verify", "-noout"]).output().unwrap();
+    assert!(!out.status.success() || String::from_utf8_lossy(&out.stderr).contains("fail"));
+    // Bad CN and absent key.
+    for cn in ["bad cn", "", &"x".repeat(65), "dev/1"] {
+        let r = s.req(Op::Write, CSR, 0, map(vec![("id", id(3)), ("cn", Value::Text(cn.into()))]));
+        assert_eq!(group_rc(&r, CSR), Some(4), "cn {cn:?}");
+    }
+    let r = s.req(Op::Write, CSR, 0, map(vec![("id", id(9)), ("cn", Value::Text("dev-1".into()))]));
+    assert_eq!(group_rc(&r, CSR), Some(2));
+}
+
+#[test]
+fn certificates_store_check_and_persist() {
+    let mut s = Sim::new();
+    s.req(Op::Write, KEYS, 0, map(vec![("id", id(3)), ("priv", Value::Bytes(factory::SAMPLE_VALUE_3.to_vec()))]));
+    s.req(Op::Write, KEYS, 0, map(vec![("id", id(2)), ("priv", Value::Bytes(factory::SAMPLE_VALUE_2.to_vec()))]));
+    let csr3 = bytes(&s.req(Op::Write, CSR, 0, map(vec![("id", id(3)), ("cn", Value::Text("dev-1".into()))])), "csr");
+    let cert3 = issue_with_openssl(&s, &csr3, "k3");
+    // Not found before it is stored.
+    assert_eq!(group_rc(&s.req(Op::Read, CERTS, 1, map(vec![("id", id(3))])), CERTS), Some(2));
+    // Storing key 3's certificate at key 2: mismatch.
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(2)), ("cert", Value::Bytes(cert3.clone()))]));
+    assert_eq!(group_rc(&r, CERTS), Some(7));
+    // At a key that does not exist: not found.
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(4)), ("cert", Value::Bytes(cert3.clone()))]));
+    assert_eq!(group_rc(&r, CERTS), Some(2));
+    // Garbage: invalid argument; more than 4096 bytes: too large.
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(vec![0x30, 0x03, 1, 2, 3]))]));
+    assert_eq!(group_rc(&r, CERTS), Some(4));
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(vec![0x30; 4097]))]));
+    assert_eq!(group_rc(&r, CERTS), Some(8));
+    // The right one.
+    assert_eq!(s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(cert3.clone()))])), map(vec![]));
+    assert_eq!(bytes(&s.req(Op::Read, CERTS, 1, map(vec![("id", id(3))])), "cert"), cert3);
+    // A peer certificate (the CA root) is stored without the key check.
+    let ca = std::fs::read_to_string(s.dir.path().join("ca.pem")).unwrap();
+    let (_, ca_der) = der::pem::decode_vec(ca.as_bytes()).unwrap();
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0000)), ("cert", Value::Bytes(ca_der.clone()))]));
+    assert_eq!(r, map(vec![]));
+    // Everything survives a restart.
+    s.restart();
+    assert_eq!(bytes(&s.req(Op::Read, CERTS, 1, map(vec![("id", id(3))])), "cert"), cert3);
+    assert_eq!(bytes(&s.req(Op::Read, CERTS, 1, map(vec![("id", id(0x3F00_0000))])), "cert"), ca_der);
+    // Destroy removes the key and its certificate.
+    s.req(Op::Write, KEYS, 3, map(vec![("id", id(3))]));
+    assert_eq!(group_rc(&s.req(Op::Read, CERTS, 1, map(vec![("id", id(3))])), CERTS), Some(2));
+}
+
+#[test]
+fn os_group_echo_and_params() {
+    let mut s = Sim::new();
+    let r = s.req(Op::Write, 0, 0, map(vec![("d", Value::Text("hello".into()))]));
+    assert_eq!(get(&r, "r"), Some(&Value::Text("hello".into())));
+    let p = s.req(Op::Read, 0, 6, map(vec![]));
+    assert!(uint(&p, "buf_size") >= 4096 + 64);
+}
+
+#[test]
+fn every_error_maps_to_its_group_rc() {
+    use tfmprov_psa::Error as P;
+    let cases: Vec<(Error, GroupRc)> = vec![
+        (Error::Psa(P::InvalidId(0)), GroupRc::InvalidArgument),
+        (Error::Psa(P::NotFound(2)), GroupRc::NotFound),
+        (Error::Psa(P::Exists(2)), GroupRc::Exists),
+        (Error::Psa(P::InvalidArgument("x")), GroupRc::InvalidArgument),
+        (Error::Psa(P::StorageFull), GroupRc::StorageFull),
+        (Error::Psa(P::RngBroken), GroupRc::CryptoFailure),
+        (Error::Psa(P::Psa(tfmprov_psa::PsaStatus::GenericError)), GroupRc::CryptoFailure),
+        (Error::Mismatch, GroupRc::Mismatch),
+        (Error::TooLarge, GroupRc::TooLarge),
+        (Error::Psa(P::Busy), GroupRc::Locked),
+    ];
+    for (e, rc) in cases {
+        assert_eq!(e.group_rc(), rc, "{e}");
+    }
+}
+
+#[test]
+fn shell_commands() {
+    let mut s = Sim::new();
+    let out = s.dev().shell(&["prov", "factory"]).unwrap();
+    assert!(out.contains("random   id 0x00010000 created"), "{out}");
+    assert!(out.contains("known    id 0x00000002 created"), "{out}");
+    let again = s.dev().shell(&["factory"]).unwrap();
+    assert!(again.contains("chained  id 0x00000003 kept"), "{again}");
+    let out = s.dev().shell(&["prov", "keys", "status", "0x3"]).unwrap();
+    assert_eq!(out, "id 0x00000003 present");
+    let out = s.dev().shell(&["keys", "pub", "2"]).unwrap();
+    let expected = p256::SecretKey::from_slice(&factory::SAMPLE_VALUE_2).unwrap().public_key();
+    assert!(out.ends_with(&shell::hex(&expected.to_sec1_bytes())), "{out}");
+    let csr = s.dev().shell(&["csr", "3", "dev-1", "Acme"]).unwrap();
+    assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    assert!(s.dev().shell(&["keys", "gen", "0x10000000"]).is_err());
+    assert!(matches!(s.dev().shell(&["keys", "gen", "2"]), Err(Error::Psa(tfmprov_psa::Error::Exists(2)))));
+    let out = s.dev().shell(&["keys", "gen", "5", "--priv", &shell::hex(&PRIV)]).unwrap();
+    assert!(out.ends_with(&shell::hex(&p256::SecretKey::from_slice(&PRIV).unwrap().public_key().to_sec1_bytes())));
+    assert!(s.dev().shell(&["keys", "gen", "6", "--priv", "zz"]).is_err());
+    assert!(s.dev().shell(&["bogus"]).is_err());
+    assert_eq!(s.dev().shell(&["keys", "destroy", "5"]).unwrap(), "id 0x00000005 destroyed");
+    assert!(s.dev().shell(&["cert", "get", "3"]).is_err());
+}
