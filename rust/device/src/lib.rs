@@ -47,6 +47,8 @@ pub enum Error {
     Der(der::Error),
     /// A COSE message could not be built.
     Cose(&'static str),
+    /// A sealed message needs a session: send a session message first.
+    NoSession,
 }
 
 impl Error {
@@ -65,6 +67,7 @@ impl Error {
             Error::Psa(P::Busy) => GroupRc::Locked,
             Error::Mismatch => GroupRc::Mismatch,
             Error::Der(_) => GroupRc::InvalidArgument,
+            Error::NoSession => GroupRc::NotFound,
         }
     }
 }
@@ -78,6 +81,7 @@ impl core::fmt::Display for Error {
             Error::TooLarge => write!(f, "certificate larger than {} bytes", tfmprov_psa::MAX_BLOB_LEN),
             Error::Der(e) => write!(f, "DER: {e}"),
             Error::Cose(what) => write!(f, "COSE: {what}"),
+            Error::NoSession => write!(f, "no active session"),
         }
     }
 }

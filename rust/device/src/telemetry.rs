@@ -1,14 +1,262 @@
-//! Telemetry state and messages (filled in with the COSE profiles).
+//! The device's MQTT messages (DESIGN.md "COSE profiles"), built with
+//! tfmprov-cose and every crypto step through PSA:
+//! - `data`: Sign1 by the telemetry key, with a `seq` that increases across
+//!   reboots;
+//! - `session`: Sign1(COSE_Encrypt(fresh session key)) to the cloud key
+//!   stored at peer ID 0x3F000001, with a session id that never decreases;
+//! - `sealed`: Encrypt0 under the session key, with `seq`.
+//!
+//! Counters are persisted in reserved blocks (one flash write per
+//! [`SEQ_BLOCK`] messages): after a reset the device skips the rest of the
+//! block, so a sequence number is never used twice.
 
-use crate::Error;
-use tfmprov_psa::Psa;
+use crate::{certs, Device, Error};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use tfmprov_cose::{ErrorReport, Kid};
+use tfmprov_psa::ids::{DeviceKeyId, PeerId, PEER_CLOUD};
+use tfmprov_psa::{Psa, PublicKey, StateId};
 
-/// Counters kept across reboots.
-pub struct State {}
+/// Sequence numbers reserved per persistent write.
+pub const SEQ_BLOCK: u64 = 32;
+/// Default telemetry signing key: the sample key enrolled into the chain.
+pub const DEFAULT_TELEMETRY_KEY: u32 = crate::factory::SAMPLE_KEY_ID_3;
+
+/// When to start a new session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// After this many sealed messages.
+    pub max_messages: u32,
+    /// After this long (milliseconds of the caller's monotonic clock).
+    pub max_age_ms: u64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy { max_messages: 100, max_age_ms: 3_600_000 }
+    }
+}
+
+struct ActiveSession {
+    id: u32,
+    /// The session key as a volatile PSA key: after the session message is
+    /// built, its value exists only inside PSA.
+    key: tfmprov_psa::SessionKey,
+    sent: u32,
+    started_ms: u64,
+}
+
+/// Counters kept across reboots plus the current session (RAM only: a
+/// reboot starts a new session).
+pub struct State {
+    next_seq: u64,
+    reserved_until: u64,
+    last_session_id: u32,
+    session: Option<ActiveSession>,
+    key: u32,
+    policy: SessionPolicy,
+}
+
+fn be_u64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+fn be_u32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.try_into().ok()?))
+}
 
 impl State {
-    /// Loads the counters.
-    pub fn load(_psa: &mut Psa) -> Result<State, Error> {
-        Ok(State {})
+    /// Loads the counters: the next seq is the end of the last reserved block.
+    pub fn load(psa: &mut Psa) -> Result<State, Error> {
+        let next_seq = match psa.load_state(StateId::Seq)? {
+            Some(v) => be_u64(&v).ok_or(Error::InvalidArgument("corrupt seq record"))?,
+            None => 0,
+        };
+        let last_session_id = match psa.load_state(StateId::SessionId)? {
+            Some(v) => be_u32(&v).ok_or(Error::InvalidArgument("corrupt session id record"))?,
+            None => 0,
+        };
+        Ok(State {
+            next_seq,
+            reserved_until: next_seq,
+            last_session_id,
+            session: None,
+            key: DEFAULT_TELEMETRY_KEY,
+            policy: SessionPolicy::default(),
+        })
+    }
+
+    fn next_seq(&mut self, psa: &mut Psa) -> Result<u64, Error> {
+        if self.next_seq >= self.reserved_until {
+            let until = self.next_seq.checked_add(SEQ_BLOCK).ok_or(Error::InvalidArgument("seq exhausted"))?;
+            psa.store_state(StateId::Seq, &until.to_be_bytes())?;
+            self.reserved_until = until;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+}
+
+fn cose_err<E>(e: tfmprov_cose::Error<E>) -> Error
+where
+    E: Into<Error>,
+{
+    match e {
+        tfmprov_cose::Error::Crypto(inner) | tfmprov_cose::Error::Signature(inner) | tfmprov_cose::Error::Decrypt(inner) => {
+            inner.into()
+        }
+        _ => Error::Cose("message could not be built"),
+    }
+}
+
+/// kid of a P-256 public key: first 8 bytes of SHA-256(SPKI DER).
+pub fn kid_of(psa: &Psa, public: &PublicKey) -> Result<Kid, Error> {
+    let spki = tfmprov_cose::p256_spki_der(public);
+    Ok(tfmprov_cose::kid_from_spki_digest(&psa.sha256(&spki)?))
+}
+
+/// A small CBOR telemetry map `{"n": counter, "t": uptime_ms}`, the payload
+/// the sample publishes.
+pub fn sample_payload(counter: u64, uptime_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.push(0xA2);
+    out.extend_from_slice(&[0x61, b'n']);
+    cbor_uint(&mut out, counter);
+    out.extend_from_slice(&[0x61, b't']);
+    cbor_uint(&mut out, uptime_ms);
+    out
+}
+
+fn cbor_uint(out: &mut Vec<u8>, v: u64) {
+    match v {
+        0..=23 => out.push(v as u8),
+        24..=0xFF => out.extend_from_slice(&[0x18, v as u8]),
+        0x100..=0xFFFF => {
+            out.push(0x19);
+            out.extend_from_slice(&(v as u16).to_be_bytes());
+        }
+        0x1_0000..=0xFFFF_FFFF => {
+            out.push(0x1A);
+            out.extend_from_slice(&(v as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(0x1B);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+}
+
+/// A one-line description of a report received on the errors topic.
+pub fn describe_error_report(bytes: &[u8]) -> String {
+    match ErrorReport::from_cbor(bytes) {
+        Ok(r) => {
+            let mut s = format!("rejected: code {} ({})", r.code, r.reason);
+            if let Some(seq) = r.seq {
+                s.push_str(&format!(" seq {seq}"));
+            }
+            if let Some(kid) = &r.kid {
+                s.push_str(" kid ");
+                s.push_str(&crate::shell::hex(kid));
+            }
+            s
+        }
+        Err(_) => format!("undecodable error report ({} bytes)", bytes.len()),
+    }
+}
+
+impl Device {
+    /// Chooses the key that signs telemetry and session messages.
+    pub fn set_telemetry_key(&mut self, id: DeviceKeyId) {
+        self.telemetry.key = id.get();
+    }
+
+    /// Sets when sessions rotate.
+    pub fn set_session_policy(&mut self, policy: SessionPolicy) {
+        self.telemetry.policy = policy;
+    }
+
+    fn telemetry_key(&self) -> Result<(DeviceKeyId, Kid), Error> {
+        let id = DeviceKeyId::new(self.telemetry.key.into())?;
+        let public = self.psa.public_key(id)?;
+        Ok((id, kid_of(&self.psa, &public)?))
+    }
+
+    /// The next `data` message: Sign1 over `payload` with the next seq.
+    pub fn data_message(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        let (key, kid) = self.telemetry_key()?;
+        let seq = self.telemetry.next_seq(&mut self.psa)?;
+        let psa = &self.psa;
+        tfmprov_cose::sign_data(&kid, seq, payload, |tbs| psa.sign_message(key, tbs).map_err(Error::from))
+            .map_err(cose_err)
+    }
+
+    /// Whether a new session is due (none yet, or the policy says so).
+    pub fn session_due(&self, now_ms: u64) -> bool {
+        match &self.telemetry.session {
+            None => true,
+            Some(s) => {
+                s.sent >= self.telemetry.policy.max_messages
+                    || now_ms.saturating_sub(s.started_ms) >= self.telemetry.policy.max_age_ms
+            }
+        }
+    }
+
+    /// Starts a new session and returns its `session` message. The new
+    /// session id is persisted before the message exists, so it never
+    /// decreases, even across a reset right after.
+    pub fn session_message(&mut self, now_ms: u64) -> Result<Vec<u8>, Error> {
+        let (key, device_kid) = self.telemetry_key()?;
+        let cloud_der = certs::get(&self.psa, tfmprov_psa::ids::CertTarget::Peer(PeerId::new(PEER_CLOUD.into())?))?;
+        let cloud: PublicKey = certs::certificate_public_key(&cloud_der)?
+            .try_into()
+            .map_err(|_| Error::InvalidArgument("cloud certificate key is not an uncompressed P-256 point"))?;
+        let cloud_kid = kid_of(&self.psa, &cloud)?;
+        let mut session_key = [0u8; 16];
+        self.psa.random(&mut session_key)?;
+        let id = self.telemetry.last_session_id.checked_add(1).ok_or(Error::InvalidArgument("session ids exhausted"))?;
+        self.psa.store_state(StateId::SessionId, &id.to_be_bytes())?;
+        self.telemetry.last_session_id = id;
+        let psa = &self.psa;
+        let crypto = tfmprov_cose::SessionCrypto::new(
+            |peer: &[u8; 65]| psa.ecdh_ephemeral(peer).map_err(Error::from),
+            |ikm: &[u8], info: &[u8], len: usize| psa.hkdf_sha256(ikm, info, len).map_err(Error::from),
+            |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], pt: &[u8]| {
+                psa.session_key(k).and_then(|sk| sk.encrypt(iv, aad, pt)).map_err(Error::from)
+            },
+            |buf: &mut [u8]| psa.random(buf).map_err(Error::from),
+        );
+        let msg = tfmprov_cose::build_session(id, &session_key, &cloud_kid, &cloud, &device_kid, crypto, |tbs| {
+            psa.sign_message(key, tbs).map_err(Error::from)
+        })
+        .map_err(cose_err);
+        let key = self.psa.session_key(&session_key);
+        session_key.fill(0);
+        let msg = msg?;
+        self.telemetry.session = Some(ActiveSession { id, key: key?, sent: 0, started_ms: now_ms });
+        Ok(msg)
+    }
+
+    /// The current session id, if a session is active.
+    pub fn session_id(&self) -> Option<u32> {
+        self.telemetry.session.as_ref().map(|s| s.id)
+    }
+
+    /// The next `sealed` message under the current session key.
+    pub fn sealed_message(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        let seq = {
+            if self.telemetry.session.is_none() {
+                return Err(Error::NoSession);
+            }
+            self.telemetry.next_seq(&mut self.psa)?
+        };
+        let session = self.telemetry.session.as_mut().ok_or(Error::NoSession)?;
+        let iv = tfmprov_cose::sealed_iv(session.id, seq);
+        let key = &session.key;
+        let msg = tfmprov_cose::seal(session.id, seq, &iv, payload, |aad, pt| key.encrypt(&iv, aad, pt).map_err(Error::from))
+            .map_err(cose_err)?;
+        session.sent = session.sent.saturating_add(1);
+        Ok(msg)
     }
 }

@@ -382,3 +382,139 @@ fn shell_commands() {
     assert_eq!(s.dev().shell(&["keys", "destroy", "5"]).unwrap(), "id 0x00000005 destroyed");
     assert!(s.dev().shell(&["cert", "get", "3"]).is_err());
 }
+
+fn verifier(public: &[u8]) -> impl Fn(&[u8], &[u8; 64]) -> Result<(), ()> + '_ {
+    move |tbs, sig| {
+        use p256::ecdsa::signature::Verifier;
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(public).map_err(|_| ())?;
+        let s = p256::ecdsa::Signature::from_slice(sig).map_err(|_| ())?;
+        vk.verify(tbs, &s).map_err(|_| ())
+    }
+}
+
+#[test]
+fn data_messages_verify_and_seq_survives_restart() {
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let public = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    let payload = telemetry::sample_payload(1, 1000);
+    let m1 = s.dev().data_message(&payload).unwrap();
+    let m2 = s.dev().data_message(&payload).unwrap();
+    let d1 = tfmprov_cose::parse_data(&m1).unwrap();
+    let d2 = tfmprov_cose::parse_data(&m2).unwrap();
+    assert_eq!(d1.payload, payload);
+    assert!(d2.seq > d1.seq);
+    d1.verify(verifier(&public)).unwrap();
+    d2.verify(verifier(&public)).unwrap();
+    let psa_kid = telemetry::kid_of(s.dev().psa(), &public).unwrap();
+    assert_eq!(d1.kid, psa_kid);
+    // The kid is SHA-256 over the SPKI DER, as the CA/aggregator compute it.
+    use p256::pkcs8::EncodePublicKey;
+    use sha2::Digest;
+    let spki = p256::PublicKey::from_sec1_bytes(&public).unwrap().to_public_key_der().unwrap();
+    assert_eq!(&psa_kid[..], &sha2::Sha256::digest(spki.as_bytes())[..8]);
+    // A flipped byte does not verify.
+    let mut bad = m1.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 0x40;
+    let parsed = tfmprov_cose::parse_data(&bad).unwrap();
+    assert!(parsed.verify(verifier(&public)).is_err());
+    s.restart();
+    let m3 = s.dev().data_message(&payload).unwrap();
+    let d3 = tfmprov_cose::parse_data(&m3).unwrap();
+    assert!(d3.seq > d2.seq, "{} after {}", d3.seq, d2.seq);
+    // Without the telemetry key: a clear error.
+    s.dev().shell(&["keys", "destroy", "3"]).unwrap();
+    assert!(matches!(s.dev().data_message(b"x"), Err(Error::Psa(tfmprov_psa::Error::NotFound(3)))));
+}
+
+fn cloud_identity(s: &Sim) -> (p256::SecretKey, Vec<u8>) {
+    let d = s.dir.path();
+    let key = d.join("cloud.key");
+    let cert = d.join("cloud.der");
+    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-subj", "/CN=cloud", "-days", "1", "-keyout", key.to_str().unwrap(), "-outform", "DER", "-out", cert.to_str().unwrap()]);
+    use p256::pkcs8::DecodePrivateKey;
+    let sk = p256::SecretKey::from_pkcs8_pem(&std::fs::read_to_string(key).unwrap()).unwrap();
+    (sk, std::fs::read(cert).unwrap())
+}
+
+fn open_session(msg: &[u8], device_pub: &[u8], cloud: &p256::SecretKey) -> (u32, [u8; 16]) {
+    let sm = tfmprov_cose::parse_session(msg).unwrap();
+    sm.verify(verifier(device_pub)).unwrap();
+    let key = sm
+        .decrypt(
+            |eph: &[u8; 65]| -> Result<[u8; 32], ()> {
+                let pk = p256::PublicKey::from_sec1_bytes(eph).map_err(|_| ())?;
+                let shared = p256::ecdh::diffie_hellman(cloud.to_nonzero_scalar(), pk.as_affine());
+                Ok((*shared.raw_secret_bytes()).into())
+            },
+            |ikm: &[u8], info: &[u8], len: usize| {
+                let mut out = vec![0u8; len];
+                hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
+                Ok(out)
+            },
+            |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], ct: &[u8]| {
+                use aes_gcm::aead::{Aead, KeyInit, Payload};
+                aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().decrypt(iv.into(), Payload { msg: ct, aad }).map_err(|_| ())
+            },
+        )
+        .unwrap();
+    (sm.session_id, key)
+}
+
+#[test]
+fn sessions_and_sealed_messages() {
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let public = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    // No cloud certificate yet: refused clearly; no session: sealed refused.
+    assert!(matches!(s.dev().session_message(0), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
+    assert_eq!(s.dev().sealed_message(b"x"), Err(Error::NoSession));
+    let (cloud, cloud_der) = cloud_identity(&s);
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0001)), ("cert", Value::Bytes(cloud_der))]));
+    assert_eq!(r, map(vec![]));
+    assert!(s.dev().session_due(0));
+    let msg = s.dev().session_message(0).unwrap();
+    let (sid, key) = open_session(&msg, &public, &cloud);
+    assert_eq!(sid, 1);
+    assert_eq!(s.dev().session_id(), Some(1));
+    let sealed = s.dev().sealed_message(b"secret reading").unwrap();
+    let parsed = tfmprov_cose::parse_sealed(&sealed).unwrap();
+    assert_eq!(parsed.session_id, 1);
+    let pt = parsed
+        .open(|aad, ct| {
+            use aes_gcm::aead::{Aead, KeyInit, Payload};
+            aes_gcm::Aes128Gcm::new_from_slice(&key).unwrap().decrypt((&parsed.iv).into(), Payload { msg: ct, aad }).map_err(|_| ())
+        })
+        .unwrap();
+    assert_eq!(pt, b"secret reading");
+    // Rotation by count.
+    s.dev().set_session_policy(telemetry::SessionPolicy { max_messages: 2, max_age_ms: 10_000 });
+    assert!(!s.dev().session_due(1));
+    s.dev().sealed_message(b"2").unwrap();
+    assert!(s.dev().session_due(2));
+    assert!(s.dev().session_due(20_000));
+    // Session ids and seq keep increasing across a restart.
+    let seq_before = parsed.seq;
+    s.restart();
+    assert_eq!(s.dev().session_id(), None);
+    let msg = s.dev().session_message(5).unwrap();
+    let (sid2, key2) = open_session(&msg, &public, &cloud);
+    assert_eq!(sid2, 2);
+    assert_ne!(key2, key);
+    let sealed = s.dev().sealed_message(b"after reboot").unwrap();
+    assert!(tfmprov_cose::parse_sealed(&sealed).unwrap().seq > seq_before);
+}
+
+#[test]
+fn error_reports_are_described() {
+    let r = tfmprov_cose::ErrorReport { code: 6, reason: "replay or duplicate".into(), kid: Some(vec![1, 2]), seq: Some(9) };
+    let text = telemetry::describe_error_report(&r.to_cbor());
+    assert_eq!(text, "rejected: code 6 (replay or duplicate) seq 9 kid 0102");
+    assert!(telemetry::describe_error_report(&[0xFF, 0x00]).starts_with("undecodable"));
+    let p = telemetry::sample_payload(300, 70_000);
+    let v: Value = ciborium::de::from_reader(&p[..]).unwrap();
+    assert_eq!(uint(&v, "n"), 300);
+    assert_eq!(uint(&v, "t"), 70_000);
+}

@@ -4,12 +4,11 @@ use crate::keys::SIGN_ALG;
 use crate::{Error, Psa, PsaStatus, PublicKey, PUBLIC_KEY_LEN};
 use alloc::vec;
 use alloc::vec::Vec;
-use psa_crypto::operations::{aead, asym_signature, hash, key_derivation, key_management, other};
+use psa_crypto::operations::{aead, asym_signature, hash, key_agreement, key_management, mac, other};
 use psa_crypto::types::algorithm::{
-    Aead, AeadWithDefaultLengthTag, Hash, KeyAgreement, KeyDerivation, RawKeyAgreement,
+    Aead, AeadWithDefaultLengthTag, FullLengthMac, Hash, KeyAgreement, Mac, RawKeyAgreement,
 };
 use psa_crypto::types::key::{Attributes, EccFamily, Id, Lifetime, Policy, Type, UsageFlags};
-use psa_crypto::types::key_derivation::{Input, InputSecret, Inputs, Operation};
 
 const GCM: Aead = Aead::AeadWithDefaultLengthTag(AeadWithDefaultLengthTag::Gcm);
 
@@ -80,71 +79,84 @@ impl Psa {
         Ok(SessionKey { id })
     }
 
-    /// ECDH-ES + HKDF-SHA256 content encryption for a COSE recipient, all
-    /// inside PSA: a fresh volatile ephemeral P-256 key agrees with
-    /// `peer_public`, HKDF (no salt, `info` = the COSE_KDF_Context) derives a
-    /// volatile AES-128-GCM key, which encrypts `plaintext`. Neither the
-    /// shared secret nor the derived key leaves PSA. Returns the ephemeral
-    /// public key and ciphertext || tag.
-    pub fn ecdh_es_hkdf_encrypt(
-        &self,
-        peer_public: &PublicKey,
-        info: &[u8],
-        iv: &[u8; 12],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<(PublicKey, Vec<u8>), Error> {
+    /// ECDH with a fresh ephemeral P-256 key (volatile, inside PSA, destroyed
+    /// at once): returns the ephemeral public key and the shared secret (the
+    /// x-coordinate), the ECDH-ES step of a COSE recipient.
+    pub fn ecdh_ephemeral(&self, peer_public: &PublicKey) -> Result<(PublicKey, [u8; 32]), Error> {
         self.require_rng()?;
-        let kdf_alg = KeyDerivation::Hkdf { hash_alg: Hash::Sha256 };
+        let alg = RawKeyAgreement::Ecdh;
         let mut usage_flags = UsageFlags::default();
         usage_flags.set_derive();
-        let eph_attributes = Attributes {
+        let attributes = Attributes {
             lifetime: Lifetime::Volatile,
             key_type: Type::EccKeyPair { curve_family: EccFamily::SecpR1 },
             bits: 256,
-            policy: Policy {
-                usage_flags,
-                permitted_algorithms: KeyAgreement::WithKeyDerivation {
-                    ka_alg: RawKeyAgreement::Ecdh,
-                    kdf_alg,
-                }
-                .into(),
-            },
+            policy: Policy { usage_flags, permitted_algorithms: KeyAgreement::Raw(alg).into() },
         };
-        let eph = key_management::generate(eph_attributes, None)?;
+        let eph = key_management::generate(attributes, None)?;
         let result = (|| {
             let mut eph_public = [0u8; PUBLIC_KEY_LEN];
-            let n = key_management::export_public(eph, &mut eph_public)?;
-            if n != PUBLIC_KEY_LEN {
+            if key_management::export_public(eph, &mut eph_public)? != PUBLIC_KEY_LEN {
                 return Err(Error::Psa(PsaStatus::CorruptionDetected));
             }
-            let operation = Operation {
-                inputs: Inputs::Hkdf {
-                    hash_alg: Hash::Sha256,
-                    salt: None,
-                    secret: InputSecret::KeyAgreement {
-                        alg: RawKeyAgreement::Ecdh,
-                        private_key: eph,
-                        peer_key: peer_public,
-                    },
-                    info: Input::Bytes(info),
-                },
-                capacity: None,
-            };
-            let mut cek_attributes = aes_gcm_attributes(128);
-            cek_attributes.policy.usage_flags = {
-                let mut u = UsageFlags::default();
-                u.set_encrypt();
-                u
-            };
-            let cek = key_derivation::output_key(operation, cek_attributes, None)?;
-            let ct = gcm_encrypt(cek, iv, aad, plaintext);
-            // SAFETY: a volatile key created just above and used only here.
-            let _ = unsafe { key_management::destroy(cek) };
-            Ok((eph_public, ct?))
+            let mut shared = [0u8; 32];
+            let n = key_agreement::raw_key_agreement(alg, eph, peer_public, &mut shared).map_err(|e| match e {
+                PsaStatus::InvalidArgument => Error::InvalidArgument("peer public key is not a P-256 point"),
+                other => other.into(),
+            })?;
+            if n != shared.len() {
+                return Err(Error::Psa(PsaStatus::CorruptionDetected));
+            }
+            Ok((eph_public, shared))
         })();
         // SAFETY: the ephemeral key is volatile and used only in this function.
         let _ = unsafe { key_management::destroy(eph) };
         result
+    }
+
+    /// HMAC-SHA256 through PSA (a volatile HMAC key holding `key`).
+    pub fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> Result<[u8; 32], Error> {
+        let mac_alg = Mac::FullLength(FullLengthMac::Hmac { hash_alg: Hash::Sha256 });
+        let mut usage_flags = UsageFlags::default();
+        // psa-crypto maps SIGN_MESSAGE (what psa_mac_compute checks) through set_sign_hash.
+        usage_flags.set_sign_hash();
+        let attributes = Attributes {
+            lifetime: Lifetime::Volatile,
+            key_type: Type::Hmac,
+            bits: 0,
+            policy: Policy { usage_flags, permitted_algorithms: mac_alg.into() },
+        };
+        let id = key_management::import(attributes, None, key)?;
+        let mut out = [0u8; 32];
+        let r = mac::compute_mac(id, mac_alg, data, &mut out);
+        // SAFETY: a volatile key created above and used only here.
+        let _ = unsafe { key_management::destroy(id) };
+        if r? != 32 {
+            return Err(Error::Psa(PsaStatus::CorruptionDetected));
+        }
+        Ok(out)
+    }
+
+    /// HKDF-SHA256 (RFC 5869) with no salt (HashLen zeros), built on PSA's
+    /// HMAC; `len` at most 255 * 32.
+    pub fn hkdf_sha256(&self, ikm: &[u8], info: &[u8], len: usize) -> Result<Vec<u8>, Error> {
+        if len > 255 * 32 {
+            return Err(Error::InvalidArgument("HKDF output too long"));
+        }
+        let prk = self.hmac_sha256(&[0u8; 32], ikm)?;
+        let mut okm = Vec::with_capacity(len);
+        let mut t: Vec<u8> = Vec::new();
+        let mut counter = 1u8;
+        while okm.len() < len {
+            let mut input = Vec::with_capacity(t.len() + info.len() + 1);
+            input.extend_from_slice(&t);
+            input.extend_from_slice(info);
+            input.push(counter);
+            t = self.hmac_sha256(&prk, &input)?.to_vec();
+            let take = (len - okm.len()).min(t.len());
+            okm.extend_from_slice(&t[..take]);
+            counter = counter.wrapping_add(1);
+        }
+        Ok(okm)
     }
 }

@@ -217,26 +217,30 @@ fn repeating_rng_is_detected_and_refuses_random_keys() {
 }
 
 #[test]
-fn ecdh_es_hkdf_encrypt_matches_an_independent_implementation() {
+fn session_crypto_matches_independent_implementations() {
     with_psa(|psa, _| {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         let cloud = p256::SecretKey::from_slice(&[0x11; 32]).unwrap();
         let cloud_pub: [u8; 65] = cloud.public_key().to_sec1_bytes().as_ref().try_into().unwrap();
-        let iv = [9u8; 12];
-        let (eph_pub, ct) = psa
-            .ecdh_es_hkdf_encrypt(&cloud_pub, b"kdf context", &iv, b"aad", b"0123456789abcdef")
-            .unwrap();
+        let (eph_pub, shared) = psa.ecdh_ephemeral(&cloud_pub).unwrap();
         let eph = p256::PublicKey::from_sec1_bytes(&eph_pub).unwrap();
-        let shared = p256::ecdh::diffie_hellman(cloud.to_nonzero_scalar(), eph.as_affine());
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, shared.raw_secret_bytes());
-        let mut cek = [0u8; 16];
-        hk.expand(b"kdf context", &mut cek).unwrap();
-        let pt = aes_gcm::Aes128Gcm::new_from_slice(&cek)
-            .unwrap()
-            .decrypt((&iv).into(), Payload { msg: &ct, aad: b"aad" })
-            .unwrap();
-        assert_eq!(pt, b"0123456789abcdef");
-        // And the session key path encrypts the same way as aes-gcm.
+        let expected = p256::ecdh::diffie_hellman(cloud.to_nonzero_scalar(), eph.as_affine());
+        assert_eq!(&shared[..], &expected.raw_secret_bytes()[..]);
+        // A second call uses a fresh ephemeral key.
+        assert_ne!(psa.ecdh_ephemeral(&cloud_pub).unwrap().0, eph_pub);
+        // Not a point: refused, no panic.
+        let mut bad = cloud_pub;
+        bad[64] ^= 1;
+        assert!(psa.ecdh_ephemeral(&bad).is_err());
+        // HKDF-SHA256 (no salt) against RustCrypto, several lengths.
+        for len in [16usize, 32, 33, 100] {
+            let ours = psa.hkdf_sha256(&shared, b"kdf context", len).unwrap();
+            let mut theirs = vec![0u8; len];
+            hkdf::Hkdf::<sha2::Sha256>::new(None, &shared).expand(b"kdf context", &mut theirs).unwrap();
+            assert_eq!(ours, theirs, "len {len}");
+        }
+        // AES-128-GCM through PSA against aes-gcm.
+        let iv = [9u8; 12];
         let sk = psa.session_key(&[3u8; 16]).unwrap();
         let c2 = sk.encrypt(&iv, b"a", b"hello").unwrap();
         let p2 = aes_gcm::Aes128Gcm::new_from_slice(&[3u8; 16])

@@ -1,0 +1,138 @@
+//! Shared pieces of the profiles: bounded decoding into `coset` types and
+//! header checks.
+
+use alloc::vec::Vec;
+use ciborium::value::Value;
+use coset::{iana, Algorithm, AsCborValue, Header, HeaderBuilder, Label, ProtectedHeader};
+
+use crate::{cbor, check_len, Error, ParseError, MAX_CBOR_DEPTH, SEQ_LABEL};
+
+/// Depth allowed inside a protected header bstr (`{1: -7, 4: kid, -65537: seq}` is depth 1).
+const PROTECTED_DEPTH: usize = 4;
+
+/// Decode an untrusted COSE message into a `coset` structure, accepting it
+/// tagged with `tag` or untagged. Every protected header bstr (of the message
+/// and of nested recipients) is checked for well-formedness and depth before
+/// `coset` decodes it.
+pub(crate) fn decode_cose<T: AsCborValue>(
+    msg: &[u8],
+    tag: u64,
+    what: &'static str,
+) -> Result<T, ParseError> {
+    check_len(msg.len())?;
+    let value = cbor::decode(msg, MAX_CBOR_DEPTH).map_err(|_| Error::Cbor)?;
+    let value = match value {
+        Value::Tag(t, inner) if t == tag => *inner,
+        Value::Tag(..) => return Err(Error::Profile("unexpected CBOR tag")),
+        v => v,
+    };
+    precheck_protected(&value)?;
+    T::from_cbor_value(value).map_err(|_| Error::Profile(what))
+}
+
+/// Check the protected header bstr (item 0) of a COSE array and of the
+/// recipients (item 3) it may carry, recursively.
+fn precheck_protected(value: &Value) -> Result<(), ParseError> {
+    let Value::Array(items) = value else {
+        return Ok(()); // coset will reject the structure
+    };
+    if let Some(Value::Bytes(p)) = items.first() {
+        if !p.is_empty() {
+            cbor::check_wellformed(p, PROTECTED_DEPTH).map_err(|_| Error::Cbor)?;
+        }
+    }
+    if let Some(Value::Array(recipients)) = items.get(3) {
+        for r in recipients {
+            precheck_protected(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Build a protected header whose wire bytes are fixed now, so that what is
+/// authenticated (Sig_structure, Enc_structure, KDF context) is exactly what
+/// is sent.
+pub(crate) fn protected<E>(header: Header) -> Result<ProtectedHeader, Error<E>> {
+    let bytes = coset::CborSerializable::to_vec(header.clone()).map_err(|_| Error::Cbor)?;
+    Ok(ProtectedHeader {
+        original_data: Some(bytes),
+        header,
+    })
+}
+
+/// `{1: alg, 4: kid}` plus `-65537: seq` when given.
+pub(crate) fn header(alg: iana::Algorithm, kid: &[u8], seq: Option<u64>) -> Header {
+    let mut b = HeaderBuilder::new().algorithm(alg).key_id(kid.to_vec());
+    if let Some(seq) = seq {
+        b = b.value(SEQ_LABEL, Value::Integer(seq.into()));
+    }
+    b.build()
+}
+
+/// The algorithm of a protected header, which must be the integer `want`.
+pub(crate) fn expect_alg(h: &Header, want: iana::Algorithm) -> Result<(), ParseError> {
+    match &h.alg {
+        Some(Algorithm::Assigned(a)) if *a == want => Ok(()),
+        Some(_) => Err(Error::Profile("wrong algorithm")),
+        None => Err(Error::Profile("algorithm missing from protected header")),
+    }
+}
+
+/// No critical parameters (we understand no extension), and none of the
+/// parameters that the profile puts in the protected header appears
+/// unprotected as well.
+pub(crate) fn check_common(protected: &Header, unprotected: &Header) -> Result<(), ParseError> {
+    if !protected.crit.is_empty() || !unprotected.crit.is_empty() {
+        return Err(Error::Profile(
+            "critical header parameters are not supported",
+        ));
+    }
+    if unprotected.alg.is_some() {
+        return Err(Error::Profile("algorithm in unprotected header"));
+    }
+    if !unprotected.key_id.is_empty() && !protected.key_id.is_empty() {
+        return Err(Error::Profile("kid in both header buckets"));
+    }
+    if find(unprotected, SEQ_LABEL).is_some() {
+        return Err(Error::Profile("seq in unprotected header"));
+    }
+    Ok(())
+}
+
+/// A parameter of `h.rest` by integer label.
+pub(crate) fn find(h: &Header, label: i64) -> Option<&Value> {
+    h.rest
+        .iter()
+        .find(|(l, _)| *l == Label::Int(label))
+        .map(|(_, v)| v)
+}
+
+/// `seq` from a protected header: present, a uint that fits u64.
+pub(crate) fn seq(h: &Header) -> Result<u64, ParseError> {
+    match find(h, SEQ_LABEL) {
+        Some(Value::Integer(i)) => {
+            u64::try_from(*i).map_err(|_| Error::Profile("seq is not a uint"))
+        }
+        Some(_) => Err(Error::Profile("seq is not a uint")),
+        None => Err(Error::Profile("seq missing from protected header")),
+    }
+}
+
+/// Exactly `N` bytes, or a profile error saying `what`.
+pub(crate) fn fixed<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8; N], ParseError> {
+    <[u8; N]>::try_from(b).map_err(|_| Error::Profile(what))
+}
+
+/// Check `out.len() == want` for the output of a crypto closure.
+pub(crate) fn check_output<E>(out: &[u8], want: usize, what: &'static str) -> Result<(), Error<E>> {
+    if out.len() == want {
+        Ok(())
+    } else {
+        Err(Error::CryptoOutput(what))
+    }
+}
+
+/// Encode a coset structure with its tag.
+pub(crate) fn to_tagged<T: coset::TaggedCborSerializable, E>(t: T) -> Result<Vec<u8>, Error<E>> {
+    t.to_tagged_vec().map_err(|_| Error::Cbor)
+}

@@ -1,0 +1,176 @@
+//! The `errors` topic body: CBOR map
+//! `{"code": uint, "reason": tstr, "kid"?: bstr, "seq"?: uint}`, and the
+//! rejection reasons the aggregator reports ([`RejectCode`]).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use ciborium::value::Value;
+
+use crate::cbor::{self, Enc};
+use crate::{check_len, Error, ParseError};
+
+/// Why the aggregator rejected a message. The numbers are the `code` of the
+/// `errors` body and are part of the contract (docs/cose.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum RejectCode {
+    /// No registered device has this device id / kid.
+    UnknownDevice = 1,
+    /// The device (or its key) was revoked.
+    Revoked = 2,
+    /// Not CBOR, not COSE, or not our COSE profile.
+    MalformedCose = 3,
+    /// The signature does not verify.
+    BadSignature = 4,
+    /// The kid does not belong to the device of the topic.
+    KidMismatch = 5,
+    /// `seq` was already seen or is older than the replay window.
+    Replay = 6,
+    /// The message exceeds 64 KiB.
+    TooLarge = 7,
+    /// A sealed message names a session id the server does not know.
+    UnknownSession = 8,
+    /// A session message's id is not above the device's current one.
+    StaleSession = 9,
+    /// AEAD decryption (or the key agreement before it) failed.
+    DecryptionFailed = 10,
+}
+
+impl RejectCode {
+    /// All codes, in numeric order.
+    pub const ALL: [RejectCode; 10] = [
+        RejectCode::UnknownDevice,
+        RejectCode::Revoked,
+        RejectCode::MalformedCose,
+        RejectCode::BadSignature,
+        RejectCode::KidMismatch,
+        RejectCode::Replay,
+        RejectCode::TooLarge,
+        RejectCode::UnknownSession,
+        RejectCode::StaleSession,
+        RejectCode::DecryptionFailed,
+    ];
+
+    /// The numeric `code`.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The `reason` text sent with the code.
+    pub fn reason(self) -> &'static str {
+        match self {
+            RejectCode::UnknownDevice => "unknown device",
+            RejectCode::Revoked => "revoked",
+            RejectCode::MalformedCose => "malformed COSE",
+            RejectCode::BadSignature => "bad signature",
+            RejectCode::KidMismatch => "kid mismatch",
+            RejectCode::Replay => "replay or duplicate",
+            RejectCode::TooLarge => "too large",
+            RejectCode::UnknownSession => "unknown session",
+            RejectCode::StaleSession => "stale session id",
+            RejectCode::DecryptionFailed => "decryption failed",
+        }
+    }
+
+    /// The code with this number, if any.
+    pub fn from_code(code: u32) -> Option<Self> {
+        RejectCode::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+/// An `errors` topic body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorReport {
+    /// Numeric code ([`RejectCode::code`]); unknown codes are kept as is.
+    pub code: u32,
+    /// Human-readable reason.
+    pub reason: String,
+    /// kid of the rejected message, if it could be read.
+    pub kid: Option<Vec<u8>>,
+    /// seq of the rejected message, if it could be read.
+    pub seq: Option<u64>,
+}
+
+impl ErrorReport {
+    /// A report for `code` with its standard reason text and no kid/seq.
+    pub fn new(code: RejectCode) -> Self {
+        ErrorReport {
+            code: code.code(),
+            reason: String::from(code.reason()),
+            kid: None,
+            seq: None,
+        }
+    }
+
+    /// The [`RejectCode`] of [`ErrorReport::code`], if it is a known one.
+    pub fn reject_code(&self) -> Option<RejectCode> {
+        RejectCode::from_code(self.code)
+    }
+
+    /// Encode as a definite-length CBOR map with keys in the order
+    /// code, reason, kid, seq (absent ones left out).
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let n = 2 + u64::from(self.kid.is_some()) + u64::from(self.seq.is_some());
+        let mut e = Enc::new();
+        e.map(n);
+        e.text("code").uint(u64::from(self.code));
+        e.text("reason").text(&self.reason);
+        if let Some(kid) = &self.kid {
+            e.text("kid").bytes(kid);
+        }
+        if let Some(seq) = self.seq {
+            e.text("seq").uint(seq);
+        }
+        e.finish()
+    }
+
+    /// Decode an `errors` body. `code` (uint <= u32::MAX) and `reason` (tstr)
+    /// are required; `kid` must be a bstr and `seq` a uint when present;
+    /// other keys are ignored; a repeated known key is refused.
+    pub fn from_cbor(b: &[u8]) -> Result<Self, ParseError> {
+        check_len(b.len())?;
+        let v = cbor::decode(b, crate::MAX_CBOR_DEPTH).map_err(|_| Error::Cbor)?;
+        let Value::Map(entries) = v else {
+            return Err(Error::Profile("errors body is not a map"));
+        };
+        let (mut code, mut reason, mut kid, mut seq) = (None, None, None, None);
+        for (k, val) in entries {
+            let Value::Text(k) = k else { continue };
+            let dup = match k.as_str() {
+                "code" => match val {
+                    Value::Integer(i) => code
+                        .replace(u32::try_from(i).map_err(|_| Error::Profile("code is not a u32"))?)
+                        .is_some(),
+                    _ => return Err(Error::Profile("code is not a uint")),
+                },
+                "reason" => match val {
+                    Value::Text(t) => reason.replace(t).is_some(),
+                    _ => return Err(Error::Profile("reason is not a tstr")),
+                },
+                "kid" => match val {
+                    Value::Bytes(b) => kid.replace(b).is_some(),
+                    _ => return Err(Error::Profile("kid is not a bstr")),
+                },
+                "seq" => match val {
+                    Value::Integer(i) => seq
+                        .replace(u64::try_from(i).map_err(|_| Error::Profile("seq is not a uint"))?)
+                        .is_some(),
+                    _ => return Err(Error::Profile("seq is not a uint")),
+                },
+                _ => false,
+            };
+            if dup {
+                return Err(Error::Profile("duplicate key in errors body"));
+            }
+        }
+        Ok(ErrorReport {
+            code: code.ok_or(Error::Profile("code missing"))?,
+            reason: reason.ok_or(Error::Profile("reason missing"))?,
+            kid,
+            seq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
