@@ -1,0 +1,96 @@
+//! Blocking HTTP client for the CA server (used by the `tfmprov` CLI).
+//!
+//! Plain `http://` only (the server speaks plain HTTP; see `docs/CA.md`). Every
+//! answer is parsed before it is returned, so a caller never stores garbage on a
+//! device.
+
+use std::time::Duration;
+
+use x509_cert::Certificate;
+
+use crate::{Error, CLIENT_DEFAULT_TIMEOUT};
+
+/// Largest answer read from the server.
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+fn url(base_url: &str, path: &str) -> String {
+    format!("{}{}", base_url.trim_end_matches('/'), path)
+}
+
+fn read_answer(mut resp: ureq::http::Response<ureq::Body>) -> Result<String, Error> {
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_string()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    if status != 200 {
+        return Err(Error::Http {
+            status,
+            message: body.trim().to_string(),
+        });
+    }
+    Ok(body)
+}
+
+fn pem_certs(pem: &str) -> Result<Vec<Certificate>, Error> {
+    Certificate::load_pem_chain(pem.as_bytes())
+        .map_err(|e| Error::BadResponse(format!("not a PEM certificate chain: {e}")))
+}
+
+/// POSTs a DER CSR to `{base_url}/v1/csr` and returns the PEM chain (leaf, then
+/// intermediate). A refusal comes back as [`Error::Http`] with status 400 and the
+/// server's reason.
+pub fn submit_csr(base_url: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
+    let resp = agent(timeout)
+        .post(url(base_url, "/v1/csr"))
+        .header("Content-Type", "application/pkcs10")
+        .send(csr_der)
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let pem = read_answer(resp)?;
+    let certs = pem_certs(&pem)?;
+    if certs.len() < 2 {
+        return Err(Error::BadResponse(format!(
+            "expected leaf and intermediate, got {} certificate(s)",
+            certs.len()
+        )));
+    }
+    Ok(pem)
+}
+
+/// GETs `{base_url}/v1/ca` and returns `(root_pem, intermediate_pem)` (timeout
+/// [`CLIENT_DEFAULT_TIMEOUT`]).
+pub fn fetch_ca(base_url: &str) -> Result<(String, String), Error> {
+    fetch_ca_with_timeout(base_url, CLIENT_DEFAULT_TIMEOUT)
+}
+
+/// [`fetch_ca`] with an explicit timeout.
+pub fn fetch_ca_with_timeout(base_url: &str, timeout: Duration) -> Result<(String, String), Error> {
+    let resp = agent(timeout)
+        .get(url(base_url, "/v1/ca"))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let pem = read_answer(resp)?;
+    let certs = pem_certs(&pem)?;
+    let [root, intermediate] = <[Certificate; 2]>::try_from(certs).map_err(|v| {
+        Error::BadResponse(format!(
+            "expected root and intermediate, got {} certificate(s)",
+            v.len()
+        ))
+    })?;
+    use der::EncodePem;
+    let lf = der::pem::LineEnding::LF;
+    Ok((
+        root.to_pem(lf).map_err(Error::encoding)?,
+        intermediate.to_pem(lf).map_err(Error::encoding)?,
+    ))
+}

@@ -1,0 +1,217 @@
+//! The HTTP API (axum).
+//!
+//! | method | path | body | answer |
+//! | --- | --- | --- | --- |
+//! | POST | `/v1/csr` | DER PKCS#10, or PEM `CERTIFICATE REQUEST` | 200 `application/pem-certificate-chain`: leaf, intermediate |
+//! | GET | `/v1/ca` | | 200 `application/pem-certificate-chain`: root, intermediate |
+//! | GET | `/v1/devices` | | 200 JSON list of [`crate::DeviceRecord`] |
+//! | GET | `/.well-known/est/cacerts` | | 200 `application/pkcs7-mime`, base64 of PKCS#7 certs-only (intermediate, root) |
+//! | POST | `/.well-known/est/simpleenroll` | base64 of DER PKCS#10 (`application/pkcs10`) | 200 `application/pkcs7-mime; smime-type=certs-only`, base64 of PKCS#7 certs-only (the leaf) |
+//! | GET | `/healthz` | | 200 `ok` |
+//!
+//! Errors: 400 with the refusal reason as `text/plain`, 413 for bodies over 64 KiB,
+//! 500 `internal error` (details in the log).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, Extensions, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+
+use crate::{csr, Ca, Error, MAX_BODY_BYTES};
+
+const PEM_CHAIN: &str = "application/pem-certificate-chain";
+const PKCS7: &str = "application/pkcs7-mime";
+const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %self, "internal error");
+                "internal error\n".to_string()
+            }
+            _ => format!("{self}\n"),
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// The API's router (state included), for embedding; [`serve`] runs it.
+/// Peer addresses appear in the request log when the service is made with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`] does).
+pub fn router(ca: Arc<Ca>) -> Router {
+    Router::new()
+        .route("/v1/csr", post(post_csr))
+        .route("/v1/ca", get(get_ca))
+        .route("/v1/devices", get(get_devices))
+        .route("/.well-known/est/cacerts", get(est_cacerts))
+        .route("/.well-known/est/simpleenroll", post(est_simpleenroll))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ca)
+}
+
+/// Serves the API on `listener` until `shutdown` completes (then finishes the
+/// requests in flight and returns).
+pub async fn serve(
+    ca: Arc<Ca>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "CA server listening");
+    }
+    // TCP_NODELAY: answers are small; without it Nagle + delayed ACK add latency.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let app = router(ca).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Server)
+}
+
+fn source(kind: &str, ext: &Extensions) -> String {
+    match ext.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => format!("{kind} {peer}"),
+        None => kind.to_string(),
+    }
+}
+
+/// The body, or the error to answer (logged as a refused request).
+fn body_or_refusal(
+    ca: &Ca,
+    src: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Error> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(rej) => {
+            let err = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            } else {
+                Error::Refused(crate::Refusal::Malformed(format!(
+                    "cannot read body: {rej}"
+                )))
+            };
+            ca.log_refusal(src, &err.to_string());
+            Err(err)
+        }
+    }
+}
+
+async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String) -> Result<crate::Issued, Error> {
+    tokio::task::spawn_blocking(move || ca.sign_csr_from(&der, &src))
+        .await
+        .map_err(|e| Error::Encoding(format!("signing task failed: {e}")))?
+}
+
+async fn post_csr(
+    State(ca): State<Arc<Ca>>,
+    ext: Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let src = source("http", &ext);
+    let body = body_or_refusal(&ca, &src, body)?;
+    let der = match csr::csr_der_from_body(&body) {
+        Ok(d) => d,
+        Err(r) => {
+            ca.log_refusal(&src, &r.to_string());
+            return Err(Error::Refused(r));
+        }
+    };
+    let issued = sign(ca, der, src).await?;
+    let mut resp = ([(header::CONTENT_TYPE, PEM_CHAIN)], issued.chain_pem).into_response();
+    if let Ok(v) = HeaderValue::from_str(&issued.device_id) {
+        resp.headers_mut().insert("x-device-id", v);
+    }
+    resp.headers_mut().insert(
+        "x-rekey",
+        HeaderValue::from_static(if issued.rekey { "true" } else { "false" }),
+    );
+    Ok(resp)
+}
+
+async fn get_ca(State(ca): State<Arc<Ca>>) -> Response {
+    let mut body = ca.root_pem();
+    body.push_str(&ca.intermediate_pem());
+    ([(header::CONTENT_TYPE, PEM_CHAIN)], body).into_response()
+}
+
+async fn get_devices(State(ca): State<Arc<Ca>>) -> Result<Response, Error> {
+    let devices = tokio::task::spawn_blocking(move || ca.devices())
+        .await
+        .map_err(|e| Error::Encoding(format!("query task failed: {e}")))??;
+    Ok(Json(devices).into_response())
+}
+
+/// Base64 with a line break (LF) every 64 characters: what `base64 -d` and
+/// `openssl base64 -d` read (CR would make GNU `base64 -d` fail).
+fn base64_lines(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 32 + 2);
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+fn pkcs7_response(content_type: &'static str, der: &[u8]) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            ),
+        ],
+        base64_lines(der),
+    )
+        .into_response()
+}
+
+async fn est_cacerts(State(ca): State<Arc<Ca>>) -> Result<Response, Error> {
+    Ok(pkcs7_response(PKCS7, &ca.cacerts_pkcs7()?))
+}
+
+async fn est_simpleenroll(
+    State(ca): State<Arc<Ca>>,
+    ext: Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let src = source("est", &ext);
+    let body = body_or_refusal(&ca, &src, body)?;
+    let der = match csr::csr_der_from_est_body(&body) {
+        Ok(d) => d,
+        Err(r) => {
+            ca.log_refusal(&src, &r.to_string());
+            return Err(Error::Refused(r));
+        }
+    };
+    let issued = sign(ca.clone(), der, src).await?;
+    Ok(pkcs7_response(
+        PKCS7_CERTS_ONLY,
+        &ca.pkcs7_of(&issued.leaf_der)?,
+    ))
+}

@@ -1,0 +1,358 @@
+//! `tfmprov-ca`: the provisioning CA (seed 001, "CA Server Script").
+//!
+//! A two-level CA (root -> intermediate -> device leaf), all P-256 / ecdsa-with-SHA256.
+//! The CA checks a device's PKCS#10 request (self-signature, P-256 key, CN rule of
+//! DESIGN.md `[A-Za-z0-9._-]{1,64}`), issues a client-auth leaf signed by the
+//! intermediate, and logs every request (issued or refused) in SQLite, flagging a
+//! re-key when a known CN comes with another key.
+//!
+//! * [`Ca`]: the library (open/create the state, sign, query the log);
+//! * [`serve`] / [`router`]: the HTTP API (`/v1/csr`, `/v1/ca`, `/v1/devices`,
+//!   EST `/.well-known/est/cacerts` + `simpleenroll`, `/healthz`);
+//! * [`client`]: a blocking HTTP client for the `tfmprov` CLI.
+//!
+//! State directory layout: see [`store`] constants (`root_cert.pem`, `root_key.pem`,
+//! `intermediate_cert.pem`, `intermediate_key.pem`, `ca.sqlite`). `docs/CA.md` in the
+//! repository describes the choices (validity, subject, transport security).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod certs;
+pub mod client;
+mod csr;
+mod db;
+mod error;
+mod http;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use der::Encode;
+use p256::ecdsa::SigningKey;
+use sha2::{Digest, Sha256};
+
+pub use csr::{cn_allowed, csr_der_from_body, csr_der_from_est_body};
+pub use db::{DeviceRecord, RequestRecord};
+pub use error::{Error, Refusal};
+pub use http::{router, serve};
+
+/// Largest request body (and CSR) accepted: 64 KiB. Larger is HTTP 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default leaf validity in days.
+pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+/// Largest accepted `validity_days` (100 years; the leaf is cut at the intermediate's
+/// notAfter anyway).
+pub const MAX_VALIDITY_DAYS: u32 = 36_500;
+
+/// Existing CA certificates and keys to import on first start (instead of generating).
+///
+/// Keys: PEM, PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`), P-256.
+/// Certificates: PEM, one per file. The intermediate must be a CA certificate signed
+/// (ecdsa-with-SHA256) by the root. The root key is optional: without it the root
+/// stays offline and only the intermediate key is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedCas {
+    /// Root CA certificate (PEM).
+    pub root_cert: PathBuf,
+    /// Root CA private key (PEM), if it is to be kept with the CA.
+    pub root_key: Option<PathBuf>,
+    /// Intermediate CA certificate (PEM).
+    pub intermediate_cert: PathBuf,
+    /// Intermediate CA private key (PEM).
+    pub intermediate_key: PathBuf,
+}
+
+/// How to open a CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaConfig {
+    /// Directory holding the keys, certificates and `ca.sqlite` (created with mode
+    /// 0700 when missing).
+    pub state_dir: PathBuf,
+    /// Leaf validity in days (1..=[`MAX_VALIDITY_DAYS`], default 365).
+    pub validity_days: u32,
+    /// CAs to import when the state directory holds none yet. Given with an existing
+    /// state, they must be the same certificates, else [`Error::State`].
+    pub import: Option<ImportedCas>,
+}
+
+impl CaConfig {
+    /// A configuration with the default validity and no import.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        CaConfig {
+            state_dir: state_dir.into(),
+            validity_days: DEFAULT_VALIDITY_DAYS,
+            import: None,
+        }
+    }
+}
+
+/// A certificate just issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The leaf certificate (DER).
+    pub leaf_der: Vec<u8>,
+    /// PEM: the leaf, then the intermediate.
+    pub chain_pem: String,
+    /// The device id (the CN).
+    pub device_id: String,
+    /// The leaf's serial number (lowercase hex).
+    pub serial_hex: String,
+    /// SHA-256 (hex) of the device key's SubjectPublicKeyInfo DER.
+    pub spki_sha256: String,
+    /// True when the CN was known with a different key (latest issued certificate).
+    pub rekey: bool,
+}
+
+/// The CA: root and intermediate certificates, the intermediate's key, the log.
+pub struct Ca {
+    validity_days: u32,
+    state_dir: PathBuf,
+    root: certs::CaCert,
+    intermediate: certs::CaCert,
+    intermediate_key: SigningKey,
+    has_root_key: bool,
+    db: db::Db,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("state_dir", &self.state_dir)
+            .field("validity_days", &self.validity_days)
+            .field("has_root_key", &self.has_root_key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Ca {
+    /// Opens the CA in `cfg.state_dir`, creating it on first start.
+    ///
+    /// First start (no CA files in the directory): generates a root CA and an
+    /// intermediate CA (P-256, ecdsa-with-SHA256), or imports `cfg.import`; keys are
+    /// written as PKCS#8 PEM with mode 0600, certificates as PEM. Later starts load
+    /// them and check that they belong together. A directory with only some of the
+    /// files is refused ([`Error::State`]), never overwritten.
+    pub fn open_or_create(cfg: &CaConfig) -> Result<Ca, Error> {
+        if cfg.validity_days == 0 || cfg.validity_days > MAX_VALIDITY_DAYS {
+            return Err(Error::Config(format!(
+                "validity_days must be 1..={MAX_VALIDITY_DAYS}, got {}",
+                cfg.validity_days
+            )));
+        }
+        let state = store::open_or_create(&cfg.state_dir, cfg.import.as_ref())?;
+        let db = db::Db::open(&cfg.state_dir.join(store::DB_FILE))?;
+        Ok(Ca {
+            validity_days: cfg.validity_days,
+            state_dir: cfg.state_dir.clone(),
+            root: state.root,
+            intermediate: state.intermediate,
+            intermediate_key: state.intermediate_key,
+            has_root_key: state.has_root_key,
+            db,
+        })
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// Whether the root key is kept in the state directory (false for an imported CA
+    /// with an offline root).
+    pub fn has_root_key(&self) -> bool {
+        self.has_root_key
+    }
+
+    /// The leaf validity in days.
+    pub fn validity_days(&self) -> u32 {
+        self.validity_days
+    }
+
+    /// The root CA certificate (PEM).
+    pub fn root_pem(&self) -> String {
+        self.root.pem.clone()
+    }
+
+    /// The intermediate CA certificate (PEM).
+    pub fn intermediate_pem(&self) -> String {
+        self.intermediate.pem.clone()
+    }
+
+    /// The root CA certificate (DER).
+    pub fn root_der(&self) -> &[u8] {
+        &self.root.der
+    }
+
+    /// The intermediate CA certificate (DER).
+    pub fn intermediate_der(&self) -> &[u8] {
+        &self.intermediate.der
+    }
+
+    /// Checks a DER PKCS#10 request and issues a leaf (see [`Ca::sign_csr_from`]);
+    /// logged with source `local`.
+    pub fn sign_csr(&self, csr_der: &[u8]) -> Result<Issued, Error> {
+        self.sign_csr_from(csr_der, "local")
+    }
+
+    /// Checks a DER PKCS#10 request and issues a leaf signed by the intermediate.
+    ///
+    /// Checks: well-formed DER (no trailing bytes), version v1, P-256 key, signature
+    /// ecdsa-with-SHA256 that verifies, exactly one CN matching `[A-Za-z0-9._-]{1,64}`,
+    /// O/OU (optional) 1..64 characters. The leaf: random positive 16-byte serial,
+    /// validity now-5 min .. now+`validity_days` (cut at the intermediate's
+    /// notAfter), subject = the CSR's CN/O/OU (other attributes and requested
+    /// extensions are not copied), basicConstraints CA:FALSE (critical), keyUsage
+    /// digitalSignature (critical), extKeyUsage clientAuth, SKI, AKI = intermediate's
+    /// SKI. Every call is written to the request log with `source` and its outcome.
+    pub fn sign_csr_from(&self, csr_der: &[u8], source: &str) -> Result<Issued, Error> {
+        if csr_der.len() > MAX_BODY_BYTES {
+            let err = Error::TooLarge {
+                limit: MAX_BODY_BYTES,
+            };
+            self.log_failure(source, "refused", &err.to_string(), None, None);
+            return Err(err);
+        }
+        let mut hints = csr::CsrHints::default();
+        let checked = match csr::check_csr(csr_der, &mut hints) {
+            Ok(c) => c,
+            Err(refusal) => {
+                let spki_hash = hints.spki_der.as_deref().map(spki_sha256);
+                tracing::warn!(source, cn = ?hints.cn, reason = %refusal, "CSR refused");
+                self.log_failure(
+                    source,
+                    "refused",
+                    &refusal.to_string(),
+                    hints.cn.as_deref(),
+                    spki_hash.as_deref(),
+                );
+                return Err(Error::Refused(refusal));
+            }
+        };
+        match self.issue(&checked, source) {
+            Ok(issued) => Ok(issued),
+            Err(err) => {
+                tracing::error!(source, cn = %checked.cn, error = %err, "issuing failed");
+                let hash = spki_sha256(&checked.spki_der);
+                self.log_failure(
+                    source,
+                    "error",
+                    &err.to_string(),
+                    Some(&checked.cn),
+                    Some(&hash),
+                );
+                Err(err)
+            }
+        }
+    }
+
+    fn issue(&self, csr: &csr::CheckedCsr, source: &str) -> Result<Issued, Error> {
+        let now = SystemTime::now();
+        let (cert, serial) = certs::make_leaf(
+            &self.intermediate,
+            &self.intermediate_key,
+            csr,
+            self.validity_days,
+            now,
+        )?;
+        let leaf_der = cert.to_der().map_err(Error::encoding)?;
+        let serial_hex = hex::encode(serial);
+        let spki_hash = spki_sha256(&csr.spki_der);
+        let not_after = cert
+            .tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs();
+        let issued_at = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let rekey = self.db.record_issue(
+            &db::NewIssue {
+                serial_hex: &serial_hex,
+                device_id: &csr.cn,
+                spki_sha256: &spki_hash,
+                issued_at,
+                not_after,
+                cert_der: &leaf_der,
+            },
+            source,
+        )?;
+        tracing::info!(source, device_id = %csr.cn, serial = %serial_hex, rekey, "certificate issued");
+        let mut chain_pem = certs::cert_pem(&leaf_der)?;
+        chain_pem.push_str(&self.intermediate.pem);
+        Ok(Issued {
+            leaf_der,
+            chain_pem,
+            device_id: csr.cn.clone(),
+            serial_hex,
+            spki_sha256: spki_hash,
+            rekey,
+        })
+    }
+
+    /// Writes a request that failed before reaching [`Ca::sign_csr_from`] (bad HTTP
+    /// body, too large) to the request log. Logging failures are only traced.
+    pub fn log_refusal(&self, source: &str, reason: &str) {
+        self.log_failure(source, "refused", reason, None, None);
+    }
+
+    fn log_failure(
+        &self,
+        source: &str,
+        outcome: &str,
+        reason: &str,
+        device_id: Option<&str>,
+        spki_hash: Option<&str>,
+    ) {
+        if let Err(e) =
+            self.db
+                .record_failure(unix_now(), source, outcome, reason, device_id, spki_hash)
+        {
+            tracing::error!(error = %e, "cannot write the request log");
+        }
+    }
+
+    /// The devices known to the CA (latest certificate per CN), sorted by device id.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, Error> {
+        self.db.devices()
+    }
+
+    /// The last `limit` entries of the request log, oldest first.
+    pub fn requests(&self, limit: usize) -> Result<Vec<RequestRecord>, Error> {
+        self.db.requests(limit)
+    }
+
+    /// An issued certificate (DER) by its serial (hex), if this CA issued it.
+    pub fn certificate(&self, serial_hex: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.db.certificate(&serial_hex.to_ascii_lowercase())
+    }
+
+    /// DER of a PKCS#7 (CMS SignedData) certs-only bundle with the intermediate and
+    /// the root (EST `cacerts`).
+    pub fn cacerts_pkcs7(&self) -> Result<Vec<u8>, Error> {
+        certs::certs_only_pkcs7(&[&self.intermediate.cert, &self.root.cert])
+    }
+
+    /// DER of a PKCS#7 certs-only bundle holding one certificate (EST `simpleenroll`).
+    pub fn pkcs7_of(&self, cert_der: &[u8]) -> Result<Vec<u8>, Error> {
+        use der::Decode;
+        let cert = x509_cert::Certificate::from_der(cert_der).map_err(Error::encoding)?;
+        certs::certs_only_pkcs7(&[&cert])
+    }
+}
+
+/// SHA-256 of a DER SubjectPublicKeyInfo, lowercase hex (the device key's id in the log).
+pub fn spki_sha256(spki_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki_der))
+}
+
+/// Timeout used by [`client::fetch_ca`].
+pub const CLIENT_DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

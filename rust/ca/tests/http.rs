@@ -1,0 +1,358 @@
+//! The HTTP API on 127.0.0.1:0: /v1/csr (DER and PEM), /v1/ca, /v1/devices,
+//! EST cacerts + simpleenroll (checked with openssl), errors, and the blocking client.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tfmprov_ca::{client, Error};
+
+fn sh(dir: &Path, script: &str) -> Vec<u8> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
+    answer(
+        agent()
+            .post(url)
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap(),
+    )
+}
+
+fn get(url: &str) -> (u16, String, String) {
+    answer(agent().get(url).call().unwrap())
+}
+
+#[test]
+fn csr_der_and_pem_bodies_devices_and_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+
+    assert_eq!(get(&format!("{}/healthz", server.base)).0, 200);
+    let (status, ct, body) = get(&format!("{}/v1/ca", server.base));
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/pem-certificate-chain")
+    );
+    assert_eq!(body, format!("{}{}", ca.root_pem(), ca.intermediate_pem()));
+
+    // DER body.
+    let der = p256_csr(tmp.path(), "/CN=dev-der");
+    let (status, ct, chain) = post(
+        &format!("{}/v1/csr", server.base),
+        "application/pkcs10",
+        &der,
+    );
+    assert_eq!(status, 200, "{chain}");
+    assert_eq!(ct, "application/pem-certificate-chain");
+    assert_eq!(chain.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+    assert!(chain.ends_with(&ca.intermediate_pem()));
+    let out = openssl_verify(tmp.path(), &ca, &first_pem(&chain));
+    assert!(out.contains("leaf.pem: OK"), "{out}");
+    let subj = openssl(
+        tmp.path(),
+        &["x509", "-in", "leaf.pem", "-noout", "-subject"],
+    );
+    assert_eq!(subj.trim(), "subject=CN = dev-der");
+
+    // PEM body (openssl's default output).
+    openssl(
+        tmp.path(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-subj",
+            "/CN=dev-pem",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "csr.pem",
+        ],
+    );
+    let pem = std::fs::read(tmp.path().join("csr.pem")).unwrap();
+    assert!(pem.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----"));
+    let (status, _, chain) = post(
+        &format!("{}/v1/csr", server.base),
+        "application/x-pem-file",
+        &pem,
+    );
+    assert_eq!(status, 200, "{chain}");
+    let out = openssl_verify(tmp.path(), &ca, &first_pem(&chain));
+    assert!(out.contains("leaf.pem: OK"), "{out}");
+
+    // Devices as JSON.
+    let (status, ct, body) = get(&format!("{}/v1/devices", server.base));
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+    let devices: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dev-der", "dev-pem"]);
+    let d = &devices[0];
+    assert_eq!(d["spki_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(d["serial_hex"].as_str().unwrap().len(), 32);
+    assert_eq!(d["rekey"], false);
+    assert!(d["issued_at_utc"].as_str().unwrap().ends_with('Z'));
+
+    // The log names the peer.
+    let log = ca.requests(10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log.iter().all(|r| r.source.starts_with("http 127.0.0.1:")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn refusals_are_400_with_a_reason_and_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+    let url = format!("{}/v1/csr", server.base);
+
+    let mut broken = p256_csr(tmp.path(), "/CN=dev-1");
+    let last = broken.len() - 1;
+    broken[last] ^= 0x01;
+    let rsa = openssl_csr(tmp.path(), &["-newkey", "rsa:2048"], "/CN=dev-rsa");
+    let p384 = openssl_csr(
+        tmp.path(),
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"],
+        "/CN=dev-384",
+    );
+    let bad_cn = p256_csr(tmp.path(), "/CN=bad cn!");
+    let long_cn = rust_csr(&new_key(), &format!("CN={}", "x".repeat(65)));
+
+    let cases: [(&[u8], &str); 6] = [
+        (&broken, "CSR signature does not verify"),
+        (&rsa, "key is not P-256 (RSA key)"),
+        (&p384, "key is not P-256 (EC curve secp384r1)"),
+        (&bad_cn, "CN \"bad cn!\" not allowed"),
+        (&long_cn, "not allowed: it must match [A-Za-z0-9._-]{1,64}"),
+        (b"not a csr", "malformed CSR"),
+    ];
+    for (body, reason) in cases {
+        let (status, ct, text) = post(&url, "application/pkcs10", body);
+        assert_eq!(status, 400, "{text}");
+        assert!(ct.starts_with("text/plain"), "{ct}");
+        assert!(text.starts_with("CSR refused: "), "{text}");
+        assert!(text.contains(reason), "{reason:?} not in {text:?}");
+    }
+
+    // Over 64 KiB: 413.
+    let (status, _, text) = post(&url, "application/pkcs10", &vec![0x30; 64 * 1024 + 1]);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("too large"), "{text}");
+    // Exactly 64 KiB is read (and refused as a bad CSR).
+    assert_eq!(
+        post(&url, "application/pkcs10", &vec![0x30; 64 * 1024]).0,
+        400
+    );
+
+    // Nothing issued, every request logged as refused.
+    assert!(ca.devices().unwrap().is_empty());
+    let log = ca.requests(100).unwrap();
+    assert_eq!(log.len(), 8);
+    assert!(log.iter().all(|r| r.outcome == "refused"), "{log:?}");
+    assert_eq!(
+        log[0].reason.as_deref(),
+        Some("CSR signature does not verify")
+    );
+    assert_eq!(log[0].device_id.as_deref(), Some("dev-1"));
+    assert!(log[6].reason.as_deref().unwrap().contains("too large"));
+
+    // Unknown path and wrong method.
+    assert_eq!(get(&format!("{}/v1/nothing", server.base)).0, 404);
+    assert_eq!(get(&url).0, 405);
+}
+
+#[test]
+fn est_simpleenroll_and_cacerts_parse_with_openssl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = Arc::new(open_ca(&dir.join("state")));
+    let server = Server::start(ca.clone());
+
+    let b64 = sh(
+        dir,
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj /CN=dev-est \
+         -nodes -keyout est_key.pem -outform DER | base64",
+    );
+    let (status, ct, body) = post(
+        &format!("{}/.well-known/est/simpleenroll", server.base),
+        "application/pkcs10",
+        &b64,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ct, "application/pkcs7-mime; smime-type=certs-only");
+    std::fs::write(dir.join("enroll.b64"), &body).unwrap();
+    let certs = sh(
+        dir,
+        "base64 -d enroll.b64 | openssl pkcs7 -inform DER -print_certs",
+    );
+    let certs = String::from_utf8(certs).unwrap();
+    assert_eq!(
+        certs.matches("-----BEGIN CERTIFICATE-----").count(),
+        1,
+        "{certs}"
+    );
+    assert!(certs.contains("subject=CN = dev-est"), "{certs}");
+    // The certificate in it is the device's and verifies.
+    let out = openssl_verify(
+        dir,
+        &ca,
+        &first_pem(&certs[certs.find("-----BEGIN").unwrap()..]),
+    );
+    assert!(out.contains("leaf.pem: OK"), "{out}");
+    let leaf_key = openssl(dir, &["x509", "-in", "leaf.pem", "-noout", "-pubkey"]);
+    let csr_key = openssl(dir, &["pkey", "-in", "est_key.pem", "-pubout"]);
+    assert_eq!(leaf_key, csr_key);
+    assert_eq!(
+        ca.requests(1).unwrap()[0].source.split(' ').next(),
+        Some("est")
+    );
+
+    let (status, ct, body) = get(&format!("{}/.well-known/est/cacerts", server.base));
+    assert_eq!(status, 200);
+    assert_eq!(ct, "application/pkcs7-mime");
+    std::fs::write(dir.join("cacerts.b64"), &body).unwrap();
+    let cacerts = sh(
+        dir,
+        "base64 -d cacerts.b64 | openssl pkcs7 -inform DER -print_certs",
+    );
+    let cacerts = String::from_utf8(cacerts).unwrap();
+    assert_eq!(
+        cacerts.matches("-----BEGIN CERTIFICATE-----").count(),
+        2,
+        "{cacerts}"
+    );
+    assert!(
+        cacerts.contains("subject=O = tfmprov, CN = tfmprov Root CA"),
+        "{cacerts}"
+    );
+    assert!(
+        cacerts.contains("subject=O = tfmprov, CN = tfmprov Intermediate CA"),
+        "{cacerts}"
+    );
+    for pem in [ca.root_pem(), ca.intermediate_pem()] {
+        assert!(cacerts.contains(pem.trim()), "{cacerts}");
+    }
+
+    // EST refusals are 400 too.
+    let (status, _, text) = post(
+        &format!("{}/.well-known/est/simpleenroll", server.base),
+        "application/pkcs10",
+        b"%%%",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not base64"), "{text}");
+    let bad = sh(
+        dir,
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj '/CN=bad cn!' \
+         -nodes -keyout k2.pem -outform DER | base64",
+    );
+    let (status, _, text) = post(
+        &format!("{}/.well-known/est/simpleenroll", server.base),
+        "application/pkcs10",
+        &bad,
+    );
+    assert_eq!(status, 400);
+    assert!(text.contains("not allowed"), "{text}");
+}
+
+#[test]
+fn blocking_client_against_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+
+    let (root, intermediate) = client::fetch_ca(&server.base).unwrap();
+    assert_eq!((root, intermediate), (ca.root_pem(), ca.intermediate_pem()));
+
+    let csr = p256_csr(tmp.path(), "/CN=dev-client");
+    let chain =
+        client::submit_csr(&format!("{}/", server.base), &csr, Duration::from_secs(30)).unwrap();
+    let out = openssl_verify(tmp.path(), &ca, &first_pem(&chain));
+    assert!(out.contains("leaf.pem: OK"), "{out}");
+
+    let bad = p256_csr(tmp.path(), "/CN=bad cn!");
+    match client::submit_csr(&server.base, &bad, Duration::from_secs(30)) {
+        Err(Error::Http {
+            status: 400,
+            message,
+        }) => {
+            assert!(message.contains("CN \"bad cn!\" not allowed"), "{message}")
+        }
+        other => panic!("expected HTTP 400, got {other:?}"),
+    }
+    drop(server);
+
+    // Nobody listening: a transport error, not a panic.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = client::submit_csr(
+        &format!("http://127.0.0.1:{port}"),
+        &csr,
+        Duration::from_secs(5),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+}
+
+#[test]
+fn concurrent_requests_all_get_distinct_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+    let base = server.base.clone();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| {
+                        let csr = rust_csr(&new_key(), &format!("CN=dev-{t}-{i}"));
+                        client::submit_csr(&base, &csr, Duration::from_secs(30)).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut chains: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    chains.sort();
+    chains.dedup();
+    assert_eq!(chains.len(), 40);
+    assert_eq!(ca.devices().unwrap().len(), 40);
+    assert_eq!(ca.requests(100).unwrap().len(), 40);
+}
