@@ -86,6 +86,8 @@ impl core::fmt::Display for Error {
     }
 }
 
+impl core::error::Error for Error {}
+
 impl From<tfmprov_psa::Error> for Error {
     fn from(e: tfmprov_psa::Error) -> Self {
         Error::Psa(e)

@@ -164,3 +164,5 @@ unsafe fn psa_crypto_sys_free() {
     // arguments and is defined by the vendored Mbed TLS linked on the host.
     unsafe { mbedtls_psa_crypto_free() }
 }
+
+impl core::error::Error for Error {}

@@ -1,0 +1,379 @@
+use super::cbor::{self, bytes, map, text, uint};
+use crate::*;
+
+const EINVAL: HandlerError = HandlerError::Mgmt(MgmtErr::EInval);
+
+#[test]
+fn decode_key_generate_variants() {
+    let full = map(&[
+        ("id", uint(0x10001)),
+        ("priv", bytes(&[7; 32])),
+        ("replace", vec![cbor::TRUE]),
+    ]);
+    let req: KeyGenerateReq = decode_body(&full).unwrap();
+    assert_eq!(
+        req,
+        KeyGenerateReq {
+            id: Some(0x10001),
+            private: Some(vec![7; 32]),
+            replace: Some(true)
+        }
+    );
+    let empty: KeyGenerateReq = decode_body(&[0xa0]).unwrap();
+    assert_eq!(empty, KeyGenerateReq::default());
+    // explicit null counts as absent
+    let null: KeyGenerateReq = decode_body(&map(&[("priv", vec![0xf6])])).unwrap();
+    assert_eq!(null.private, None);
+}
+
+#[test]
+fn ids_above_u32_reach_the_handler() {
+    let req: KeyIdReq = decode_body(&map(&[("id", uint(u64::from(u32::MAX) + 1))])).unwrap();
+    assert_eq!(req.id, 1 << 32);
+    let req: KeyIdReq = decode_body(&map(&[("id", uint(u64::MAX))])).unwrap();
+    assert_eq!(req.id, u64::MAX);
+    // a negative id is a wrong type
+    assert_eq!(
+        decode_body::<KeyIdReq>(&map(&[("id", vec![0x20])])),
+        Err(EINVAL)
+    );
+}
+
+#[test]
+fn decode_every_request_type() {
+    let csr: CsrCreateReq = decode_body(&map(&[
+        ("id", uint(2)),
+        ("cn", text("dev-1")),
+        ("ou", text("x")),
+    ]))
+    .unwrap();
+    assert_eq!(
+        csr,
+        CsrCreateReq {
+            id: 2,
+            cn: "dev-1".into(),
+            o: None,
+            ou: Some("x".into())
+        }
+    );
+    let store: CertStoreReq =
+        decode_body(&map(&[("id", uint(3)), ("cert", bytes(b"\x30\x00"))])).unwrap();
+    assert_eq!(store.cert, b"\x30\x00");
+    let get: CertGetReq = decode_body(&map(&[("id", uint(0x3f00_0000))])).unwrap();
+    assert_eq!(get.id, 0x3f00_0000);
+    let echo: EchoReq = decode_body(&map(&[("d", text("hi"))])).unwrap();
+    assert_eq!(echo.d, "hi");
+    let _: EmptyRsp = decode_body(&[0xa0]).unwrap();
+}
+
+#[test]
+fn unknown_keys_are_ignored_duplicates_refused() {
+    let body = map(&[("id", uint(1)), ("extra", map(&[("x", bytes(&[1, 2]))]))]);
+    assert_eq!(decode_body::<KeyIdReq>(&body).unwrap().id, 1);
+    let dup = map(&[("id", uint(1)), ("id", uint(2))]);
+    assert_eq!(decode_body::<KeyIdReq>(&dup), Err(EINVAL));
+}
+
+#[test]
+fn missing_fields_are_einval() {
+    assert_eq!(decode_body::<KeyIdReq>(&[0xa0]), Err(EINVAL));
+    assert_eq!(
+        decode_body::<CsrCreateReq>(&map(&[("id", uint(1))])),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        decode_body::<CertStoreReq>(&map(&[("cert", bytes(b"x"))])),
+        Err(EINVAL)
+    );
+    assert_eq!(decode_body::<EchoReq>(&[0xa0]), Err(EINVAL));
+}
+
+#[test]
+fn wrong_types_are_einval() {
+    // id as text
+    assert_eq!(
+        decode_body::<KeyIdReq>(&map(&[("id", text("1"))])),
+        Err(EINVAL)
+    );
+    // priv as text, and as an array of integers (must be a byte string)
+    assert_eq!(
+        decode_body::<KeyGenerateReq>(&map(&[("priv", text("abc"))])),
+        Err(EINVAL)
+    );
+    let arr = [vec![0x83], uint(1), uint(2), uint(3)].concat();
+    assert_eq!(
+        decode_body::<KeyGenerateReq>(&map(&[("priv", arr)])),
+        Err(EINVAL)
+    );
+    // replace as integer
+    assert_eq!(
+        decode_body::<KeyGenerateReq>(&map(&[("replace", uint(1))])),
+        Err(EINVAL)
+    );
+    // cn as bytes
+    assert_eq!(
+        decode_body::<CsrCreateReq>(&map(&[("id", uint(1)), ("cn", bytes(b"a"))])),
+        Err(EINVAL)
+    );
+    // body not a map
+    assert_eq!(decode_body::<EmptyRsp>(&[0x80]), Err(EINVAL));
+    assert_eq!(decode_body::<EmptyRsp>(&uint(5)), Err(EINVAL));
+    // invalid UTF-8 text
+    let bad_utf8 = [vec![0x62], vec![0xff, 0xfe]].concat();
+    assert_eq!(
+        decode_body::<EchoReq>(&map(&[("d", bad_utf8)])),
+        Err(EINVAL)
+    );
+}
+
+#[test]
+fn malformed_cbor_is_einval() {
+    let good = map(&[("id", uint(1))]);
+    // every strict prefix is truncated
+    for n in 0..good.len() {
+        assert_eq!(
+            decode_body::<KeyIdReq>(&good[..n]),
+            Err(EINVAL),
+            "prefix {n}"
+        );
+    }
+    // trailing bytes
+    assert_eq!(
+        decode_body::<KeyIdReq>(&[good.clone(), vec![0x00]].concat()),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        decode_body::<KeyIdReq>(&[good.clone(), good.clone()].concat()),
+        Err(EINVAL)
+    );
+    // reserved additional info, stray break, indefinite uint
+    assert_eq!(decode_body::<EmptyRsp>(&[0xbc]), Err(EINVAL));
+    assert_eq!(decode_body::<EmptyRsp>(&[0xa1, 0xff]), Err(EINVAL));
+    assert_eq!(
+        decode_body::<EmptyRsp>(&[0xa1, 0x61, b'a', 0x1f]),
+        Err(EINVAL)
+    );
+    // one-byte simple value below 32 is not well-formed
+    assert_eq!(
+        decode_body::<EmptyRsp>(&[0xa1, 0x61, b'a', 0xf8, 0x10]),
+        Err(EINVAL)
+    );
+}
+
+#[test]
+fn indefinite_lengths_are_accepted_when_well_formed() {
+    // {_ "id": 1, "cn": (_ "de", "v-1") }
+    let body = [
+        vec![0xbf],
+        text("id"),
+        uint(1),
+        text("cn"),
+        vec![0x7f],
+        text("de"),
+        text("v-1"),
+        vec![0xff, 0xff],
+    ]
+    .concat();
+    let req: CsrCreateReq = decode_body(&body).unwrap();
+    assert_eq!(req.cn, "dev-1");
+    // chunk of the wrong major type inside an indefinite text string
+    let bad = [
+        vec![0xbf],
+        text("id"),
+        uint(1),
+        text("cn"),
+        vec![0x7f],
+        bytes(b"de"),
+        vec![0xff, 0xff],
+    ]
+    .concat();
+    assert_eq!(decode_body::<CsrCreateReq>(&bad), Err(EINVAL));
+}
+
+#[test]
+fn huge_declared_lengths_fail_without_allocating() {
+    for len in [u64::from(u32::MAX), u64::MAX, 1 << 40, 100_000] {
+        // byte string / text string / array / map claiming `len` entries in a tiny body
+        for major in [2u8, 3, 4, 5] {
+            let body = [vec![0xa1], text("priv"), cbor::head(major, len)].concat();
+            assert_eq!(decode_body::<KeyGenerateReq>(&body), Err(EINVAL));
+            let body = [vec![0xa1], text("zz"), cbor::head(major, len), vec![0; 16]].concat();
+            assert_eq!(decode_body::<KeyGenerateReq>(&body), Err(EINVAL));
+        }
+        // top-level map claiming `len` pairs
+        assert_eq!(decode_body::<EmptyRsp>(&cbor::head(5, len)), Err(EINVAL));
+    }
+}
+
+#[test]
+fn long_strings_are_read_through_the_small_scratch_buffer() {
+    let long = "é".repeat(300); // multi-byte chars straddle the 64-byte scratch chunks
+    let req: EchoReq = decode_body(&map(&[("d", text(&long))])).unwrap();
+    assert_eq!(req.d, long);
+    let cert = vec![0x5a; 2000];
+    let req: CertStoreReq = decode_body(&map(&[("id", uint(1)), ("cert", bytes(&cert))])).unwrap();
+    assert_eq!(req.cert, cert);
+}
+
+#[test]
+fn nesting_is_limited() {
+    let nest = |levels: usize| {
+        // {"x": [[[ ... ]]]}
+        [vec![0xa1], text("x"), vec![0x81; levels - 1], vec![0x80]].concat()
+    };
+    // top-level map + levels arrays = levels + 1 nesting
+    assert!(decode_body::<EmptyRsp>(&nest(MAX_CBOR_DEPTH - 1)).is_ok());
+    assert_eq!(decode_body::<EmptyRsp>(&nest(MAX_CBOR_DEPTH)), Err(EINVAL));
+    assert_eq!(decode_body::<EmptyRsp>(&nest(10_000)), Err(EINVAL));
+    // tags count as nesting too
+    let tags = [vec![0xa1], text("x"), vec![0xc6; 10_000], uint(1)].concat();
+    assert_eq!(decode_body::<EmptyRsp>(&tags), Err(EINVAL));
+    // indefinite arrays too
+    let indef = [vec![0xa1], text("x"), vec![0x9f; 50], vec![0xff; 50]].concat();
+    assert_eq!(decode_body::<EmptyRsp>(&indef), Err(EINVAL));
+}
+
+#[test]
+fn responses_encode_as_design_md_with_byte_strings() {
+    let rsp = KeyGenerateRsp {
+        id: 0x10001,
+        public: vec![4; 65],
+    };
+    let enc = encode_body(&rsp);
+    let expected = map(&[("id", uint(0x10001)), ("pub", bytes(&[4; 65]))]);
+    assert_eq!(enc, expected);
+    assert_eq!(decode_body::<KeyGenerateRsp>(&enc).unwrap(), rsp);
+    assert_eq!(encode_body(&EmptyRsp {}), vec![0xa0]);
+    assert_eq!(
+        encode_body(&KeyStatusRsp {
+            id: 2,
+            present: false
+        }),
+        map(&[("id", uint(2)), ("present", vec![cbor::FALSE])])
+    );
+    assert_eq!(
+        encode_body(&CsrCreateRsp { csr: vec![0x30] }),
+        map(&[("csr", bytes(&[0x30]))])
+    );
+    assert_eq!(
+        encode_body(&CertGetRsp { cert: vec![1] }),
+        map(&[("cert", bytes(&[1]))])
+    );
+    assert_eq!(
+        encode_body(&ParamsRsp {
+            buf_size: 384,
+            buf_count: 4
+        }),
+        map(&[("buf_size", uint(384)), ("buf_count", uint(4))])
+    );
+    // requests: optional fields are left out
+    assert_eq!(encode_body(&KeyGenerateReq::default()), vec![0xa0]);
+    assert_eq!(
+        encode_body(&KeyGenerateReq {
+            id: None,
+            private: Some(vec![1; 32]),
+            replace: Some(true)
+        }),
+        map(&[("priv", bytes(&[1; 32])), ("replace", vec![cbor::TRUE])])
+    );
+    assert_eq!(
+        encode_body(&CsrCreateReq {
+            id: 2,
+            cn: "a".into(),
+            o: Some("b".into()),
+            ou: None
+        }),
+        map(&[("id", uint(2)), ("cn", text("a")), ("o", text("b"))])
+    );
+}
+
+#[test]
+fn error_body_forms() {
+    // SMP v2 group error
+    assert_eq!(
+        error_body(1, 64, HandlerError::Group(GroupRc::NotFound)),
+        map(&[("err", map(&[("group", uint(64)), ("rc", uint(2))]))])
+    );
+    assert_eq!(
+        error_body(1, 66, GroupRc::Mismatch.into()),
+        map(&[("err", map(&[("group", uint(66)), ("rc", uint(7))]))])
+    );
+    // management errors: {"rc": N} whatever the version
+    for v in [0, 1] {
+        assert_eq!(
+            error_body(v, 64, MgmtErr::EInval.into()),
+            map(&[("rc", uint(3))])
+        );
+        assert_eq!(
+            error_body(v, 0, MgmtErr::EUnsupportedTooNew.into()),
+            map(&[("rc", uint(13))])
+        );
+    }
+    // SMP v1: group rc mapped to the nearest MGMT_ERR
+    let v1 = |rc: GroupRc| error_body(0, 64, rc.into());
+    let expect = [
+        (GroupRc::Unknown, 1),
+        (GroupRc::NotFound, 5),
+        (GroupRc::Exists, 6),
+        (GroupRc::InvalidArgument, 3),
+        (GroupRc::StorageFull, 2),
+        (GroupRc::CryptoFailure, 1),
+        (GroupRc::Mismatch, 3),
+        (GroupRc::TooLarge, 7),
+        (GroupRc::Locked, 11),
+        (GroupRc::Ok, 0),
+    ];
+    for (rc, mgmt) in expect {
+        assert_eq!(v1(rc), map(&[("rc", uint(mgmt))]), "{rc:?}");
+    }
+    // group rc 0 in v2: nothing to report
+    assert_eq!(error_body(1, 64, GroupRc::Ok.into()), vec![0xa0]);
+    // large group ids encode as 16-bit
+    assert_eq!(
+        error_body(1, 0x1234, GroupRc::Locked.into()),
+        map(&[("err", map(&[("group", uint(0x1234)), ("rc", uint(9))]))])
+    );
+}
+
+#[test]
+fn response_error_reads_both_forms() {
+    let v2 = error_body(1, 64, GroupRc::NotFound.into());
+    assert_eq!(
+        response_error(&v2),
+        Ok(Some(ResponseError::Group { group: 64, rc: 2 }))
+    );
+    let v1 = error_body(0, 64, MgmtErr::ENoEnt.into());
+    assert_eq!(response_error(&v1), Ok(Some(ResponseError::Mgmt(5))));
+    let ok = encode_body(&KeyGenerateRsp {
+        id: 1,
+        public: vec![4; 65],
+    });
+    assert_eq!(response_error(&ok), Ok(None));
+    assert_eq!(response_error(&map(&[("rc", uint(0))])), Ok(None));
+    assert_eq!(
+        response_error(&map(&[("rc", vec![0x20])])),
+        Ok(Some(ResponseError::Mgmt(-1)))
+    );
+    assert_eq!(response_error(&[0x01]), Err(EINVAL));
+}
+
+#[test]
+fn codes_round_trip_and_display() {
+    for c in 0..=13u16 {
+        assert_eq!(MgmtErr::from_code(c).unwrap().code(), c);
+    }
+    assert_eq!(MgmtErr::from_code(14), None);
+    for c in 0..=9u16 {
+        assert_eq!(GroupRc::from_code(c).unwrap().code(), c);
+    }
+    assert_eq!(GroupRc::from_code(10), None);
+    assert_eq!(GroupRc::NotFound.to_string(), "not found");
+    assert_eq!(
+        HandlerError::Group(GroupRc::Exists).to_string(),
+        "group rc 3 (already exists)"
+    );
+    assert_eq!(
+        HandlerError::Mgmt(MgmtErr::EInval).to_string(),
+        "MGMT_ERR 3 (invalid input value)"
+    );
+}

@@ -1,0 +1,423 @@
+//! The servers as commands (`ca serve`, `aggregator serve`) and the demo:
+//! the whole system on its embedded defaults.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs a future on a multi-threaded runtime until Ctrl-C / SIGTERM.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `tfmprov ca serve`.
+pub fn serve_ca(
+    state: PathBuf,
+    listen: SocketAddr,
+    validity_days: u32,
+    import_root: Option<Vec<PathBuf>>,
+    import_intermediate: Option<Vec<PathBuf>>,
+) -> Result<()> {
+    let import = match (import_root, import_intermediate) {
+        (None, None) => None,
+        (root, Some(inter)) => {
+            let (root_key, root_cert) = match root {
+                Some(r) if r.len() == 2 => (Some(r[0].clone()), r[1].clone()),
+                _ => bail!("--import-intermediate needs --import-root KEY CERT too"),
+            };
+            Some(tfmprov_ca::ImportedCas {
+                root_cert,
+                root_key,
+                intermediate_cert: inter[1].clone(),
+                intermediate_key: inter[0].clone(),
+            })
+        }
+        (Some(_), None) => bail!("--import-root needs --import-intermediate KEY CERT too"),
+    };
+    let cfg = tfmprov_ca::CaConfig { state_dir: state, validity_days, import };
+    let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&cfg).context("opening the CA")?);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        println!("ca ready http://{}", listener.local_addr()?);
+        tfmprov_ca::serve(ca, listener, shutdown_signal()).await.context("CA server")?;
+        Ok(())
+    })
+}
+
+/// `tfmprov aggregator serve` arguments.
+#[derive(Args, Clone, Debug)]
+pub struct AggregatorArgs {
+    /// State directory (aggregator.sqlite, cloud key).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The CA root every device chain must verify to (PEM).
+    #[arg(long)]
+    pub ca_root: PathBuf,
+    /// `embedded` (rumqttd in this process, on --mqtt-listen) or mqtt://HOST:PORT or mqtts://HOST:PORT.
+    #[arg(long, default_value = "embedded")]
+    pub broker: String,
+    /// Where the embedded broker listens.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt_listen: SocketAddr,
+    /// CA file for mqtts://.
+    #[arg(long)]
+    pub broker_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mqtts://.
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+    pub broker_client_cert: Option<Vec<PathBuf>>,
+    /// MQTT topic prefix.
+    #[arg(long, default_value = "prov")]
+    pub topic_prefix: String,
+}
+
+impl AggregatorArgs {
+    /// The library configuration for these arguments.
+    pub fn config(&self) -> Result<tfmprov_aggregator::Config> {
+        let ca_root_pem = std::fs::read_to_string(&self.ca_root)
+            .with_context(|| format!("reading the CA root {}", self.ca_root.display()))?;
+        let broker_arg = if self.broker == "embedded" { format!("embedded:{}", self.mqtt_listen) } else { self.broker.clone() };
+        let client_cert = self.broker_client_cert.as_ref().map(|v| (v[0].clone(), v[1].clone()));
+        let broker = tfmprov_aggregator::BrokerChoice::parse(&broker_arg, self.broker_ca.clone(), client_cert)
+            .map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+        let mut cfg = tfmprov_aggregator::Config::new(self.state.clone(), self.listen, ca_root_pem);
+        cfg.broker = broker;
+        cfg.topic_prefix = self.topic_prefix.clone();
+        Ok(cfg)
+    }
+}
+
+/// `tfmprov aggregator serve`.
+pub fn serve_aggregator(args: AggregatorArgs) -> Result<()> {
+    let cfg = args.config()?;
+    runtime()?.block_on(async move {
+        let running = tfmprov_aggregator::Aggregator::start(cfg).await.context("starting the aggregator")?;
+        println!("aggregator ready http://{} mqtt://{}", running.http_addr(), running.mqtt_addr());
+        shutdown_signal().await;
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+/// `tfmprov demo` arguments.
+#[derive(Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// Number of simulated devices.
+    #[arg(long, default_value_t = 3)]
+    pub devices: usize,
+    /// State directory (default: a new temporary directory).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Signed messages each device publishes.
+    #[arg(long, default_value_t = 5)]
+    pub messages: u64,
+    /// Leave the servers running at the end and print their URLs.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// The servers of a demo (or a test): CA and aggregator with its embedded
+/// broker, in this process, on free loopback ports.
+pub struct Servers {
+    /// CA base URL.
+    pub ca_url: String,
+    /// Aggregator base URL.
+    pub aggregator_url: String,
+    /// Broker address (`mqtt://...`).
+    pub mqtt_url: String,
+    /// The CA root (PEM).
+    pub root_pem: String,
+    rt: tokio::runtime::Runtime,
+    aggregator: Option<tfmprov_aggregator::Running>,
+    ca_stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Servers {
+    /// Starts the CA and the aggregator (embedded broker) with state under `dir`.
+    pub fn start(dir: &std::path::Path) -> Result<Servers> {
+        let rt = runtime()?;
+        let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&tfmprov_ca::CaConfig::new(dir.join("ca"))).context("CA")?);
+        let root_pem = ca.root_pem();
+        let root_file = dir.join("ca-root.pem");
+        std::fs::write(&root_file, &root_pem)?;
+        let (ca_stop, ca_stopped) = tokio::sync::oneshot::channel::<()>();
+        let ca_url = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = ca_stopped.await;
+                };
+                if let Err(e) = tfmprov_ca::serve(ca, listener, stop).await {
+                    tracing::error!("CA server: {e}");
+                }
+            });
+            Ok::<_, anyhow::Error>(format!("http://{addr}"))
+        })?;
+        let mut cfg = tfmprov_aggregator::Config::new(dir.join("aggregator"), "127.0.0.1:0".parse()?, root_pem.clone());
+        cfg.broker = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse()? };
+        let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
+        let aggregator_url = format!("http://{}", running.http_addr());
+        let mqtt_url = format!("mqtt://{}", running.mqtt_addr());
+        Ok(Servers { ca_url, aggregator_url, mqtt_url, root_pem, rt, aggregator: Some(running), ca_stop: Some(ca_stop) })
+    }
+
+    /// The aggregator's counters.
+    pub fn stats(&self) -> tfmprov_aggregator::Stats {
+        self.aggregator.as_ref().map(|a| a.stats()).unwrap_or_default()
+    }
+
+    /// Blocks until Ctrl-C / SIGTERM.
+    pub fn wait_for_signal(&self) {
+        self.rt.block_on(shutdown_signal());
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        if let Some(a) = self.aggregator.take() {
+            self.rt.block_on(a.shutdown());
+        }
+        if let Some(s) = self.ca_stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Watches the errors topic of every device and captures one device's data
+/// messages, so the demo can replay and tamper with a real one.
+struct Observer {
+    client: rumqttc::Client,
+    reports: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    captured: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Observer {
+    fn start(mqtt_url: &str, capture_device: &str) -> Result<Observer> {
+        use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+        let (host, port) = crate::sim::parse_mqtt_url(mqtt_url)?;
+        let (client, mut connection) = Client::new(MqttOptions::new("demo-observer", host, port), 64);
+        client.subscribe("prov/+/errors", QoS::AtLeastOnce)?;
+        let data_topic = tfmprov_cose::topic("prov", capture_device, tfmprov_cose::Kind::Data);
+        client.subscribe(&data_topic, QoS::AtLeastOnce)?;
+        let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (r, c) = (reports.clone(), captured.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut subacks = 0;
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subacks += 1;
+                        if subacks == 2 {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic == data_topic {
+                            c.lock().unwrap_or_else(|e| e.into_inner()).push(p.payload.to_vec());
+                        } else {
+                            let text = tfmprov_device::telemetry::describe_error_report(&p.payload);
+                            r.lock().unwrap_or_else(|e| e.into_inner()).push((p.topic.clone(), text));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(rumqttc::ConnectionError::RequestsDone) => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10)).context("subscribing to the broker")?;
+        Ok(Observer { client, reports, captured, thread: Some(thread) })
+    }
+
+    fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<()> {
+        self.client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)?;
+        Ok(())
+    }
+
+    fn reports(&self) -> Vec<(String, String)> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn first_capture(&self) -> Option<Vec<u8>> {
+        self.captured.lock().unwrap_or_else(|e| e.into_inner()).first().cloned()
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+/// `tfmprov demo`: returns whether everything that should have worked did.
+pub fn run(args: DemoArgs) -> Result<bool> {
+    if args.devices == 0 || args.devices > 200 {
+        bail!("--devices must be 1..=200");
+    }
+    let tmp;
+    let dir = match &args.state {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.canonicalize()?
+        }
+        None => {
+            tmp = tempfile::Builder::new().prefix("tfmprov-demo-").tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let exe = std::env::current_exe().context("locating the tfmprov binary")?;
+    println!("tfmprov demo: state in {}", dir.display());
+
+    // 1. Servers.
+    let servers = Servers::start(&dir)?;
+    println!("  CA          {}", servers.ca_url);
+    println!("  aggregator  {}  (embedded broker {})", servers.aggregator_url, servers.mqtt_url);
+
+    // 2. Devices: each a device-sim process with its own PSA key store.
+    let ids: Vec<String> = (1..=args.devices).map(|i| format!("dev-{i}")).collect();
+    let mut sims = Vec::new();
+    for id in &ids {
+        sims.push(crate::sim::SimProcess::spawn(&exe, &dir.join("devices").join(id), id, &[])?);
+    }
+    println!("  {} simulated devices (SMP over UDP)", sims.len());
+
+    // 3. The sample set on each device, key 3 enrolled and registered.
+    let targets: Vec<crate::target::Target> = sims
+        .iter()
+        .map(|s| crate::target::Target { device_id: s.device_id.clone(), link: tfmprov_transport::Link::Udp(s.udp) })
+        .collect();
+    let opts = crate::enroll::EnrollOptions {
+        ca_url: servers.ca_url.clone(),
+        aggregator_url: Some(servers.aggregator_url.clone()),
+        key_id: None,
+        known_value: None,
+        regenerate: false,
+        o: Some("tfmprov demo".into()),
+        ou: None,
+        link: crate::target::LinkOptions::default(),
+        http_timeout: Duration::from_secs(10),
+    };
+    let v2 = tfmprov_device::factory::SAMPLE_VALUE_2;
+    let v3 = tfmprov_device::factory::SAMPLE_VALUE_3;
+    let summary = crate::batch::run(&targets, 8, true, "factory", |t| crate::enroll::factory(t, &opts, &v2, &v3));
+    print!("{}", summary.report("  provisioning"));
+    let enrolled = summary.ok_count();
+
+    // 4. Restart the devices with telemetry on (their keys and certificates persist).
+    let observer = Observer::start(&servers.mqtt_url, &ids[0])?;
+    for s in sims.drain(..) {
+        s.stop();
+    }
+    let interval = 150u64;
+    let extra: Vec<String> = vec![
+        "--mqtt".into(),
+        servers.mqtt_url.clone(),
+        "--interval".into(),
+        interval.to_string(),
+        "--count".into(),
+        args.messages.to_string(),
+    ];
+    for id in &ids {
+        sims.push(crate::sim::SimProcess::spawn(&exe, &dir.join("devices").join(id), id, &extra)?);
+    }
+    // Every enrolled device sends `messages` data + `messages` sealed messages.
+    let expected = enrolled as u64 * args.messages * 2;
+    let publish_time = Duration::from_millis(interval * args.messages + 15_000);
+    let all_in = wait_until(publish_time, || servers.stats().accepted >= expected);
+
+    // 5. One replayed and one tampered message from dev-1.
+    let mut injected = false;
+    if let Some(original) = observer.first_capture() {
+        let topic = tfmprov_cose::topic("prov", &ids[0], tfmprov_cose::Kind::Data);
+        observer.publish(&topic, original.clone())?;
+        let mut tampered = original;
+        let n = tampered.len();
+        tampered[n - 10] ^= 0x01; // inside the signature
+        observer.publish(&topic, tampered)?;
+        injected = true;
+    }
+    let rejections_seen = wait_until(Duration::from_secs(10), || observer.reports().len() >= 2);
+    for s in sims.drain(..) {
+        s.stop();
+    }
+    let stats = servers.stats();
+
+    // 6. Summary.
+    println!();
+    println!("  {:<34} {:>8} {:>8}", "", "expected", "actual");
+    println!("  {:<34} {:>8} {:>8}", "devices enrolled and registered", args.devices, enrolled);
+    println!("  {:<34} {:>8} {:>8}", "messages accepted (data + sealed)", expected, stats.accepted);
+    for (reason, n) in stats.rejected.iter().filter(|(_, n)| **n > 0) {
+        println!("  {:<34} {:>8} {:>8}", format!("rejected: {reason}"), "", n);
+    }
+    println!();
+    println!("  errors topic reports received by the demo:");
+    for (topic, text) in observer.reports() {
+        println!("    {topic}: {text}");
+    }
+    let replay = stats.rejected_for(tfmprov_cose::RejectCode::Replay);
+    let bad_sig = stats.rejected_for(tfmprov_cose::RejectCode::BadSignature);
+    let ok = enrolled == args.devices
+        && all_in
+        && stats.accepted == expected
+        && injected
+        && rejections_seen
+        && replay == 1
+        && bad_sig == 1
+        && stats.rejected_total() == 2;
+    println!();
+    if ok {
+        println!("demo: OK: every device enrolled, every message accepted once, the replay and the tampered message rejected");
+    } else {
+        println!("demo: FAILED: see the table above");
+    }
+    if args.keep {
+        println!("servers left running (Ctrl-C to stop): CA {} aggregator {} broker {}", servers.ca_url, servers.aggregator_url, servers.mqtt_url);
+        drop(observer);
+        servers.wait_for_signal();
+    }
+    Ok(ok)
+}

@@ -1,0 +1,465 @@
+//! `tfmprov`: thin command-line front end over the tfmprov libraries.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tfmprov::enroll::{EnrollOptions, Enrolled};
+use tfmprov::target::{connect, parse_target, LinkOptions, Target};
+use tfmprov_transport::Link;
+
+#[derive(Parser)]
+#[command(name = "tfmprov", version, about = "Device provisioning for Zephyr + TF-M: device simulator, CA, SMP tool, aggregator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the firmware core as a simulated device (SMP over UDP and/or a serial PTY).
+    DeviceSim(DeviceSimArgs),
+    /// The CA server.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// The data aggregation server.
+    #[command(subcommand)]
+    Aggregator(AggregatorCommand),
+    /// Key commands (SMP group 64).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Have the device build a CSR with one of its keys (SMP group 65).
+    Csr(CsrArgs),
+    /// Certificate commands (SMP group 66).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Enroll devices: key, CSR, CA, store the certificate and the CA root, optionally register.
+    Enroll(EnrollArgs),
+    /// The seed's sample set on each device, with key 0x00000003 enrolled into the 2-level chain.
+    Factory(FactoryArgs),
+    /// The whole system on its embedded defaults: CA, aggregator, simulated devices.
+    Demo(tfmprov::demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct DeviceSimArgs {
+    /// Directory for the device's persistent keys and state (created if missing).
+    #[arg(long)]
+    state: PathBuf,
+    /// Device id ([A-Za-z0-9._-]{1,64}).
+    #[arg(long)]
+    device_id: String,
+    /// SMP over UDP on ADDR:PORT (Zephyr's default port is 1337).
+    #[arg(long, default_value = "127.0.0.1:1337")]
+    smp_udp: SocketAddr,
+    /// Also SMP over a pseudo-terminal, linked at this path.
+    #[arg(long)]
+    smp_serial: Option<PathBuf>,
+    /// Publish signed telemetry to this broker (mqtt://HOST:PORT).
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Telemetry interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval: u64,
+    /// Stop publishing after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// MQTT topic prefix.
+    #[arg(long, default_value = "prov")]
+    topic_prefix: String,
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Serve the CA's HTTP and EST API.
+    Serve {
+        /// State directory (keys, certificates, ca.sqlite).
+        #[arg(long)]
+        state: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Leaf validity in days.
+        #[arg(long, default_value_t = 365)]
+        validity_days: u32,
+        /// Import a root CA on first start: KEY.pem CERT.pem.
+        #[arg(long, num_args = 2, value_names = ["KEY", "CERT"])]
+        import_root: Option<Vec<PathBuf>>,
+        /// Import an intermediate CA on first start: KEY.pem CERT.pem.
+        #[arg(long, num_args = 2, value_names = ["KEY", "CERT"])]
+        import_intermediate: Option<Vec<PathBuf>>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AggregatorCommand {
+    /// Serve registration over HTTP and ingest messages from MQTT.
+    Serve(tfmprov::demo::AggregatorArgs),
+}
+
+#[derive(Args, Clone)]
+struct LinkArgs {
+    /// Device SMP over UDP.
+    #[arg(long, conflicts_with = "serial")]
+    udp: Option<SocketAddr>,
+    /// Device SMP over a serial line (or PTY).
+    #[arg(long)]
+    serial: Option<PathBuf>,
+    /// Per-attempt timeout in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// Retries after the first attempt.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+}
+
+impl LinkArgs {
+    fn link(&self) -> Result<Link> {
+        match (&self.udp, &self.serial) {
+            (Some(a), None) => Ok(Link::Udp(*a)),
+            (None, Some(p)) => Ok(Link::Serial(p.clone())),
+            _ => bail!("give --udp ADDR:PORT or --serial PATH"),
+        }
+    }
+    fn options(&self) -> LinkOptions {
+        LinkOptions { timeout: Duration::from_millis(self.timeout_ms), retries: self.retries }
+    }
+    fn client(&self) -> Result<tfmprov_transport::Client> {
+        connect(&self.link()?, self.options())
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a P-256 key: random or from a known value, at an auto-assigned or given ID.
+    Generate {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Key ID (decimal or 0x-hex); absent = auto-assign.
+        #[arg(long, value_parser = parse_id)]
+        id: Option<u32>,
+        /// Known private value, 64 hex digits; absent = random on the device.
+        #[arg(long)]
+        private_hex: Option<String>,
+        /// Replace an existing key at --id.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Read a key's public key.
+    Public {
+        #[command(flatten)]
+        link: LinkArgs,
+        #[arg(long, value_parser = parse_id)]
+        id: u32,
+    },
+    /// Check that a key ID is present.
+    Status {
+        #[command(flatten)]
+        link: LinkArgs,
+        #[arg(long, value_parser = parse_id)]
+        id: u32,
+    },
+    /// Destroy a key and its certificate.
+    Destroy {
+        #[command(flatten)]
+        link: LinkArgs,
+        #[arg(long, value_parser = parse_id)]
+        id: u32,
+    },
+}
+
+#[derive(Args)]
+struct CsrArgs {
+    #[command(flatten)]
+    link: LinkArgs,
+    #[arg(long, value_parser = parse_id)]
+    id: u32,
+    /// Subject CN (the device id).
+    #[arg(long)]
+    cn: String,
+    #[arg(long)]
+    o: Option<String>,
+    #[arg(long)]
+    ou: Option<String>,
+    /// Write the CSR here (PEM); default stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Store a certificate (PEM or DER file) for a key ID or at a peer ID.
+    Store {
+        #[command(flatten)]
+        link: LinkArgs,
+        #[arg(long, value_parser = parse_id)]
+        id: u32,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Read a certificate back (PEM on stdout or --out).
+    Get {
+        #[command(flatten)]
+        link: LinkArgs,
+        #[arg(long, value_parser = parse_id)]
+        id: u32,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct BatchArgs {
+    /// Devices as ID@udp:HOST:PORT or ID@serial:PATH (repeat for a batch).
+    #[arg(long = "device", value_parser = parse_target)]
+    devices: Vec<Target>,
+    /// Single device form: its id (with --udp or --serial).
+    #[arg(long)]
+    device_id: Option<String>,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// CA base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8443")]
+    ca: String,
+    /// Register each chain at this aggregator base URL.
+    #[arg(long)]
+    aggregator: Option<String>,
+    /// Devices enrolled at the same time.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
+    /// HTTP timeout in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    http_timeout_ms: u64,
+}
+
+impl BatchArgs {
+    fn targets(&self) -> Result<Vec<Target>> {
+        let mut t = self.devices.clone();
+        if let Some(id) = &self.device_id {
+            if !tfmprov_device::csr::valid_device_id(id) {
+                bail!("{id:?} is not a valid device id ([A-Za-z0-9._-]{{1,64}})");
+            }
+            t.push(Target { device_id: id.clone(), link: self.link.link()? });
+        }
+        if t.is_empty() {
+            bail!("no devices: give --device ID@udp:HOST:PORT (repeatable) or --device-id ID with --udp/--serial");
+        }
+        Ok(t)
+    }
+
+    fn options(&self) -> EnrollOptions {
+        EnrollOptions {
+            ca_url: self.ca.clone(),
+            aggregator_url: self.aggregator.clone(),
+            key_id: None,
+            known_value: None,
+            regenerate: false,
+            o: None,
+            ou: None,
+            link: self.link.options(),
+            http_timeout: Duration::from_millis(self.http_timeout_ms),
+        }
+    }
+}
+
+#[derive(Args)]
+struct EnrollArgs {
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// Key to enroll (created if absent); default: a new random key at an auto-assigned ID.
+    #[arg(long, value_parser = parse_id)]
+    key_id: Option<u32>,
+    /// Replace the key even when it exists.
+    #[arg(long)]
+    regenerate: bool,
+    #[arg(long)]
+    o: Option<String>,
+    #[arg(long)]
+    ou: Option<String>,
+}
+
+#[derive(Args)]
+struct FactoryArgs {
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// Known value for key 0x00000002 (64 hex digits); default: the documented sample value.
+    #[arg(long)]
+    known_2: Option<String>,
+    /// Known value for key 0x00000003 (64 hex digits); default: the documented sample value.
+    #[arg(long)]
+    known_3: Option<String>,
+}
+
+fn parse_id(s: &str) -> Result<u32, String> {
+    let v = tfmprov_device::shell::parse_id(s).map_err(|e| e.to_string())?;
+    u32::try_from(v).map_err(|_| format!("{s} does not fit in 32 bits"))
+}
+
+fn parse_hex32(s: &str) -> Result<[u8; 32]> {
+    let v = hex::decode(s.trim()).context("not hex")?;
+    v.try_into().map_err(|v: Vec<u8>| anyhow::anyhow!("need 32 bytes (64 hex digits), got {}", v.len()))
+}
+
+fn write_out(out: Option<&PathBuf>, text: &str) -> Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> Result<String> {
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der).map_err(|e| anyhow::anyhow!("PEM: {e}"))
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    Ok(stop)
+}
+
+fn print_enrolled(e: &Enrolled) {
+    println!(
+        "{}: key 0x{:08x} enrolled ({} byte certificate{})",
+        e.device_id,
+        e.key_id,
+        e.leaf_der.len(),
+        if e.registered { ", registered" } else { "" }
+    );
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::DeviceSim(a) => {
+            let stop = stop_flag()?;
+            let telemetry = a.mqtt.map(|url| tfmprov::sim::TelemetryConfig {
+                url,
+                interval: Duration::from_millis(a.interval),
+                count: a.count,
+                prefix: a.topic_prefix.clone(),
+            });
+            let cfg = tfmprov::sim::SimConfig {
+                state: a.state,
+                device_id: a.device_id.clone(),
+                smp_udp: Some(a.smp_udp),
+                smp_serial: a.smp_serial.clone(),
+                telemetry,
+            };
+            tfmprov::sim::run(cfg, stop, |udp| {
+                // One machine-readable line for scripts and tests.
+                let serial = a.smp_serial.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                println!("device-sim ready id={} udp={} serial={}", a.device_id, udp.map(|u| u.to_string()).unwrap_or_default(), serial);
+            })?;
+            Ok(true)
+        }
+        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate }) => {
+            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate)?;
+            Ok(true)
+        }
+        Command::Aggregator(AggregatorCommand::Serve(a)) => {
+            tfmprov::demo::serve_aggregator(a)?;
+            Ok(true)
+        }
+        Command::Keys(k) => {
+            match k {
+                KeysCommand::Generate { link, id, private_hex, replace } => {
+                    let private = private_hex.as_deref().map(parse_hex32).transpose()?;
+                    let r = link.client()?.key_generate(id, private.as_ref().map(|p| p.as_slice()), replace)?;
+                    println!("id 0x{:08x} pub {}", r.id, hex::encode(&r.public));
+                }
+                KeysCommand::Public { link, id } => {
+                    let r = link.client()?.key_public(id)?;
+                    println!("id 0x{:08x} pub {}", r.id, hex::encode(&r.public));
+                }
+                KeysCommand::Status { link, id } => {
+                    let present = link.client()?.key_status(id)?;
+                    println!("id 0x{id:08x} {}", if present { "present" } else { "absent" });
+                }
+                KeysCommand::Destroy { link, id } => {
+                    link.client()?.key_destroy(id)?;
+                    println!("id 0x{id:08x} destroyed");
+                }
+            }
+            Ok(true)
+        }
+        Command::Csr(a) => {
+            let der = a.link.client()?.csr_create(a.id, &a.cn, a.o.as_deref(), a.ou.as_deref())?;
+            write_out(a.out.as_ref(), &pem("CERTIFICATE REQUEST", &der)?)?;
+            Ok(true)
+        }
+        Command::Certs(c) => {
+            match c {
+                CertsCommand::Store { link, id, file } => {
+                    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                    let der = match std::str::from_utf8(&bytes) {
+                        Ok(text) if text.contains("-----BEGIN") => tfmprov::enroll::first_pem_der(text)?,
+                        _ => bytes,
+                    };
+                    link.client()?.cert_store(id, &der)?;
+                    println!("stored {} bytes for 0x{id:08x}", der.len());
+                }
+                CertsCommand::Get { link, id, out } => {
+                    let der = link.client()?.cert_get(id)?;
+                    write_out(out.as_ref(), &pem("CERTIFICATE", &der)?)?;
+                }
+            }
+            Ok(true)
+        }
+        Command::Enroll(a) => {
+            let targets = a.batch.targets()?;
+            let mut opts = a.batch.options();
+            opts.key_id = a.key_id;
+            opts.regenerate = a.regenerate;
+            opts.o = a.o;
+            opts.ou = a.ou;
+            let summary = tfmprov::batch::run(&targets, a.batch.parallel, true, "enroll", |t| tfmprov::enroll::enroll(t, &opts));
+            for o in &summary.outcomes {
+                if let Ok(e) = &o.result {
+                    print_enrolled(e);
+                }
+            }
+            eprint!("{}", summary.report("enroll"));
+            Ok(summary.all_ok())
+        }
+        Command::Factory(a) => {
+            let targets = a.batch.targets()?;
+            let v2 = a.known_2.as_deref().map(parse_hex32).transpose()?.unwrap_or(tfmprov_device::factory::SAMPLE_VALUE_2);
+            let v3 = a.known_3.as_deref().map(parse_hex32).transpose()?.unwrap_or(tfmprov_device::factory::SAMPLE_VALUE_3);
+            let opts = a.batch.options();
+            let summary =
+                tfmprov::batch::run(&targets, a.batch.parallel, true, "factory", |t| tfmprov::enroll::factory(t, &opts, &v2, &v3));
+            for o in &summary.outcomes {
+                if let Ok(e) = &o.result {
+                    print_enrolled(e);
+                }
+            }
+            eprint!("{}", summary.report("factory"));
+            Ok(summary.all_ok())
+        }
+        Command::Demo(a) => tfmprov::demo::run(a),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TFMPROV_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tfmprov: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
