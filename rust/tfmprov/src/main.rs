@@ -450,7 +450,8 @@ fn run(cli: Cli) -> Result<bool> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TFMPROV_LOG").unwrap_or_else(|_| "info".into()),
+            // rumqttd logs every client disconnect as an error: keep it quiet unless asked.
+            tracing_subscriber::EnvFilter::try_from_env("TFMPROV_LOG").unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,0 +1,150 @@
+//! End to end on the host: the CA and the aggregator in this process, real
+//! `tfmprov device-sim` processes, and the real `tfmprov` binary driving them
+//! over SMP/UDP, checked with openssl.
+
+use std::path::Path;
+use std::process::Command;
+use tfmprov::demo::Servers;
+use tfmprov::sim::SimProcess;
+
+const EXE: &str = env!("CARGO_BIN_EXE_tfmprov");
+
+fn tfmprov(args: &[&str]) -> std::process::Output {
+    Command::new(EXE).args(args).env("TFMPROV_LOG", "warn").output().expect("run tfmprov")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tfmprov(args);
+    assert!(out.status.success(), "tfmprov {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn openssl_verify(dir: &Path, root_pem: &str, chain_pem: &str) {
+    let certs: Vec<&str> = chain_pem.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    assert_eq!(certs.len(), 2, "leaf + intermediate");
+    std::fs::write(dir.join("root.pem"), root_pem).unwrap();
+    std::fs::write(dir.join("leaf.pem"), certs[0]).unwrap();
+    std::fs::write(dir.join("intermediate.pem"), certs[1]).unwrap();
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "leaf.pem"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn enroll_several_devices_and_check_every_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::start(dir.path()).unwrap();
+    let sims: Vec<SimProcess> = (1..=4)
+        .map(|i| {
+            let id = format!("e2e-{i}");
+            SimProcess::spawn(Path::new(EXE), &dir.path().join(&id), &id, &[]).unwrap()
+        })
+        .collect();
+    let mut args: Vec<String> = vec!["enroll".into(), "--ca".into(), servers.ca_url.clone(), "--key-id".into(), "0x3".into()];
+    for s in &sims {
+        args.push("--device".into());
+        args.push(format!("{}@udp:{}", s.device_id, s.udp));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(&argv);
+    for s in &sims {
+        assert!(out.contains(&format!("{}: key 0x00000003 enrolled", s.device_id)), "{out}");
+        let udp = s.udp.to_string();
+        // The stored certificate carries the device key's public key.
+        let cert = ok(&["certs", "get", "--udp", &udp, "--id", "3"]);
+        let pubkey = ok(&["keys", "public", "--udp", &udp, "--id", "3"]);
+        let pub_hex = pubkey.split_whitespace().last().unwrap().to_string();
+        let d = dir.path().join(format!("{}-check", s.device_id));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("cert.pem"), &cert).unwrap();
+        let text = Command::new("openssl").args(["x509", "-in", d.join("cert.pem").to_str().unwrap(), "-noout", "-text"]).output().unwrap();
+        let text = String::from_utf8_lossy(&text.stdout).replace([' ', '\n', ':'], "");
+        assert!(text.contains(&pub_hex), "certificate of {} does not carry its key", s.device_id);
+        assert!(text.contains(&format!("CN={}", s.device_id)) || text.contains(&format!("CN{}", s.device_id)));
+        // The CA root is on the device at 0x3F000000.
+        let root = ok(&["certs", "get", "--udp", &udp, "--id", "0x3F000000"]);
+        assert_eq!(root.trim(), servers.root_pem.trim());
+    }
+    // The CA logged each device once.
+    let devices: serde_json::Value = serde_json::from_str(&http_get(&format!("{}/v1/devices", servers.ca_url))).unwrap();
+    assert_eq!(devices.as_array().map(|a| a.len()), Some(4), "{devices}");
+}
+
+fn http_get(url: &str) -> String {
+    ureq::get(url).call().expect("GET").body_mut().read_to_string().expect("body")
+}
+
+#[test]
+fn factory_chain_verifies_and_state_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::start(dir.path()).unwrap();
+    let state = dir.path().join("dev-a");
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-a", &[]).unwrap();
+    let target = format!("dev-a@udp:{}", sim.udp);
+    let out = ok(&["factory", "--ca", &servers.ca_url, "--aggregator", &servers.aggregator_url, "--device", &target]);
+    assert!(out.contains("dev-a: key 0x00000003 enrolled"), "{out}");
+    assert!(out.contains("registered"), "{out}");
+    let udp = sim.udp.to_string();
+    let cert_before = ok(&["certs", "get", "--udp", &udp, "--id", "3"]);
+    let pub_random = ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]);
+    // The 2-level chain verifies with openssl.
+    let inter = {
+        let all = http_get(&format!("{}/v1/ca", servers.ca_url));
+        all.split_inclusive("-----END CERTIFICATE-----\n").nth(1).unwrap().to_string()
+    };
+    openssl_verify(dir.path(), &servers.root_pem, &format!("{cert_before}{inter}"));
+    // Restart the device: keys and certificates are still there.
+    sim.stop();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-a", &[]).unwrap();
+    let udp = sim.udp.to_string();
+    assert_eq!(ok(&["certs", "get", "--udp", &udp, "--id", "3"]), cert_before);
+    assert_eq!(ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]), pub_random);
+    assert!(ok(&["keys", "status", "--udp", &udp, "--id", "2"]).contains("present"));
+    // Running the factory again keeps the keys (idempotent) and re-issues key 3's certificate.
+    let target = format!("dev-a@udp:{udp}");
+    ok(&["factory", "--ca", &servers.ca_url, "--device", &target]);
+    assert_eq!(ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]), pub_random);
+}
+
+#[test]
+fn one_failing_device_does_not_stop_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::start(dir.path()).unwrap();
+    let good = SimProcess::spawn(Path::new(EXE), &dir.path().join("good"), "good-1", &[]).unwrap();
+    // Nothing listens on this port: that device fails after its retries.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let out = tfmprov(&[
+        "enroll", "--ca", &servers.ca_url, "--timeout-ms", "200", "--retries", "1",
+        "--device", &format!("dead-1@udp:{dead_addr}"),
+        "--device", &format!("good-1@udp:{}", good.udp),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "exit code says not all succeeded");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("good-1: key 0x00010000 enrolled"), "{stdout}");
+    assert!(stderr.contains("FAILED  dead-1"), "{stderr}");
+    assert!(stderr.contains("1 of 2 devices succeeded"), "{stderr}");
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::spawn(Path::new(EXE), &dir.path().join("d"), "bad-1", &[]).unwrap();
+    let udp = sim.udp.to_string();
+    let out = tfmprov(&["keys", "public", "--udp", &udp, "--id", "0x2"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found") || err.contains("rc 2"), "{err}");
+    let out = tfmprov(&["keys", "generate", "--udp", &udp, "--id", "0x10000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid argument"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tfmprov(&["keys", "generate", "--udp", &udp, "--private-hex", "abcd"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
+    let out = tfmprov(&["enroll", "--device", "bad id@udp:127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
