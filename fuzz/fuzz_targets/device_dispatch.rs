@@ -10,10 +10,9 @@ static DEVICE: OnceLock<Mutex<Device>> = OnceLock::new();
 
 fn device() -> &'static Mutex<Device> {
     DEVICE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::env::set_current_dir(dir.path()).expect("chdir");
-        // Keep the directory for the life of the process.
-        std::mem::forget(dir);
+        // The directory is kept (not removed) for the life of the process.
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        std::env::set_current_dir(&dir).expect("chdir");
         let mut dev = Device::boot("fuzz-dev").expect("boot");
         // A key and a certificate-less slot so that reads reach real state.
         let _ = dev.shell(&["factory"]);

@@ -1,0 +1,364 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * MQTT client (CONFIG_TFMPROV_MQTT, enabled by mqtt.conf; TLS with
+ * mqtt-tls.conf). Topics, QoS levels and message bodies all come from Rust:
+ * tfmprov_mqtt_topic / tfmprov_mqtt_qos / tfmprov_mqtt_next build them, and
+ * tfmprov_mqtt_on_error turns a report on prov/{id}/errors into a log line.
+ * This file only runs the MQTT protocol (Zephyr's MQTT library,
+ * include/zephyr/net/mqtt.h of v4.3.0, loop as in samples/net/mqtt_publisher).
+ *
+ * Sequence per connection: subscribe to errors, then every
+ * CONFIG_TFMPROV_MQTT_INTERVAL_S: a data message (signed sample reading), a
+ * session message when Rust says one is due (new session key, QoS 2; the
+ * first round and then per the rotation policy), and a sealed message (the
+ * same reading encrypted under the session key).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <zephyr/kernel.h>
+#include <zephyr/logging/log.h>
+#include <zephyr/net/socket.h>
+#include <zephyr/net/mqtt.h>
+#include <zephyr/sys/byteorder.h>
+#if defined(CONFIG_MQTT_LIB_TLS)
+#include <zephyr/net/tls_credentials.h>
+#endif
+
+#include "tfmprov.h"
+#include "tfmprov_glue.h"
+
+LOG_MODULE_DECLARE(tfmprov, CONFIG_TFMPROV_LOG_LEVEL);
+
+#define TOPIC_MAX 96
+
+static uint8_t rx_buf[CONFIG_TFMPROV_MQTT_BUF_SIZE];
+static uint8_t tx_buf[CONFIG_TFMPROV_MQTT_BUF_SIZE];
+static uint8_t msg_buf[CONFIG_TFMPROV_MQTT_BUF_SIZE]; /* outgoing body / incoming report */
+static char topics[4][TOPIC_MAX];                     /* indexed by TFMPROV_MQTT_* */
+static char report_line[256];
+
+static struct mqtt_client client;
+static struct sockaddr_storage broker;
+static struct zsock_pollfd fds[1];
+static bool connected;
+static uint16_t next_msg_id = 1;
+
+static uint16_t msg_id(void)
+{
+	uint16_t id = next_msg_id++;
+
+	if (next_msg_id == 0) {
+		next_msg_id = 1; /* 0 is not a valid packet identifier */
+	}
+	return id;
+}
+
+static int sock_fd(void)
+{
+#if defined(CONFIG_MQTT_LIB_TLS)
+	return client.transport.tls.sock;
+#else
+	return client.transport.tcp.sock;
+#endif
+}
+
+static void on_publish(struct mqtt_client *c, const struct mqtt_publish_param *p)
+{
+	uint32_t len = p->message.payload.len;
+	int32_t rc;
+
+	if (len > sizeof(msg_buf)) {
+		/* Too large to be a report: drain it so the stream stays in sync. */
+		LOG_WRN("errors: %u-byte report dropped (buffer %zu)", (unsigned int)len, sizeof(msg_buf));
+		while (len > 0) {
+			size_t chunk = MIN(len, sizeof(msg_buf));
+
+			if (mqtt_readall_publish_payload(c, msg_buf, chunk) != 0) {
+				return;
+			}
+			len -= chunk;
+		}
+	} else {
+		if (mqtt_readall_publish_payload(c, msg_buf, len) != 0) {
+			return;
+		}
+		tfmprov_enter();
+		rc = tfmprov_mqtt_on_error(msg_buf, len, report_line, sizeof(report_line));
+		tfmprov_leave();
+		LOG_WRN("errors: %s%s", report_line, rc == TFMPROV_OK ? "" : " (truncated)");
+	}
+
+	if (p->message.topic.qos == MQTT_QOS_1_AT_LEAST_ONCE) {
+		const struct mqtt_puback_param ack = {.message_id = p->message_id};
+
+		(void)mqtt_publish_qos1_ack(c, &ack);
+	} else if (p->message.topic.qos == MQTT_QOS_2_EXACTLY_ONCE) {
+		const struct mqtt_pubrec_param rec = {.message_id = p->message_id};
+
+		(void)mqtt_publish_qos2_receive(c, &rec);
+	}
+}
+
+static void mqtt_evt_handler(struct mqtt_client *c, const struct mqtt_evt *evt)
+{
+	switch (evt->type) {
+	case MQTT_EVT_CONNACK:
+		connected = (evt->result == 0);
+		LOG_INF("mqtt: connack %d", evt->result);
+		break;
+	case MQTT_EVT_DISCONNECT:
+		connected = false;
+		LOG_INF("mqtt: disconnected %d", evt->result);
+		break;
+	case MQTT_EVT_PUBLISH:
+		on_publish(c, &evt->param.publish);
+		break;
+	case MQTT_EVT_PUBREC: {
+		const struct mqtt_pubrel_param rel = {.message_id = evt->param.pubrec.message_id};
+
+		(void)mqtt_publish_qos2_release(c, &rel);
+		break;
+	}
+	case MQTT_EVT_PUBREL: {
+		const struct mqtt_pubcomp_param comp = {.message_id = evt->param.pubrel.message_id};
+
+		(void)mqtt_publish_qos2_complete(c, &comp);
+		break;
+	}
+	case MQTT_EVT_PUBACK:
+	case MQTT_EVT_PUBCOMP:
+	case MQTT_EVT_SUBACK:
+		LOG_DBG("mqtt: ack type %d result %d", evt->type, evt->result);
+		break;
+	default:
+		break;
+	}
+}
+
+#if defined(CONFIG_MQTT_LIB_TLS)
+static const sec_tag_t sec_tags[] = {CONFIG_TFMPROV_MQTT_TLS_SEC_TAG};
+
+/* The broker's CA certificate is the peer certificate the device stores at
+ * 0x3F000000 (DESIGN.md key-ID map), read through the certs group's "get"
+ * (the request is the fixed CBOR map {"id": 0x3F000000}). */
+static int tls_setup(void)
+{
+	static const uint8_t req[] = {0xa1, 0x62, 'i', 'd', 0x1a, 0x3f, 0x00, 0x00, 0x00};
+	static uint8_t ca_der[4096];
+	struct tfmprov_smp_rsp rsp;
+	int32_t rc;
+
+	tfmprov_enter();
+	rc = tfmprov_smp_handle(66, 1, 0, req, sizeof(req), ca_der, sizeof(ca_der), &rsp);
+	tfmprov_leave();
+	if (rc != 0 || !(rsp.fields & TFMPROV_RSP_CERT)) {
+		LOG_ERR("mqtt: no CA certificate at 0x3F000000 (rc %d): store it first", (int)rc);
+		return -ENOENT;
+	}
+	return tls_credential_add(CONFIG_TFMPROV_MQTT_TLS_SEC_TAG, TLS_CREDENTIAL_CA_CERTIFICATE,
+				  ca_der, rsp.data_len);
+}
+#endif
+
+static void client_setup(void)
+{
+	struct sockaddr_in *b4 = (struct sockaddr_in *)&broker;
+
+	b4->sin_family = AF_INET;
+	b4->sin_port = htons(CONFIG_TFMPROV_MQTT_BROKER_PORT);
+	zsock_inet_pton(AF_INET, CONFIG_TFMPROV_MQTT_BROKER_ADDR, &b4->sin_addr);
+
+	mqtt_client_init(&client);
+	client.broker = &broker;
+	client.evt_cb = mqtt_evt_handler;
+	client.client_id.utf8 = (const uint8_t *)CONFIG_TFMPROV_DEVICE_ID;
+	client.client_id.size = strlen(CONFIG_TFMPROV_DEVICE_ID);
+	client.protocol_version = MQTT_VERSION_3_1_1;
+	client.rx_buf = rx_buf;
+	client.rx_buf_size = sizeof(rx_buf);
+	client.tx_buf = tx_buf;
+	client.tx_buf_size = sizeof(tx_buf);
+#if defined(CONFIG_MQTT_LIB_TLS)
+	client.transport.type = MQTT_TRANSPORT_SECURE;
+	client.transport.tls.config.peer_verify = TLS_PEER_VERIFY_REQUIRED;
+	client.transport.tls.config.cipher_list = NULL;
+	client.transport.tls.config.sec_tag_list = sec_tags;
+	client.transport.tls.config.sec_tag_count = ARRAY_SIZE(sec_tags);
+	client.transport.tls.config.hostname = CONFIG_TFMPROV_MQTT_TLS_HOSTNAME;
+#else
+	client.transport.type = MQTT_TRANSPORT_NON_SECURE;
+#endif
+}
+
+/* Serves the connection (input, keep-alive) for `ms` milliseconds. Stops
+ * early when a session that was up goes down. */
+static int pump(int ms)
+{
+	const bool was_connected = connected;
+	const int64_t end = k_uptime_get() + ms;
+	int rc;
+
+	do {
+		int64_t left = MAX(end - k_uptime_get(), 0);
+
+		fds[0].fd = sock_fd();
+		fds[0].events = ZSOCK_POLLIN;
+		rc = zsock_poll(fds, 1, (int)left);
+		if (rc < 0) {
+			return -errno;
+		}
+		if (rc > 0 && mqtt_input(&client) != 0) {
+			return -EIO;
+		}
+		rc = mqtt_live(&client);
+		if (rc != 0 && rc != -EAGAIN) {
+			return rc;
+		}
+		if (was_connected && !connected) {
+			return -ENOTCONN;
+		}
+	} while (k_uptime_get() < end);
+	return 0;
+}
+
+static int publish(uint8_t kind, const uint8_t *payload, size_t len)
+{
+	struct mqtt_publish_param p = {0};
+	size_t body_len = 0;
+	int32_t qos;
+	int32_t rc;
+
+	tfmprov_enter();
+	qos = tfmprov_mqtt_qos(kind);
+	rc = tfmprov_mqtt_next(kind, payload, len, msg_buf, sizeof(msg_buf), &body_len);
+	tfmprov_leave();
+	if (rc != TFMPROV_OK || qos < 0) {
+		LOG_ERR("mqtt: %s not built: %d (%s)", topics[kind], (int)rc, tfmprov_strerror(rc));
+		return rc == TFMPROV_OK ? -EINVAL : -EIO;
+	}
+
+	p.message.topic.topic.utf8 = (const uint8_t *)topics[kind];
+	p.message.topic.topic.size = strlen(topics[kind]);
+	p.message.topic.qos = (uint8_t)qos;
+	p.message.payload.data = msg_buf;
+	p.message.payload.len = body_len;
+	p.message_id = msg_id();
+	rc = mqtt_publish(&client, &p);
+	LOG_INF("mqtt: %s %zu bytes qos %d: %d", topics[kind], body_len, (int)qos, (int)rc);
+	return rc;
+}
+
+static int subscribe_errors(void)
+{
+	struct mqtt_topic t = {
+		.topic = {.utf8 = (const uint8_t *)topics[TFMPROV_MQTT_ERRORS],
+			  .size = strlen(topics[TFMPROV_MQTT_ERRORS])},
+	};
+	struct mqtt_subscription_list list = {.list = &t, .list_count = 1, .message_id = msg_id()};
+	int32_t qos;
+
+	tfmprov_enter();
+	qos = tfmprov_mqtt_qos(TFMPROV_MQTT_ERRORS);
+	tfmprov_leave();
+	t.qos = qos < 0 ? MQTT_QOS_1_AT_LEAST_ONCE : (uint8_t)qos;
+	return mqtt_subscribe(&client, &list);
+}
+
+/* The uptime as the 8 big-endian bytes tfmprov_mqtt_next expects with a
+ * session message (the clock of Rust's session rotation policy). */
+static void uptime_be(uint8_t out[8], int64_t now)
+{
+	sys_put_be64((uint64_t)now, out);
+}
+
+static int session(void)
+{
+	uint8_t reading[32];
+	uint8_t now_be[8];
+	uint64_t counter = 0;
+	size_t reading_len = 0;
+	int rc;
+
+	rc = subscribe_errors();
+	while (rc == 0) {
+		int64_t now = k_uptime_get();
+		int32_t due;
+
+		/* The sample reading, built by Rust: {"n": counter, "t": uptime}. */
+		tfmprov_enter();
+		rc = tfmprov_mqtt_sample(counter++, (uint64_t)now, reading, sizeof(reading),
+					 &reading_len);
+		due = tfmprov_mqtt_session_due((uint64_t)now);
+		tfmprov_leave();
+		if (rc != TFMPROV_OK || due < 0) {
+			LOG_ERR("mqtt: %s", tfmprov_strerror(rc != TFMPROV_OK ? rc : due));
+			return -EIO;
+		}
+
+		rc = publish(TFMPROV_MQTT_DATA, reading, reading_len);
+		if (rc == 0 && due == 1) {
+			uptime_be(now_be, now);
+			rc = publish(TFMPROV_MQTT_SESSION, now_be, sizeof(now_be));
+		}
+		if (rc == 0) {
+			rc = publish(TFMPROV_MQTT_SEALED, reading, reading_len);
+		}
+		if (rc == 0) {
+			rc = pump(CONFIG_TFMPROV_MQTT_INTERVAL_S * MSEC_PER_SEC);
+		}
+	}
+	return rc;
+}
+
+static void mqtt_thread(void *a, void *b, void *c)
+{
+	ARG_UNUSED(a);
+	ARG_UNUSED(b);
+	ARG_UNUSED(c);
+
+	(void)k_sem_take(&tfmprov_ready, K_FOREVER);
+
+	tfmprov_enter();
+	for (uint8_t kind = TFMPROV_MQTT_DATA; kind <= TFMPROV_MQTT_ERRORS; kind++) {
+		int32_t rc = tfmprov_mqtt_topic(kind, topics[kind], sizeof(topics[kind]));
+
+		if (rc != TFMPROV_OK) {
+			tfmprov_leave();
+			LOG_ERR("mqtt: topic %u: %d (%s)", kind, (int)rc, tfmprov_strerror(rc));
+			return;
+		}
+	}
+	tfmprov_leave();
+
+#if defined(CONFIG_MQTT_LIB_TLS)
+	if (tls_setup() != 0) {
+		return;
+	}
+#endif
+
+	for (;;) {
+		int rc;
+
+		client_setup();
+		connected = false;
+		rc = mqtt_connect(&client);
+		/* Wait up to 5 s for the CONNACK. */
+		for (int i = 0; rc == 0 && i < 50 && !connected; i++) {
+			rc = pump(100);
+		}
+		if (connected) {
+			rc = session();
+			LOG_WRN("mqtt: session ended: %d", rc);
+		} else {
+			LOG_WRN("mqtt: connect to %s:%d failed: %d", CONFIG_TFMPROV_MQTT_BROKER_ADDR,
+				CONFIG_TFMPROV_MQTT_BROKER_PORT, rc);
+		}
+		(void)mqtt_abort(&client);
+		k_sleep(K_SECONDS(10));
+	}
+}
+
+K_THREAD_DEFINE(tfmprov_mqtt, CONFIG_TFMPROV_MQTT_STACK_SIZE, mqtt_thread, NULL, NULL, NULL,
+		K_LOWEST_APPLICATION_THREAD_PRIO, 0, 0);
