@@ -281,6 +281,22 @@ impl Drop for Observer {
     }
 }
 
+/// A tampered copy of a signed data message: its protected `seq` moved far
+/// ahead (so the anti-replay window lets it through to the signature check),
+/// signature untouched, which therefore no longer verifies.
+pub fn tamper_seq(original: &[u8]) -> Result<Vec<u8>> {
+    use coset::{CborSerializable, TaggedCborSerializable};
+    let mut msg = coset::CoseSign1::from_tagged_slice(original)
+        .or_else(|_| coset::CoseSign1::from_slice(original))
+        .map_err(|e| anyhow::anyhow!("not a COSE_Sign1: {e:?}"))?;
+    let seq_label = coset::Label::Int(tfmprov_cose::SEQ_LABEL);
+    let entry = msg.protected.header.rest.iter_mut().find(|(l, _)| *l == seq_label).context("no seq")?;
+    let seq = entry.1.as_integer().and_then(|i| u64::try_from(i).ok()).context("seq is not a uint")?;
+    entry.1 = ciborium::Value::Integer((seq + 1_000_000).into());
+    msg.protected.original_data = None;
+    msg.to_tagged_vec().map_err(|e| anyhow::anyhow!("encoding: {e:?}"))
+}
+
 fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
@@ -373,10 +389,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     if let Some(original) = observer.first_capture() {
         let topic = tfmprov_cose::topic("prov", &ids[0], tfmprov_cose::Kind::Data);
         observer.publish(&topic, original.clone())?;
-        let mut tampered = original;
-        let n = tampered.len();
-        tampered[n - 10] ^= 0x01; // inside the signature
-        observer.publish(&topic, tampered)?;
+        observer.publish(&topic, tamper_seq(&original)?)?;
         injected = true;
     }
     let rejections_seen = wait_until(Duration::from_secs(10), || observer.reports().len() >= 2);

@@ -1,0 +1,117 @@
+//! Blocking HTTP client for the aggregator API (used by the `tfmprov` CLI).
+
+use std::time::Duration;
+
+use crate::http::{DeviceInfo, StoredMessage};
+use crate::{Error, Stats};
+
+/// Timeout of the calls that take none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest answer read from the server.
+const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+fn url(base_url: &str, path: &str) -> String {
+    format!("{}{}", base_url.trim_end_matches('/'), path)
+}
+
+/// Percent-encode a path segment (device ids are `[A-Za-z0-9._-]`, but the
+/// caller may pass anything; the server then answers 400/404).
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// (status, body) of an answer.
+fn answer(mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, String), Error> {
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_string()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    Ok((status, body))
+}
+
+fn expect<T: serde::de::DeserializeOwned>(ok: &[u16], (status, body): (u16, String)) -> Result<T, Error> {
+    if !ok.contains(&status) {
+        return Err(Error::Http { status, message: body.trim().to_owned() });
+    }
+    serde_json::from_str(&body).map_err(|e| Error::BadResponse(format!("{e}: {}", body.chars().take(200).collect::<String>())))
+}
+
+/// Register `device_id` with its PEM chain (leaf first). Ok for a new device
+/// (201) and for the same key again (200); a refusal is [`Error::Http`] with
+/// status 400 or 409 and the server's reason.
+pub fn register(base_url: &str, device_id: &str, chain_pem: &str, timeout: Duration) -> Result<(), Error> {
+    register_device(base_url, device_id, chain_pem, timeout).map(|_| ())
+}
+
+/// [`register`], returning the stored record.
+pub fn register_device(
+    base_url: &str,
+    device_id: &str,
+    chain_pem: &str,
+    timeout: Duration,
+) -> Result<DeviceInfo, Error> {
+    let body = serde_json::json!({ "device_id": device_id, "chain_pem": chain_pem }).to_string();
+    let resp = agent(timeout)
+        .post(url(base_url, "/v1/devices"))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    expect(&[200, 201], answer(resp)?)
+}
+
+/// The device's record, `None` if it is not registered.
+pub fn device(base_url: &str, device_id: &str) -> Result<Option<DeviceInfo>, Error> {
+    let resp = agent(DEFAULT_TIMEOUT)
+        .get(url(base_url, &format!("/v1/devices/{}", segment(device_id))))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let a = answer(resp)?;
+    if a.0 == 404 {
+        return Ok(None);
+    }
+    expect(&[200], a).map(Some)
+}
+
+/// Revoke a device (its later messages are rejected); returns its record.
+pub fn revoke(base_url: &str, device_id: &str) -> Result<DeviceInfo, Error> {
+    let resp = agent(DEFAULT_TIMEOUT)
+        .delete(url(base_url, &format!("/v1/devices/{}", segment(device_id))))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    expect(&[200], answer(resp)?)
+}
+
+/// Stored messages of a device, oldest first (at most `limit`, <= 1000).
+pub fn messages(base_url: &str, device_id: &str, limit: u32) -> Result<Vec<StoredMessage>, Error> {
+    let resp = agent(DEFAULT_TIMEOUT)
+        .get(url(base_url, &format!("/v1/devices/{}/messages?limit={limit}", segment(device_id))))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    expect(&[200], answer(resp)?)
+}
+
+/// Accepted / rejected counters.
+pub fn stats(base_url: &str) -> Result<Stats, Error> {
+    let resp = agent(DEFAULT_TIMEOUT)
+        .get(url(base_url, "/v1/stats"))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    expect(&[200], answer(resp)?)
+}

@@ -1,0 +1,211 @@
+//! [`Config`] and [`BrokerChoice`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::error::Error;
+
+/// Default address of the embedded broker.
+pub const DEFAULT_EMBEDDED_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 1883);
+/// Default largest accepted `data` message (bytes of the MQTT payload).
+pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024;
+/// Default width of the anti-replay window (at most [`tfmprov_cose::REPLAY_WINDOW_BITS`]).
+pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
+
+/// Which MQTT broker the aggregator uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// Run rumqttd inside this process, listening on `listen` (port 0 = pick a free one).
+    Embedded {
+        /// Listen address of the embedded broker.
+        listen: SocketAddr,
+    },
+    /// Connect to an external broker (mosquitto, EMQX, ...).
+    External {
+        /// `mqtt://HOST[:PORT]` (default port 1883) or `mqtts://HOST[:PORT]` (8883).
+        url: String,
+        /// PEM CA bundle that verifies the broker's certificate (required for `mqtts`).
+        ca_file: Option<PathBuf>,
+        /// PEM client certificate chain and PEM private key, for brokers that
+        /// require client authentication (`mqtts` only).
+        client_cert: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+impl BrokerChoice {
+    /// Parse the CLI's `--broker` value: `embedded` (on 127.0.0.1:1883),
+    /// `embedded:ADDR:PORT`, `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+    pub fn parse(
+        s: &str,
+        ca_file: Option<PathBuf>,
+        client_cert: Option<(PathBuf, PathBuf)>,
+    ) -> Result<BrokerChoice, Error> {
+        if s == "embedded" {
+            return Ok(BrokerChoice::Embedded { listen: DEFAULT_EMBEDDED_LISTEN });
+        }
+        if let Some(addr) = s.strip_prefix("embedded:") {
+            let listen = addr
+                .parse()
+                .map_err(|_| Error::Config(format!("embedded broker address {addr:?} is not ADDR:PORT")))?;
+            return Ok(BrokerChoice::Embedded { listen });
+        }
+        let choice = BrokerChoice::External { url: s.to_owned(), ca_file, client_cert };
+        choice.endpoint()?;
+        Ok(choice)
+    }
+
+    /// (tls, host, port) of an external broker.
+    pub(crate) fn endpoint(&self) -> Result<(bool, String, u16), Error> {
+        let BrokerChoice::External { url, ca_file, client_cert } = self else {
+            return Err(Error::Config("not an external broker".into()));
+        };
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else {
+            return Err(Error::Config(format!(
+                "broker {url:?}: expected embedded, mqtt://HOST:PORT or mqtts://HOST:PORT"
+            )));
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| Error::Config(format!("broker {url:?}: unclosed [")))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(Error::Config(format!("broker {url:?}: junk after ]"))),
+            };
+            (h.to_owned(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (rest.to_owned(), None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                Error::Config(format!("broker {url:?}: port {p:?} is not 1..65535"))
+            })?,
+            None => default_port,
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(Error::Config(format!("broker {url:?}: bad host")));
+        }
+        if tls && ca_file.is_none() {
+            return Err(Error::Config(format!(
+                "broker {url:?}: mqtts needs a CA file (the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt, will do for public brokers)"
+            )));
+        }
+        if !tls && (ca_file.is_some() || client_cert.is_some()) {
+            return Err(Error::Config(format!("broker {url:?}: CA file / client certificate need mqtts://")));
+        }
+        Ok((tls, host, port))
+    }
+}
+
+/// Everything `tfmprov aggregator serve` configures.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// State directory; the database is `aggregator.sqlite` in it.
+    pub state_dir: PathBuf,
+    /// HTTP listen address (port 0 = pick a free one; see [`crate::Running::http_addr`]).
+    pub listen: SocketAddr,
+    /// PEM of the CA root certificate(s) that registration chains must verify to.
+    pub ca_root_pem: String,
+    /// The broker.
+    pub broker: BrokerChoice,
+    /// Topic prefix (`prov`).
+    pub topic_prefix: String,
+    /// Anti-replay window width, 1..=128 (default 64).
+    pub replay_window: u32,
+    /// Largest accepted message in bytes (default 16 KiB; at most 64 KiB, the COSE parser's cap).
+    pub max_message: usize,
+    /// Signature verification threads (default: the number of CPUs).
+    pub workers: usize,
+}
+
+impl Config {
+    /// A configuration with the defaults: embedded broker on 127.0.0.1:1883,
+    /// prefix `prov`, window 64, 16 KiB messages, one verify thread per CPU.
+    pub fn new(state_dir: impl Into<PathBuf>, listen: SocketAddr, ca_root_pem: impl Into<String>) -> Config {
+        Config {
+            state_dir: state_dir.into(),
+            listen,
+            ca_root_pem: ca_root_pem.into(),
+            broker: BrokerChoice::Embedded { listen: DEFAULT_EMBEDDED_LISTEN },
+            topic_prefix: tfmprov_cose::DEFAULT_PREFIX.to_owned(),
+            replay_window: DEFAULT_REPLAY_WINDOW,
+            max_message: DEFAULT_MAX_MESSAGE,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let w = u64::from(self.replay_window);
+        if w == 0 || w > tfmprov_cose::REPLAY_WINDOW_BITS {
+            return Err(Error::Config(format!(
+                "replay window {w} not in 1..={}",
+                tfmprov_cose::REPLAY_WINDOW_BITS
+            )));
+        }
+        if self.max_message == 0 || self.max_message > tfmprov_cose::MAX_MESSAGE_LEN {
+            return Err(Error::Config(format!(
+                "max message {} not in 1..={}",
+                self.max_message,
+                tfmprov_cose::MAX_MESSAGE_LEN
+            )));
+        }
+        if self.workers == 0 || self.workers > 256 {
+            return Err(Error::Config(format!("workers {} not in 1..=256", self.workers)));
+        }
+        let p = &self.topic_prefix;
+        if p.is_empty() || p.contains(['+', '#', '\0']) || p.starts_with('/') || p.ends_with('/') {
+            return Err(Error::Config(format!("topic prefix {p:?} is not a plain topic level")));
+        }
+        if let BrokerChoice::External { .. } = &self.broker {
+            self.broker.endpoint()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(url: &str, ca: bool) -> Result<(bool, String, u16), Error> {
+        BrokerChoice::External {
+            url: url.into(),
+            ca_file: ca.then(|| PathBuf::from("/ca.pem")),
+            client_cert: None,
+        }
+        .endpoint()
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(ext("mqtt://127.0.0.1:1884", false).unwrap(), (false, "127.0.0.1".into(), 1884));
+        assert_eq!(ext("mqtt://broker.local", false).unwrap(), (false, "broker.local".into(), 1883));
+        assert_eq!(ext("mqtts://[::1]:8884", true).unwrap(), (true, "::1".into(), 8884));
+        assert_eq!(ext("mqtts://h", true).unwrap(), (true, "h".into(), 8883));
+        assert!(ext("mqtts://h:8883", false).is_err(), "mqtts without a CA file");
+        assert!(ext("mqtt://h:1883", true).is_err(), "CA file with plain mqtt");
+        assert!(ext("http://h:1883", false).is_err());
+        assert!(ext("mqtt://h:0", false).is_err());
+        assert!(ext("mqtt://h:x", false).is_err());
+        assert!(ext("mqtt://:1883", false).is_err());
+        assert_eq!(
+            BrokerChoice::parse("embedded", None, None).unwrap(),
+            BrokerChoice::Embedded { listen: DEFAULT_EMBEDDED_LISTEN }
+        );
+        assert_eq!(
+            BrokerChoice::parse("embedded:127.0.0.1:0", None, None).unwrap(),
+            BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() }
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! HTTP API (axum): registration, device records, stored messages, stats.
+//!
+//! | method | path | answer |
+//! | --- | --- | --- |
+//! | POST | `/v1/devices` | JSON `{"device_id","chain_pem"}`, or a PEM chain (`application/pem-certificate-chain`) with `?device_id=`: 201 registered, 200 same key again, 400 refused (reason in the body), 409 other key / revoked |
+//! | GET | `/v1/devices/{id}` | 200 [`DeviceInfo`], 404 |
+//! | DELETE | `/v1/devices/{id}` | 200 [`DeviceInfo`] (revoked), 404 |
+//! | GET | `/v1/devices/{id}/messages?limit=N` | 200 `[`[`StoredMessage`]`]` (oldest first, N <= 1000, default 100) |
+//! | GET | `/v1/stats` | 200 [`crate::Stats`] |
+//!
+//! Errors are `text/plain` with the reason, like the CA server.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Refusal};
+use crate::registry::{Registered, Registry};
+use crate::stats::Counters;
+use crate::store::{DeviceRow, MessageRow};
+
+/// Largest registration body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+const PEM_CHAIN: &str = "application/pem-certificate-chain";
+
+pub(crate) struct AppState {
+    pub registry: Arc<Registry>,
+    pub counters: Arc<Counters>,
+}
+
+/// A device record as the API returns it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device id (= leaf CN).
+    pub device_id: String,
+    /// kid, hex (first 8 bytes of SHA-256 over the leaf SPKI DER).
+    pub kid: String,
+    /// Uncompressed P-256 point, hex.
+    pub public_key: String,
+    /// The registered chain, PEM, leaf first.
+    pub chain_pem: String,
+    /// The leaf's notAfter, seconds since the epoch.
+    pub not_after: i64,
+    /// First registration, ms since the epoch.
+    pub registered_at: i64,
+    /// Last (re-)registration, ms since the epoch.
+    pub updated_at: i64,
+    /// Revoked: its messages are rejected.
+    pub revoked: bool,
+    /// Revocation time, ms since the epoch.
+    pub revoked_at: Option<i64>,
+}
+
+impl From<DeviceRow> for DeviceInfo {
+    fn from(r: DeviceRow) -> Self {
+        DeviceInfo {
+            device_id: r.device_id,
+            kid: hex::encode(r.kid),
+            public_key: hex::encode(r.public_key),
+            chain_pem: r.chain_pem,
+            not_after: r.not_after,
+            registered_at: r.registered_at,
+            updated_at: r.updated_at,
+            revoked: r.revoked_at.is_some(),
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+/// A stored message as the API returns it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// kid, hex.
+    pub kid: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Receive time, ms since the epoch.
+    pub received_at: i64,
+    /// The payload, hex.
+    pub payload: String,
+}
+
+impl From<MessageRow> for StoredMessage {
+    fn from(m: MessageRow) -> Self {
+        StoredMessage {
+            kid: hex::encode(m.kid),
+            seq: m.seq,
+            received_at: m.received_at,
+            payload: hex::encode(m.payload),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            Error::Refused(r) => (
+                StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+                format!("{r}\n"),
+            ),
+            _ => {
+                tracing::error!(error = %self, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".to_owned())
+            }
+        };
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    }
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/devices", post(post_device))
+        .route("/v1/devices/{id}", get(get_device).delete(delete_device))
+        .route("/v1/devices/{id}/messages", get(get_messages))
+        .route("/v1/stats", get(get_stats))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn not_found(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("no device {:?}\n", id.chars().take(80).collect::<String>()),
+    )
+        .into_response()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("task failed: {e}"))))?
+}
+
+#[derive(Deserialize)]
+struct RegisterJson {
+    device_id: String,
+    chain_pem: String,
+}
+
+#[derive(Deserialize)]
+struct RegisterQuery {
+    device_id: Option<String>,
+}
+
+/// The (device id, chain) of a registration request.
+fn parse_registration(
+    headers: &HeaderMap,
+    query: Option<RegisterQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, String), Refusal> {
+    let body = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal::BadRequest(format!("body larger than {MAX_BODY_BYTES} bytes"))
+        } else {
+            Refusal::BadRequest(format!("cannot read body: {rej}"))
+        }
+    })?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let query_id = query.and_then(|q| q.device_id);
+    match ctype.as_str() {
+        PEM_CHAIN | "application/x-pem-file" | "text/plain" => {
+            let id = query_id.ok_or_else(|| {
+                Refusal::BadRequest("a PEM body needs ?device_id=".into())
+            })?;
+            let pem = String::from_utf8(body.to_vec())
+                .map_err(|_| Refusal::BadChain("PEM body is not UTF-8".into()))?;
+            Ok((id, pem))
+        }
+        "application/json" | "" => {
+            let j: RegisterJson = serde_json::from_slice(&body).map_err(|e| {
+                Refusal::BadRequest(format!("expected JSON {{\"device_id\", \"chain_pem\"}}: {e}"))
+            })?;
+            if query_id.as_ref().is_some_and(|q| *q != j.device_id) {
+                return Err(Refusal::BadRequest("device_id in the query and the body differ".into()));
+            }
+            Ok((j.device_id, j.chain_pem))
+        }
+        other => Err(Refusal::BadRequest(format!(
+            "content type {other:?}: use application/json or {PEM_CHAIN}"
+        ))),
+    }
+}
+
+async fn post_device(
+    State(st): State<Arc<AppState>>,
+    Query(query): Query<RegisterQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let (id, pem) = parse_registration(&headers, Some(query), body)?;
+    let reg = st.registry.clone();
+    let (outcome, row) = blocking(move || reg.register(&id, &pem)).await?;
+    tracing::info!(device = %row.device_id, kid = %hex::encode(row.kid), ?outcome, "device registered");
+    let status = match outcome {
+        Registered::Created => StatusCode::CREATED,
+        Registered::Unchanged => StatusCode::OK,
+    };
+    Ok((status, Json(DeviceInfo::from(row))).into_response())
+}
+
+async fn get_device(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Error> {
+    let reg = st.registry.clone();
+    let id2 = id.clone();
+    match blocking(move || reg.device(&id2)).await? {
+        Some(row) => Ok(Json(DeviceInfo::from(row)).into_response()),
+        None => Ok(not_found(&id)),
+    }
+}
+
+async fn delete_device(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Error> {
+    let reg = st.registry.clone();
+    let id2 = id.clone();
+    match blocking(move || reg.revoke(&id2)).await? {
+        Some(row) => {
+            tracing::info!(device = %id, "device revoked");
+            Ok(Json(DeviceInfo::from(row)).into_response())
+        }
+        None => Ok(not_found(&id)),
+    }
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    limit: Option<u32>,
+}
+
+async fn get_messages(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<MessagesQuery>,
+) -> Result<Response, Error> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let reg = st.registry.clone();
+    let id2 = id.clone();
+    let found = blocking(move || {
+        Ok(match reg.device(&id2)? {
+            Some(_) => Some(reg.messages(&id2, limit)?),
+            None => None,
+        })
+    })
+    .await?;
+    match found {
+        Some(rows) => Ok(Json(rows.into_iter().map(StoredMessage::from).collect::<Vec<_>>()).into_response()),
+        None => Ok(not_found(&id)),
+    }
+}
+
+async fn get_stats(State(st): State<Arc<AppState>>) -> Json<crate::Stats> {
+    Json(st.counters.snapshot())
+}

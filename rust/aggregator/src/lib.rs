@@ -1,0 +1,216 @@
+//! Data aggregation server (seed 001, "Data Aggregation Server"; DESIGN.md
+//! "MQTT topics" and "COSE profiles").
+//!
+//! - **Registration** (`POST /v1/devices`): a device id and a PEM chain. The
+//!   chain is verified to the configured root with `rustls-webpki`
+//!   (signatures, validity, basicConstraints/path length, EKU clientAuth when
+//!   present) plus keyUsage (leaf: digitalSignature, CAs: keyCertSign); the
+//!   leaf CN must be the device id and its key a P-256 key. The key, its kid
+//!   and the chain go to SQLite. Revocation (`DELETE`) is final.
+//! - **Ingestion**: subscribes `{prefix}/+/data`; a message is stored only if it
+//!   is a COSE_Sign1 of our profile, ES256-verified (*ring*) with the key
+//!   registered for the device named in the topic, its kid is that key's, and
+//!   its `seq` passes the per-(device, kid) anti-replay window (persisted).
+//!   Every rejection is counted and published on `{prefix}/{id}/errors`.
+//!   Messages are acknowledged to the broker only once stored (or rejected):
+//!   with the broker's redelivery and `UNIQUE(device_id, kid, seq)`, each
+//!   accepted message is stored exactly once.
+//! - **Broker**: rumqttd embedded in the process (default), or an external one
+//!   over `mqtt://` or `mqtts://` (rustls on *ring*, CA file, optional client
+//!   certificate).
+//!
+//! See `docs/aggregator.md` for the design choices.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod broker;
+mod chain;
+pub mod client;
+mod config;
+mod error;
+mod http;
+mod ingest;
+mod mqtt;
+mod registry;
+mod stats;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tfmprov_cose::{subscription, Kind};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use broker::EMBEDDED_MAX_PAYLOAD;
+pub use chain::MAX_CHAIN_CERTS;
+pub use config::{BrokerChoice, Config, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_WINDOW};
+pub use error::{Error, Refusal};
+pub use http::{DeviceInfo, StoredMessage, MAX_BODY_BYTES};
+pub use stats::Stats;
+pub use store::DB_FILE;
+
+/// How long [`Aggregator::start`] waits for the broker connection and subscription.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The aggregation server.
+pub struct Aggregator;
+
+/// A started aggregator: HTTP API, MQTT ingestion, SQLite store.
+pub struct Running {
+    http_addr: SocketAddr,
+    mqtt_addr: SocketAddr,
+    counters: Arc<stats::Counters>,
+    http_stop: oneshot::Sender<()>,
+    http_task: JoinHandle<()>,
+    link: mqtt::MqttLink,
+    pipeline: ingest::Pipeline,
+    out: tokio::sync::mpsc::UnboundedSender<ingest::Out>,
+}
+
+/// MQTT client id: stable for a state directory, so a restarted aggregator
+/// resumes its persistent session (and gets what arrived meanwhile).
+fn client_id(state_dir: &std::path::Path) -> String {
+    let p = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let d = ring::digest::digest(&ring::digest::SHA256, p.to_string_lossy().as_bytes());
+    format!("tfmprov-aggregator-{}", hex::encode(&d.as_ref()[..8]))
+}
+
+/// Start the embedded broker (rumqttd) alone, as [`Aggregator::start`] does
+/// for [`BrokerChoice::Embedded`]: on `listen` (port 0 = a free port), in
+/// background threads that live until the process exits. Returns the bound
+/// address once it accepts connections.
+pub fn start_embedded_broker(listen: SocketAddr) -> Result<SocketAddr, Error> {
+    broker::start_embedded(listen)
+}
+
+impl Aggregator {
+    /// Open the database (`aggregator.sqlite` under `state_dir`, WAL), start
+    /// the embedded broker if chosen, connect and subscribe, start the verify
+    /// pool and the writer, and serve HTTP. Returns once all are ready.
+    pub async fn start(cfg: Config) -> Result<Running, Error> {
+        cfg.validate()?;
+        let roots = chain::Roots::from_pem(&cfg.ca_root_pem)?;
+        let state_dir = cfg.state_dir.clone();
+        let (reg_db, writer_db, windows) = tokio::task::spawn_blocking(move || {
+            let reg_db = store::open(&state_dir)?;
+            let writer_db = store::open(&state_dir)?;
+            let windows = store::load_windows(&writer_db)?;
+            Ok::<_, Error>((reg_db, writer_db, windows))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        let registry = Arc::new(registry::Registry::open(roots, reg_db)?);
+        let counters = Arc::new(stats::Counters::default());
+
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+        let http_addr = listener.local_addr()?;
+
+        let (embedded, mqtt_addr) = match &cfg.broker {
+            BrokerChoice::Embedded { listen } => {
+                let listen = *listen;
+                let addr = tokio::task::spawn_blocking(move || broker::start_embedded(listen))
+                    .await
+                    .map_err(|e| Error::Broker(e.to_string()))??;
+                tracing::info!(%addr, "embedded MQTT broker listening");
+                (Some(addr), addr)
+            }
+            BrokerChoice::External { .. } => {
+                let (_, host, port) = cfg.broker.endpoint()?;
+                let addr = tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .map_err(|e| Error::Mqtt(format!("cannot resolve {host}: {e}")))?
+                    .next()
+                    .ok_or_else(|| Error::Mqtt(format!("{host} has no address")))?;
+                (None, addr)
+            }
+        };
+        let opts = broker::client_options(&client_id(&cfg.state_dir), &cfg.broker, embedded)?;
+
+        let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(ingest::Shared::new(
+            registry.clone(),
+            counters.clone(),
+            cfg.topic_prefix.clone(),
+            cfg.max_message,
+            cfg.replay_window,
+            windows,
+            out_tx.clone(),
+        ));
+        let (pipeline, dispatcher) = ingest::Pipeline::start(shared.clone(), writer_db, cfg.workers)?;
+        let subs = vec![(subscription(&cfg.topic_prefix, Kind::Data), Kind::Data.qos())];
+        let link = match mqtt::start(opts, subs, dispatcher, shared, out_tx.clone(), out_rx, CONNECT_TIMEOUT).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
+                return Err(e);
+            }
+        };
+
+        let (http_stop, stop_rx) = oneshot::channel::<()>();
+        let app = http::router(Arc::new(http::AppState { registry, counters: counters.clone() }));
+        let http_task = tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let res = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
+        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx })
+    }
+}
+
+impl Running {
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The broker the aggregator uses (the embedded one's bound address, or
+    /// the external broker's resolved address).
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// Accepted / rejected counters since start.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Stop: no new messages are taken (unacknowledged ones stay with the
+    /// broker for the next start), the ones in the pipeline are stored and
+    /// acknowledged, the MQTT session is closed, then the HTTP server. The
+    /// embedded broker (rumqttd has no stop) keeps running until the process
+    /// exits.
+    pub async fn shutdown(self) {
+        let Running { http_stop, http_task, link, pipeline, out, .. } = self;
+        link.intake.store(false, Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
+        link.stopping.store(true, Ordering::SeqCst);
+        let _ = out.send(ingest::Out::Disconnect);
+        let grace = Duration::from_secs(5);
+        let mqtt::MqttLink { event_task, outbox_task, .. } = link;
+        let (ea, oa) = (event_task.abort_handle(), outbox_task.abort_handle());
+        if tokio::time::timeout(grace, outbox_task).await.is_err() {
+            oa.abort();
+        }
+        if tokio::time::timeout(grace, event_task).await.is_err() {
+            ea.abort();
+        }
+        let _ = http_stop.send(());
+        let ha = http_task.abort_handle();
+        if tokio::time::timeout(grace, http_task).await.is_err() {
+            ha.abort();
+        }
+        tracing::info!("aggregator stopped");
+    }
+}
