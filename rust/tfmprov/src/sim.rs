@@ -139,6 +139,10 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     let errors_topic = topic(&cfg.prefix, &device_id, Kind::Errors);
     client.subscribe(&errors_topic, QoS::AtLeastOnce)?;
     let id_for_log = device_id.clone();
+    // Set once we disconnect on purpose: connection errors after that end
+    // the event loop instead of reconnecting.
+    let closing = Arc::new(AtomicBool::new(false));
+    let closing_events = closing.clone();
     let events = std::thread::spawn(move || {
         for event in connection.iter() {
             match event {
@@ -147,6 +151,7 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
                 }
                 Ok(_) => {}
                 Err(rumqttc::ConnectionError::RequestsDone) => break,
+                Err(_) if closing_events.load(Ordering::Relaxed) => break,
                 Err(e) => {
                     tracing::debug!("{id_for_log}: MQTT connection: {e}");
                     std::thread::sleep(Duration::from_millis(200));
@@ -184,6 +189,7 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     }
     // Let the last QoS 1/2 publishes complete before disconnecting.
     std::thread::sleep(Duration::from_millis(300));
+    closing.store(true, Ordering::Relaxed);
     let _ = client.disconnect();
     let _ = events.join();
     tracing::info!("{device_id}: telemetry done, {sent} messages");
