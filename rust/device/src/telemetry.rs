@@ -117,35 +117,16 @@ pub fn kid_of(psa: &Psa, public: &PublicKey) -> Result<Kid, Error> {
     Ok(tfmprov_cose::kid_from_spki_digest(&psa.sha256(&spki)?))
 }
 
-/// A small CBOR telemetry map `{"n": counter, "t": uptime_ms}`, the payload
-/// the sample publishes.
-pub fn sample_payload(counter: u64, uptime_ms: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    out.push(0xA2);
-    out.extend_from_slice(&[0x61, b'n']);
-    cbor_uint(&mut out, counter);
-    out.extend_from_slice(&[0x61, b't']);
-    cbor_uint(&mut out, uptime_ms);
-    out
+/// The sample telemetry reading: a small CBOR map `{"n": counter, "t": uptime_ms}`.
+#[derive(serde::Serialize)]
+struct SampleReading {
+    n: u64,
+    t: u64,
 }
 
-fn cbor_uint(out: &mut Vec<u8>, v: u64) {
-    match v {
-        0..=23 => out.push(v as u8),
-        24..=0xFF => out.extend_from_slice(&[0x18, v as u8]),
-        0x100..=0xFFFF => {
-            out.push(0x19);
-            out.extend_from_slice(&(v as u16).to_be_bytes());
-        }
-        0x1_0000..=0xFFFF_FFFF => {
-            out.push(0x1A);
-            out.extend_from_slice(&(v as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(0x1B);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-    }
+/// The payload the sample publishes (CBOR, through the same encoder as SMP bodies).
+pub fn sample_payload(counter: u64, uptime_ms: u64) -> Vec<u8> {
+    tfmprov_smp::encode_body(&SampleReading { n: counter, t: uptime_ms })
 }
 
 /// A one-line description of a report received on the errors topic.
