@@ -66,6 +66,21 @@ pub(crate) fn verify_chain(
     if !valid_device_id(device_id) {
         return Err(Refusal::BadDeviceId(device_id.chars().take(80).collect()));
     }
+    verify_leaf_chain(roots, Some(device_id), chain_pem, now, |ku| ku.digital_signature(), "digitalSignature")
+}
+
+/// Path validation and leaf checks shared by device registration and the
+/// cloud identity: `expected_cn` (if any) must be the leaf's only CN, the
+/// leaf's keyUsage (if present) must satisfy `leaf_ku` (`leaf_ku_name` in
+/// the refusal), the leaf key must be a canonical P-256 key.
+pub(crate) fn verify_leaf_chain(
+    roots: &Roots,
+    expected_cn: Option<&str>,
+    chain_pem: &str,
+    now: UnixTime,
+    leaf_ku: impl Fn(&KeyUsage) -> bool,
+    leaf_ku_name: &str,
+) -> Result<VerifiedLeaf, Refusal> {
     let mut certs = Vec::new();
     for der in CertificateDer::pem_slice_iter(chain_pem.as_bytes()) {
         let der = der.map_err(|e| Refusal::BadChain(format!("PEM: {e}")))?;
@@ -96,7 +111,7 @@ pub(crate) fn verify_chain(
     // keyUsage, which webpki does not enforce: leaf may sign, CAs may sign certificates.
     let leaf = Certificate::from_der(leaf_der)
         .map_err(|e| Refusal::BadChain(format!("leaf does not parse: {e}")))?;
-    check_key_usage(&leaf, "leaf", |ku| ku.digital_signature(), "digitalSignature")?;
+    check_key_usage(&leaf, "leaf", leaf_ku, leaf_ku_name)?;
     for (i, ca) in path.intermediate_certificates().enumerate() {
         let ca = Certificate::from_der(ca.der().as_ref())
             .map_err(|e| Refusal::BadChain(format!("intermediate does not parse: {e}")))?;
@@ -104,7 +119,9 @@ pub(crate) fn verify_chain(
         check_key_usage(&ca, &what, |ku| ku.key_cert_sign(), "keyCertSign")?;
     }
 
-    check_cn(&leaf, device_id)?;
+    if let Some(cn) = expected_cn {
+        check_cn(&leaf, cn)?;
+    }
 
     let spki = &leaf.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {

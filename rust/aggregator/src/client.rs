@@ -115,3 +115,23 @@ pub fn stats(base_url: &str) -> Result<Stats, Error> {
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[200], answer(resp)?)
 }
+
+/// The aggregator's cloud certificate chain (`GET /v1/cloud`): PEM, the
+/// cloud leaf first (the certificate devices store at peer ID 0x3F000001),
+/// then the intermediate. No cloud identity is [`Error::Http`] with status
+/// 404; an answer that is not PEM certificates is [`Error::BadResponse`].
+pub fn cloud_certificate(base_url: &str, timeout: Duration) -> Result<String, Error> {
+    let resp = agent(timeout)
+        .get(url(base_url, "/v1/cloud"))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let (status, body) = answer(resp)?;
+    if status != 200 {
+        return Err(Error::Http { status, message: body.trim().to_owned() });
+    }
+    match x509_cert::Certificate::load_pem_chain(body.as_bytes()) {
+        Ok(certs) if !certs.is_empty() => Ok(body),
+        Ok(_) => Err(Error::BadResponse("no certificate in the answer".into())),
+        Err(e) => Err(Error::BadResponse(format!("not a PEM certificate chain: {e}"))),
+    }
+}

@@ -2,7 +2,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::cloud::CloudIdentity;
 use crate::error::Error;
 
 /// Default address of the embedded broker.
@@ -12,6 +14,10 @@ pub const DEFAULT_EMBEDDED_LISTEN: SocketAddr =
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024;
 /// Default width of the anti-replay window (at most [`tfmprov_cose::REPLAY_WINDOW_BITS`]).
 pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
+/// Default [`Config::early_sealed_wait`].
+pub const DEFAULT_EARLY_SEALED_WAIT: Duration = Duration::from_secs(10);
+/// Largest [`Config::early_sealed_wait`].
+pub const MAX_EARLY_SEALED_WAIT: Duration = Duration::from_secs(60);
 
 /// Which MQTT broker the aggregator uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,11 +133,22 @@ pub struct Config {
     pub max_message: usize,
     /// Signature verification threads (default: the number of CPUs).
     pub workers: usize,
+    /// The cloud key pair and certificate (session support). Default
+    /// [`CloudIdentity::None`]: use the one in the state directory if any.
+    pub cloud: CloudIdentity,
+    /// How long a `sealed` message for a session id the server does not
+    /// have yet (but above the device's newest) waits for its `session`
+    /// message before it is rejected as an unknown session (default 10 s, at
+    /// most [`MAX_EARLY_SEALED_WAIT`]). Brokers forward the QoS 2 session
+    /// message only at its PUBREL, so a sealed message sent right after it
+    /// usually arrives first.
+    pub early_sealed_wait: Duration,
 }
 
 impl Config {
     /// A configuration with the defaults: embedded broker on 127.0.0.1:1883,
-    /// prefix `prov`, window 64, 16 KiB messages, one verify thread per CPU.
+    /// prefix `prov`, window 64, 16 KiB messages, one verify thread per CPU,
+    /// cloud identity [`CloudIdentity::None`].
     pub fn new(state_dir: impl Into<PathBuf>, listen: SocketAddr, ca_root_pem: impl Into<String>) -> Config {
         Config {
             state_dir: state_dir.into(),
@@ -142,6 +159,8 @@ impl Config {
             replay_window: DEFAULT_REPLAY_WINDOW,
             max_message: DEFAULT_MAX_MESSAGE,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            cloud: CloudIdentity::None,
+            early_sealed_wait: DEFAULT_EARLY_SEALED_WAIT,
         }
     }
 
@@ -169,6 +188,20 @@ impl Config {
         }
         if let BrokerChoice::External { .. } = &self.broker {
             self.broker.endpoint()?;
+        }
+        if self.early_sealed_wait > MAX_EARLY_SEALED_WAIT {
+            return Err(Error::Config(format!(
+                "early sealed wait {:?} above {MAX_EARLY_SEALED_WAIT:?}",
+                self.early_sealed_wait
+            )));
+        }
+        if let CloudIdentity::EnrollAt { ca_url } = &self.cloud {
+            let rest = ca_url.strip_prefix("http://").unwrap_or("");
+            if rest.trim_end_matches('/').is_empty() {
+                return Err(Error::Config(format!(
+                    "cloud enrollment CA URL {ca_url:?}: expected http://HOST:PORT (the CA speaks plain HTTP)"
+                )));
+            }
         }
         Ok(())
     }

@@ -90,6 +90,12 @@ pub enum Error {
     /// The embedded broker could not be started.
     #[error("embedded broker: {0}")]
     Broker(String),
+    /// The cloud identity (`cloud_key.pem` + `cloud_cert.pem`) or the
+    /// storage key (`storage.key`) cannot be loaded, imported or enrolled:
+    /// unreadable or mismatched files, a certificate that does not verify to
+    /// the configured root, the CA refused or could not be reached.
+    #[error("cloud identity: {0}")]
+    Cloud(String),
     /// (client) The server answered with a non-success status; `message` is its body.
     #[error("HTTP {status}: {message}")]
     Http {

@@ -7,6 +7,7 @@
 //! | DELETE | `/v1/devices/{id}` | 200 [`DeviceInfo`] (revoked), 404 |
 //! | GET | `/v1/devices/{id}/messages?limit=N` | 200 `[`[`StoredMessage`]`]` (oldest first, N <= 1000, default 100) |
 //! | GET | `/v1/stats` | 200 [`crate::Stats`] |
+//! | GET | `/v1/cloud` | 200 the cloud certificate chain (PEM, leaf first), 404 without a cloud identity |
 //!
 //! Errors are `text/plain` with the reason, like the CA server.
 
@@ -34,6 +35,8 @@ const PEM_CHAIN: &str = "application/pem-certificate-chain";
 pub(crate) struct AppState {
     pub registry: Arc<Registry>,
     pub counters: Arc<Counters>,
+    /// `cloud_cert.pem` (leaf, then intermediate), if there is a cloud identity.
+    pub cloud_chain_pem: Option<String>,
 }
 
 /// A device record as the API returns it.
@@ -121,6 +124,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/devices/{id}", get(get_device).delete(delete_device))
         .route("/v1/devices/{id}/messages", get(get_messages))
         .route("/v1/stats", get(get_stats))
+        .route("/v1/cloud", get(get_cloud))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -265,4 +269,16 @@ async fn get_messages(
 
 async fn get_stats(State(st): State<Arc<AppState>>) -> Json<crate::Stats> {
     Json(st.counters.snapshot())
+}
+
+async fn get_cloud(State(st): State<Arc<AppState>>) -> Response {
+    match &st.cloud_chain_pem {
+        Some(pem) => ([(header::CONTENT_TYPE, PEM_CHAIN)], pem.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no cloud identity: the aggregator runs without session support\n",
+        )
+            .into_response(),
+    }
 }

@@ -15,6 +15,15 @@
 //!   Messages are acknowledged to the broker only once stored (or rejected):
 //!   with the broker's redelivery and `UNIQUE(device_id, kid, seq)`, each
 //!   accepted message is stored exactly once.
+//! - **Sessions** (issue 5): the aggregator has a cloud key pair and a
+//!   certificate from the CA ([`CloudIdentity`]: imported, enrolled at the CA
+//!   on first start, or none), served at `GET /v1/cloud`. It subscribes
+//!   `{prefix}/+/session` (Sign1 by the device key over a COSE_Encrypt of a
+//!   session key to the cloud key: verified, decrypted, the key kept wrapped
+//!   with `storage.key` per (device, session id), session ids strictly
+//!   increasing) and `{prefix}/+/sealed` (Encrypt0 under a session key:
+//!   decrypted, anti-replay per (device, session id), stored as plaintext
+//!   with the data messages).
 //! - **Broker**: rumqttd embedded in the process (default), or an external one
 //!   over `mqtt://` or `mqtts://` (rustls on *ring*, CA file, optional client
 //!   certificate).
@@ -26,12 +35,14 @@
 mod broker;
 mod chain;
 pub mod client;
+mod cloud;
 mod config;
 mod error;
 mod http;
 mod ingest;
 mod mqtt;
 mod registry;
+mod sessions;
 mod stats;
 mod store;
 
@@ -46,7 +57,13 @@ use tokio::task::JoinHandle;
 
 pub use broker::EMBEDDED_MAX_PAYLOAD;
 pub use chain::MAX_CHAIN_CERTS;
-pub use config::{BrokerChoice, Config, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_WINDOW};
+pub use cloud::{CloudIdentity, CLOUD_CERT_FILE, CLOUD_CN, CLOUD_KEY_FILE, ENROLL_TIMEOUT, STORAGE_KEY_FILE};
+pub use sessions::SESSIONS_KEPT;
+pub use config::{
+    BrokerChoice, Config, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_WINDOW,
+    MAX_EARLY_SEALED_WAIT,
+};
+pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
 pub use error::{Error, Refusal};
 pub use http::{DeviceInfo, StoredMessage, MAX_BODY_BYTES};
 pub use stats::Stats;
@@ -54,6 +71,20 @@ pub use store::DB_FILE;
 
 /// How long [`Aggregator::start`] waits for the broker connection and subscription.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// QoS of the aggregator's `{prefix}/+/session` subscription: 1, not 2.
+///
+/// Devices still publish session messages with QoS 2 (DESIGN.md), so the
+/// device -> broker leg is exactly once. On the broker -> aggregator leg QoS 2
+/// would add nothing: a message is acknowledged only once committed, and a
+/// redelivered copy is refused by the session id rule (StaleSession), as a
+/// data duplicate is by the window. And it would be dangerous: rumqttc 0.25
+/// answers a PUBREL that the broker re-sends after a reconnect (persistent
+/// session; the aggregator stopped between its PUBREC and the broker's PUBREL)
+/// with `StateError::Unsolicited` and drops the connection, for ever: checked
+/// against mosquitto 2, every reconnect gets the PUBREL again and ingestion of
+/// every topic stops.
+pub const SESSION_SUBSCRIBE_QOS: u8 = 1;
 
 /// The aggregation server.
 pub struct Aggregator;
@@ -68,6 +99,8 @@ pub struct Running {
     link: mqtt::MqttLink,
     pipeline: ingest::Pipeline,
     out: tokio::sync::mpsc::UnboundedSender<ingest::Out>,
+    shared: Arc<ingest::Shared>,
+    expiry_task: JoinHandle<()>,
 }
 
 /// MQTT client id: stable for a state directory, so a restarted aggregator
@@ -94,14 +127,23 @@ impl Aggregator {
         cfg.validate()?;
         let roots = chain::Roots::from_pem(&cfg.ca_root_pem)?;
         let state_dir = cfg.state_dir.clone();
-        let (reg_db, writer_db, windows) = tokio::task::spawn_blocking(move || {
+        let cloud_choice = cfg.cloud.clone();
+        let (reg_db, writer_db, windows, roots, sessions) = tokio::task::spawn_blocking(move || {
             let reg_db = store::open(&state_dir)?;
             let writer_db = store::open(&state_dir)?;
             let windows = store::load_windows(&writer_db)?;
-            Ok::<_, Error>((reg_db, writer_db, windows))
+            // Blocking: EnrollAt talks to the CA (bounded by ENROLL_TIMEOUT).
+            let cloud = cloud::open(&state_dir, &cloud_choice, &roots)?;
+            let storage = cloud::StorageKey::open(&state_dir)?;
+            let session_db = store::open(&state_dir)?;
+            let ids = store::load_session_ids(&session_db)?;
+            let sessions = sessions::Sessions::new(cloud, storage, session_db, ids);
+            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        let sessions = Arc::new(sessions);
+        let cloud_chain_pem = sessions.cloud().map(|c| c.chain_pem.clone());
         let registry = Arc::new(registry::Registry::open(roots, reg_db)?);
         let counters = Arc::new(stats::Counters::default());
 
@@ -137,11 +179,17 @@ impl Aggregator {
             cfg.max_message,
             cfg.replay_window,
             windows,
+            sessions,
+            cfg.early_sealed_wait,
             out_tx.clone(),
         ));
         let (pipeline, dispatcher) = ingest::Pipeline::start(shared.clone(), writer_db, cfg.workers)?;
-        let subs = vec![(subscription(&cfg.topic_prefix, Kind::Data), Kind::Data.qos())];
-        let link = match mqtt::start(opts, subs, dispatcher, shared, out_tx.clone(), out_rx, CONNECT_TIMEOUT).await {
+        let subs = vec![
+            (subscription(&cfg.topic_prefix, Kind::Data), Kind::Data.qos()),
+            (subscription(&cfg.topic_prefix, Kind::Session), SESSION_SUBSCRIBE_QOS),
+            (subscription(&cfg.topic_prefix, Kind::Sealed), Kind::Sealed.qos()),
+        ];
+        let link = match mqtt::start(opts, subs, dispatcher, shared.clone(), out_tx.clone(), out_rx, CONNECT_TIMEOUT).await {
             Ok(l) => l,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
@@ -150,7 +198,7 @@ impl Aggregator {
         };
 
         let (http_stop, stop_rx) = oneshot::channel::<()>();
-        let app = http::router(Arc::new(http::AppState { registry, counters: counters.clone() }));
+        let app = http::router(Arc::new(http::AppState { registry, counters: counters.clone(), cloud_chain_pem }));
         let http_task = tokio::spawn(async move {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                 let _ = tcp.set_nodelay(true);
@@ -164,8 +212,17 @@ impl Aggregator {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        // Early sealed messages whose session message did not come in time.
+        let sh = shared.clone();
+        let expiry_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                sh.expire_parked(false);
+            }
+        });
         tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
-        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx })
+        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task })
     }
 }
 
@@ -192,8 +249,12 @@ impl Running {
     /// embedded broker (rumqttd has no stop) keeps running until the process
     /// exits.
     pub async fn shutdown(self) {
-        let Running { http_stop, http_task, link, pipeline, out, .. } = self;
+        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, .. } = self;
         link.intake.store(false, Ordering::SeqCst);
+        expiry_task.abort();
+        // Early sealed messages still waiting: their session message did not
+        // come before the shutdown (they were acknowledged when held).
+        shared.expire_parked(true);
         let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
         link.stopping.store(true, Ordering::SeqCst);
         let _ = out.send(ingest::Out::Disconnect);

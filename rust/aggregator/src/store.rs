@@ -2,14 +2,20 @@
 //!
 //! Tables:
 //! - `devices`: one row per registered device id (key, kid, chain, revocation).
-//! - `messages`: accepted `data` messages, `UNIQUE(device_id, kid, seq)`.
-//! - `replay`: the anti-replay window per (device, kid): highest seq + 128-bit bitmap.
+//! - `messages`: accepted `data` and `sealed` messages (plaintext payload),
+//!   `UNIQUE(device_id, kid, seq)`; kid is the 8-byte signing kid for `data`,
+//!   the 4-byte session id (big endian) for `sealed`.
+//! - `replay`: the anti-replay window per (device, key id): highest seq +
+//!   128-bit bitmap; key id as in `messages` (8 bytes: data kid, 4 bytes:
+//!   session id), so the two kinds never share a window.
+//! - `sessions`: accepted session keys per (device, session id), wrapped
+//!   with the storage key (AES-256-GCM, AAD = device id || session id BE).
 //!
 //! `seq` is a u64 on the wire and is stored as the SQLite INTEGER with the
 //! same 64 bits (values above `i64::MAX` read back correctly through [`seq_to_db`]
 //! and [`seq_from_db`], but sort negative in SQL).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tfmprov_cose::{Kid, ReplayWindow, P256_POINT_LEN};
 
 use crate::error::Error;
+use crate::ingest::KeyId;
 
 /// The database file name inside the state directory.
 pub const DB_FILE: &str = "aggregator.sqlite";
@@ -41,6 +48,14 @@ CREATE TABLE IF NOT EXISTS messages (
     received_at INTEGER NOT NULL,
     payload     BLOB NOT NULL,
     UNIQUE (device_id, kid, seq)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    device_id   TEXT NOT NULL,
+    session_id  INTEGER NOT NULL,
+    nonce       BLOB NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, session_id)
 );
 CREATE TABLE IF NOT EXISTS replay (
     device_id TEXT NOT NULL,
@@ -191,7 +206,7 @@ pub(crate) fn messages(conn: &Connection, id: &str, limit: u32) -> Result<Vec<Me
 }
 
 /// All persisted replay windows.
-pub(crate) fn load_windows(conn: &Connection) -> Result<HashMap<(String, Kid), ReplayWindow>, Error> {
+pub(crate) fn load_windows(conn: &Connection) -> Result<HashMap<(String, KeyId), ReplayWindow>, Error> {
     let mut st = conn.prepare("SELECT device_id, kid, highest, bitmap FROM replay")?;
     let mut out = HashMap::new();
     let mut rows = st.query([])?;
@@ -200,7 +215,7 @@ pub(crate) fn load_windows(conn: &Connection) -> Result<HashMap<(String, Kid), R
         let kid: Vec<u8> = r.get(1)?;
         let highest: i64 = r.get(2)?;
         let bitmap: Vec<u8> = r.get(3)?;
-        let (Ok(kid), Ok(bitmap)) = (Kid::try_from(kid.as_slice()), <[u8; 16]>::try_from(bitmap.as_slice()))
+        let (Some(kid), Ok(bitmap)) = (KeyId::from_bytes(&kid), <[u8; 16]>::try_from(bitmap.as_slice()))
         else {
             return Err(Error::Db(rusqlite::Error::InvalidColumnType(
                 1,
@@ -217,21 +232,22 @@ pub(crate) fn load_windows(conn: &Connection) -> Result<HashMap<(String, Kid), R
 }
 
 /// Upsert one replay window (inside the writer's transaction).
-pub(crate) fn save_window(conn: &Connection, id: &str, kid: &Kid, w: &ReplayWindow) -> Result<(), rusqlite::Error> {
+pub(crate) fn save_window(conn: &Connection, id: &str, kid: &KeyId, w: &ReplayWindow) -> Result<(), rusqlite::Error> {
     let Some(h) = w.highest() else { return Ok(()) };
     conn.prepare_cached(
         "INSERT INTO replay (device_id, kid, highest, bitmap) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (device_id, kid) DO UPDATE SET highest = excluded.highest, bitmap = excluded.bitmap",
     )?
-    .execute(params![id, &kid[..], seq_to_db(h), &w.bitmap().to_be_bytes()[..]])?;
+    .execute(params![id, &kid.to_vec()[..], seq_to_db(h), &w.bitmap().to_be_bytes()[..]])?;
     Ok(())
 }
 
 /// Insert an accepted message; false if (device, kid, seq) was already stored.
+/// `kid`: the 8-byte signing kid (`data`) or the 4-byte session id (`sealed`).
 pub(crate) fn insert_message(
     conn: &Connection,
     id: &str,
-    kid: &Kid,
+    kid: &[u8],
     seq: u64,
     received_at: i64,
     payload: &[u8],
@@ -240,6 +256,62 @@ pub(crate) fn insert_message(
         .prepare_cached(
             "INSERT OR IGNORE INTO messages (device_id, kid, seq, received_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![id, &kid[..], seq_to_db(seq), received_at, payload])?;
+        .execute(params![id, kid, seq_to_db(seq), received_at, payload])?;
     Ok(n == 1)
+}
+
+/// The accepted session ids of every device.
+pub(crate) fn load_session_ids(conn: &Connection) -> Result<HashMap<String, BTreeSet<u32>>, Error> {
+    let mut st = conn.prepare("SELECT device_id, session_id FROM sessions")?;
+    let mut out: HashMap<String, BTreeSet<u32>> = HashMap::new();
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let sid: i64 = r.get(1)?;
+        let sid = u32::try_from(sid).map_err(|_| {
+            Error::Db(rusqlite::Error::IntegralValueOutOfRange(1, sid))
+        })?;
+        out.entry(id).or_default().insert(sid);
+    }
+    Ok(out)
+}
+
+/// Store an accepted session key (wrapped); false if (device, session id) exists.
+pub(crate) fn insert_session(
+    conn: &Connection,
+    id: &str,
+    session_id: u32,
+    nonce: &[u8],
+    wrapped_key: &[u8],
+    created_at: i64,
+) -> Result<bool, rusqlite::Error> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO sessions (device_id, session_id, nonce, wrapped_key, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![id, i64::from(session_id), nonce, wrapped_key, created_at])?;
+    Ok(n == 1)
+}
+
+/// (nonce, wrapped key) of a stored session.
+pub(crate) type WrappedSession = (Vec<u8>, Vec<u8>);
+
+/// The [`WrappedSession`] of (device, session id), if stored.
+pub(crate) fn session_row(conn: &Connection, id: &str, session_id: u32) -> Result<Option<WrappedSession>, rusqlite::Error> {
+    conn.prepare_cached("SELECT nonce, wrapped_key FROM sessions WHERE device_id = ?1 AND session_id = ?2")?
+        .query_row(params![id, i64::from(session_id)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+/// Forget sessions of a device: their keys and their replay windows (their
+/// stored messages stay).
+pub(crate) fn delete_sessions(conn: &Connection, id: &str, session_ids: &[u32]) -> Result<(), rusqlite::Error> {
+    for sid in session_ids {
+        conn.prepare_cached("DELETE FROM sessions WHERE device_id = ?1 AND session_id = ?2")?
+            .execute(params![id, i64::from(*sid)])?;
+        conn.prepare_cached("DELETE FROM replay WHERE device_id = ?1 AND kid = ?2")?
+            .execute(params![id, &KeyId::Session(*sid).to_vec()[..]])?;
+    }
+    Ok(())
 }

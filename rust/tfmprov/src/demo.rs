@@ -94,6 +94,15 @@ pub struct AggregatorArgs {
     /// MQTT topic prefix.
     #[arg(long, default_value = "prov")]
     pub topic_prefix: String,
+    /// On first start, get the cloud key's certificate from this CA (session messages need it).
+    #[arg(long, conflicts_with = "cloud_key")]
+    pub ca_url: Option<String>,
+    /// Import the cloud key (PEM) instead; needs --cloud-cert.
+    #[arg(long, requires = "cloud_cert")]
+    pub cloud_key: Option<PathBuf>,
+    /// The cloud certificate chain (PEM) for --cloud-key.
+    #[arg(long, requires = "cloud_key")]
+    pub cloud_cert: Option<PathBuf>,
 }
 
 impl AggregatorArgs {
@@ -107,6 +116,11 @@ impl AggregatorArgs {
             .map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
         let mut cfg = tfmprov_aggregator::Config::new(self.state.clone(), self.listen, ca_root_pem);
         cfg.broker = broker;
+        cfg.cloud = match (&self.ca_url, &self.cloud_key, &self.cloud_cert) {
+            (Some(url), _, _) => tfmprov_aggregator::CloudIdentity::EnrollAt { ca_url: url.clone() },
+            (None, Some(key), Some(cert)) => tfmprov_aggregator::CloudIdentity::Import { key: key.clone(), cert: cert.clone() },
+            _ => tfmprov_aggregator::CloudIdentity::None,
+        };
         cfg.topic_prefix = self.topic_prefix.clone();
         Ok(cfg)
     }
@@ -181,6 +195,8 @@ impl Servers {
         })?;
         let mut cfg = tfmprov_aggregator::Config::new(dir.join("aggregator"), "127.0.0.1:0".parse()?, root_pem.clone());
         cfg.broker = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse()? };
+        // The cloud key pair gets its certificate from the same CA on first start.
+        cfg.cloud = tfmprov_aggregator::CloudIdentity::EnrollAt { ca_url: ca_url.clone() };
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
         let aggregator_url = format!("http://{}", running.http_addr());
         let mqtt_url = format!("mqtt://{}", running.mqtt_addr());
@@ -215,6 +231,7 @@ struct Observer {
     client: rumqttc::Client,
     reports: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     captured: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -229,6 +246,8 @@ impl Observer {
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
         let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (r, c) = (reports.clone(), captured.clone());
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closing_events = closing.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut subacks = 0;
@@ -250,12 +269,13 @@ impl Observer {
                     }
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
+                    Err(_) if closing_events.load(std::sync::atomic::Ordering::Relaxed) => break,
                     Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
         });
         rx.recv_timeout(Duration::from_secs(10)).context("subscribing to the broker")?;
-        Ok(Observer { client, reports, captured, thread: Some(thread) })
+        Ok(Observer { client, reports, captured, closing, thread: Some(thread) })
     }
 
     fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<()> {
@@ -274,6 +294,7 @@ impl Observer {
 
 impl Drop for Observer {
     fn drop(&mut self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.client.disconnect();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -356,9 +377,15 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         link: crate::target::LinkOptions::default(),
         http_timeout: Duration::from_secs(10),
     };
-    let v2 = tfmprov_device::factory::SAMPLE_VALUE_2;
-    let v3 = tfmprov_device::factory::SAMPLE_VALUE_3;
-    let summary = crate::batch::run(&targets, 8, true, "factory", |t| crate::enroll::factory(t, &opts, &v2, &v3));
+    // Known values as a factory would supply them: one pair per device (here
+    // derived from the device id, so that no two devices share a key).
+    let known = |id: &str, n: u32| -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(format!("tfmprov demo {id} key {n}").as_bytes()).into()
+    };
+    let summary = crate::batch::run(&targets, 8, true, "factory", |t| {
+        crate::enroll::factory(t, &opts, &known(&t.device_id, 2), &known(&t.device_id, 3))
+    });
     print!("{}", summary.report("  provisioning"));
     let enrolled = summary.ok_count();
 
@@ -379,8 +406,9 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     for id in &ids {
         sims.push(crate::sim::SimProcess::spawn(&exe, &dir.join("devices").join(id), id, &extra)?);
     }
-    // Every enrolled device sends `messages` data + `messages` sealed messages.
-    let expected = enrolled as u64 * args.messages * 2;
+    // Every enrolled device sends `messages` data and `messages` sealed
+    // messages, and one session message (the aggregator counts it accepted).
+    let expected = enrolled as u64 * (args.messages * 2 + 1);
     let publish_time = Duration::from_millis(interval * args.messages + 15_000);
     let all_in = wait_until(publish_time, || servers.stats().accepted >= expected);
 
@@ -402,7 +430,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     println!();
     println!("  {:<34} {:>8} {:>8}", "", "expected", "actual");
     println!("  {:<34} {:>8} {:>8}", "devices enrolled and registered", args.devices, enrolled);
-    println!("  {:<34} {:>8} {:>8}", "messages accepted (data + sealed)", expected, stats.accepted);
+    println!("  {:<34} {:>8} {:>8}", "accepted (data + session + sealed)", expected, stats.accepted);
     for (reason, n) in stats.rejected.iter().filter(|(_, n)| **n > 0) {
         println!("  {:<34} {:>8} {:>8}", format!("rejected: {reason}"), "", n);
     }

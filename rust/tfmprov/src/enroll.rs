@@ -6,7 +6,7 @@
 use crate::target::{connect, LinkOptions, Target};
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
-use tfmprov_psa::ids::{AUTO_ASSIGN_MIN, PEER_CA_ROOT};
+use tfmprov_psa::ids::{AUTO_ASSIGN_MIN, PEER_CA_ROOT, PEER_CLOUD};
 use tfmprov_transport::Client;
 
 /// What to enroll and where.
@@ -100,6 +100,16 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
         tfmprov_aggregator::client::register(url, device_id, &chain_pem, opts.http_timeout)
             .context("registering at the aggregator")?;
         registered = true;
+        // The cloud certificate (for session keys), when the aggregator has one.
+        match tfmprov_aggregator::client::cloud_certificate(url, opts.http_timeout) {
+            Ok(cloud_pem) => client
+                .cert_store(PEER_CLOUD, &first_pem_der(&cloud_pem)?)
+                .context("storing the cloud certificate")?,
+            Err(tfmprov_aggregator::Error::Http { status: 404, .. }) => {
+                tracing::warn!("{device_id}: the aggregator has no cloud certificate: no sealed telemetry")
+            }
+            Err(e) => return Err(e).context("fetching the cloud certificate"),
+        }
     }
     Ok(Enrolled { device_id: device_id.to_string(), key_id, public, leaf_der, chain_pem, registered })
 }

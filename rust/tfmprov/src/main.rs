@@ -448,14 +448,17 @@ fn run(cli: Cli) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own report: library logs only when they matter.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn,rumqttd=off" } else { "info,rumqttd=off" };
     tracing_subscriber::fmt()
         .with_env_filter(
             // rumqttd logs every client disconnect as an error: keep it quiet unless asked.
-            tracing_subscriber::EnvFilter::try_from_env("TFMPROV_LOG").unwrap_or_else(|_| "info,rumqttd=off".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TFMPROV_LOG").unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

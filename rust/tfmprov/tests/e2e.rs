@@ -148,3 +148,20 @@ fn bad_input_gets_clear_errors() {
     let out = tfmprov(&["enroll", "--device", "bad id@udp:127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(EXE)
+        .args(["demo", "--devices", "2", "--messages", "3", "--state"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("demo: OK"), "{stdout}");
+    assert!(stdout.contains("rejected: code 6 (replay or duplicate)"), "{stdout}");
+    assert!(stdout.contains("rejected: code 4 (bad signature)"), "{stdout}");
+    // 2 devices x (3 data + 1 session + 3 sealed) accepted.
+    assert!(stdout.lines().any(|l| l.contains("accepted (data + session + sealed)") && l.trim_end().ends_with("14")), "{stdout}");
+}

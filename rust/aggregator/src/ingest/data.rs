@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use tfmprov_cose::{parse_data, Error as CoseError, Kid, RejectCode, SignedData};
 
-use super::{Rejection, Shared, Ticket};
+use super::{KeyId, Rejection, Shared, Ticket};
 use crate::registry::DeviceEntry;
 
 /// A parsed message waiting for signature verification.
@@ -55,11 +55,11 @@ pub(crate) fn prepare(
     }
     let signed = parse_data(msg).map_err(|e| Rejection::new(e.reject_code()))?;
     let (kid, seq) = (signed.kid, signed.seq);
-    let with = |code| Rejection { code, kid: Some(kid), seq: Some(seq) };
+    let with = |code| Rejection { code, kid: Some(KeyId::Key(kid)), seq: Some(seq) };
     if kid != device.kid {
         return Err(with(RejectCode::KidMismatch));
     }
-    if shared.replay_precheck(device_id, &kid, seq).is_err() {
+    if shared.replay_precheck(device_id, &KeyId::Key(kid), seq).is_err() {
         return Err(with(RejectCode::Replay));
     }
     Ok(Job { ticket, device_id: device_id.to_owned(), device, signed, received_at })
@@ -83,7 +83,7 @@ pub(crate) fn verify(job: Job) -> Result<Verified, (Ticket, String, Rejection)> 
         Err(e) => Err((
             job.ticket,
             job.device_id,
-            Rejection { code: e.reject_code(), kid: Some(kid), seq: Some(seq) },
+            Rejection { code: e.reject_code(), kid: Some(KeyId::Key(kid)), seq: Some(seq) },
         )),
     }
 }
@@ -95,14 +95,14 @@ pub(crate) fn apply(
     v: &Verified,
     undo: &mut super::WindowUndo,
 ) -> Result<Result<(), Rejection>, rusqlite::Error> {
-    let with = |code| Rejection { code, kid: Some(v.kid), seq: Some(v.seq) };
+    let with = |code| Rejection { code, kid: Some(KeyId::Key(v.kid)), seq: Some(v.seq) };
     match shared.registry.get(&v.device_id) {
         Some(d) if d.revoked => return Ok(Err(with(RejectCode::Revoked))),
         Some(d) if d.kid != v.kid => return Ok(Err(with(RejectCode::KidMismatch))),
         None => return Ok(Err(with(RejectCode::UnknownDevice))),
         Some(_) => {}
     }
-    if shared.replay_accept(&v.device_id, &v.kid, v.seq, undo).is_err() {
+    if shared.replay_accept(&v.device_id, &KeyId::Key(v.kid), v.seq, undo).is_err() {
         return Ok(Err(with(RejectCode::Replay)));
     }
     if !crate::store::insert_message(tx, &v.device_id, &v.kid, v.seq, v.received_at, &v.payload)? {

@@ -15,13 +15,15 @@
 //! under load). Messages are acknowledged to the broker in arrival order
 //! once finished ([`ack`]).
 //!
-//! Each topic kind is a module ([`data`] today; `session` and `sealed` later)
-//! with the same three steps: `prepare` (in the MQTT task), a CPU job for the
-//! pool, and an `apply` in the writer's transaction. Adding a kind is adding a
+//! Each topic kind is a module ([`data`], [`session`], [`sealed`]) with the
+//! same three steps: `prepare` (in the MQTT task), a CPU job for the pool,
+//! and an `apply` in the writer's transaction. Adding a kind is adding a
 //! module and a variant to [`Job`] / [`Write`].
 
 pub(crate) mod ack;
 pub(crate) mod data;
+pub(crate) mod sealed;
+pub(crate) mod session;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -38,6 +40,7 @@ use tokio::sync::mpsc::UnboundedSender;
 pub(crate) use ack::{AckTracker, Ticket};
 
 use crate::registry::Registry;
+use crate::sessions::Sessions;
 use crate::stats::Counters;
 
 /// Largest number of messages written in one transaction.
@@ -52,6 +55,10 @@ const JOB_QUEUE: usize = 1024;
 const WRITE_QUEUE: usize = 2048;
 /// Error reports waiting to be published; beyond this they are dropped (and logged).
 pub(crate) const MAX_REPORT_BACKLOG: usize = 10_000;
+/// Early sealed messages (see [`Shared::park`]) held per device.
+pub const MAX_PARKED_PER_DEVICE: usize = 32;
+/// Early sealed messages held in all.
+pub const MAX_PARKED: usize = 1024;
 
 /// Work for the MQTT outbox task.
 pub(crate) enum Out {
@@ -65,11 +72,39 @@ pub(crate) enum Out {
     Disconnect,
 }
 
+/// A key id as the server keys replay windows, stores messages and reports
+/// rejections: a signing kid (8 bytes, `data` and `session` signatures, the
+/// cloud kid) or a session id (4 bytes big endian, `sealed`, as in the COSE
+/// protected header). The lengths differ, so the two never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum KeyId {
+    Key(Kid),
+    Session(u32),
+}
+
+impl KeyId {
+    /// The bytes stored in `messages.kid` / `replay.kid` and sent as `kid`.
+    pub(crate) fn to_vec(self) -> Vec<u8> {
+        match self {
+            KeyId::Key(k) => k.to_vec(),
+            KeyId::Session(s) => s.to_be_bytes().to_vec(),
+        }
+    }
+
+    /// Inverse of [`KeyId::to_vec`].
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<KeyId> {
+        if let Ok(k) = Kid::try_from(b) {
+            return Some(KeyId::Key(k));
+        }
+        <[u8; 4]>::try_from(b).ok().map(|s| KeyId::Session(u32::from_be_bytes(s)))
+    }
+}
+
 /// Why a message was rejected, with the kid/seq when they could be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Rejection {
     pub code: RejectCode,
-    pub kid: Option<Kid>,
+    pub kid: Option<KeyId>,
     pub seq: Option<u64>,
 }
 
@@ -82,6 +117,8 @@ impl Rejection {
 /// CPU work for the verify pool.
 pub(crate) enum Job {
     Data(data::Job),
+    Session(session::Job),
+    Sealed(sealed::Job),
     /// Finish: the worker exits after the jobs queued before this one.
     Stop,
 }
@@ -89,10 +126,20 @@ pub(crate) enum Job {
 /// Work for the writer.
 pub(crate) enum Write {
     Data(data::Verified),
+    Session(session::Verified),
+    Sealed(sealed::Verified),
 }
 
 /// Windows changed in the current batch and their value before it.
-pub(crate) type WindowUndo = HashMap<String, HashMap<Kid, ReplayWindow>>;
+pub(crate) type WindowUndo = HashMap<String, HashMap<KeyId, ReplayWindow>>;
+
+/// In-memory changes of the current batch, undone if its transaction fails.
+#[derive(Default)]
+pub(crate) struct Undo {
+    pub windows: WindowUndo,
+    /// Sessions accepted in this batch (device, session id).
+    pub sessions: Vec<(String, u32)>,
+}
 
 /// State every stage of the pipeline shares.
 pub(crate) struct Shared {
@@ -101,23 +148,46 @@ pub(crate) struct Shared {
     pub prefix: String,
     pub max_message: usize,
     pub replay_window: u64,
-    windows: Mutex<HashMap<String, HashMap<Kid, ReplayWindow>>>,
+    pub sessions: Arc<Sessions>,
+    windows: Mutex<HashMap<String, HashMap<KeyId, ReplayWindow>>>,
     acks: Mutex<AckTracker>,
     out: UnboundedSender<Out>,
     pub report_backlog: AtomicUsize,
+    /// How long an early sealed message waits for its session message.
+    pub early_sealed_wait: Duration,
+    parked: Mutex<Parked>,
+}
+
+/// A sealed message that arrived before its session message (acknowledged,
+/// held in memory until the session message comes or the wait ends).
+struct EarlySealed {
+    session_id: u32,
+    seq: u64,
+    payload: Vec<u8>,
+    received_at: i64,
+    deadline: std::time::Instant,
+}
+
+#[derive(Default)]
+struct Parked {
+    by_device: HashMap<String, Vec<EarlySealed>>,
+    total: usize,
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         registry: Arc<Registry>,
         counters: Arc<Counters>,
         prefix: String,
         max_message: usize,
         replay_window: u32,
-        windows: HashMap<(String, Kid), ReplayWindow>,
+        windows: HashMap<(String, KeyId), ReplayWindow>,
+        sessions: Arc<Sessions>,
+        early_sealed_wait: Duration,
         out: UnboundedSender<Out>,
     ) -> Shared {
-        let mut w: HashMap<String, HashMap<Kid, ReplayWindow>> = HashMap::new();
+        let mut w: HashMap<String, HashMap<KeyId, ReplayWindow>> = HashMap::new();
         for ((id, kid), win) in windows {
             w.entry(id).or_default().insert(kid, win);
         }
@@ -127,14 +197,83 @@ impl Shared {
             prefix,
             max_message,
             replay_window: u64::from(replay_window),
+            sessions,
             windows: Mutex::new(w),
             acks: Mutex::new(AckTracker::new(out.clone())),
             out,
             report_backlog: AtomicUsize::new(0),
+            early_sealed_wait,
+            parked: Mutex::new(Parked::default()),
         }
     }
 
-    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<Kid, ReplayWindow>>> {
+    fn parked(&self) -> std::sync::MutexGuard<'_, Parked> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hold a sealed message whose session is not known yet but may be on its
+    /// way: MQTT orders messages only within one QoS, and brokers forward a
+    /// QoS 2 publish (the session message) only at its PUBREL, so the device's
+    /// first sealed message usually arrives before the session message it
+    /// follows. False if the caps are reached (then it is rejected at once).
+    pub(crate) fn park(&self, device_id: &str, session_id: u32, seq: u64, payload: &[u8], received_at: i64) -> bool {
+        let mut p = self.parked();
+        if p.total >= MAX_PARKED {
+            return false;
+        }
+        let list = p.by_device.entry(device_id.to_owned()).or_default();
+        if list.len() >= MAX_PARKED_PER_DEVICE {
+            return false;
+        }
+        list.push(EarlySealed {
+            session_id,
+            seq,
+            payload: payload.to_vec(),
+            received_at,
+            deadline: std::time::Instant::now() + self.early_sealed_wait,
+        });
+        p.total += 1;
+        true
+    }
+
+    /// The held sealed messages of (device, session id), in arrival order.
+    fn unpark(&self, device_id: &str, session_id: u32) -> Vec<(Vec<u8>, i64)> {
+        let mut p = self.parked();
+        let Some(list) = p.by_device.get_mut(device_id) else { return Vec::new() };
+        let (take, keep): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|e| e.session_id == session_id);
+        *list = keep;
+        if list.is_empty() {
+            p.by_device.remove(device_id);
+        }
+        p.total -= take.len();
+        take.into_iter().map(|e| (e.payload, e.received_at)).collect()
+    }
+
+    /// Reject (UnknownSession) the held sealed messages whose wait is over,
+    /// or all of them (`all`, at shutdown).
+    pub(crate) fn expire_parked(&self, all: bool) {
+        let now = std::time::Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut p = self.parked();
+            let mut n = 0;
+            p.by_device.retain(|id, list| {
+                let (gone, keep): (Vec<_>, Vec<_>) =
+                    std::mem::take(list).into_iter().partition(|e| all || e.deadline <= now);
+                n += gone.len();
+                expired.extend(gone.into_iter().map(|e| (id.clone(), e)));
+                *list = keep;
+                !list.is_empty()
+            });
+            p.total -= n;
+        }
+        for (id, e) in expired {
+            let r = Rejection { code: RejectCode::UnknownSession, kid: Some(KeyId::Session(e.session_id)), seq: Some(e.seq) };
+            self.reject(None, Some(&id), r);
+        }
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<KeyId, ReplayWindow>>> {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -153,7 +292,7 @@ impl Shared {
     }
 
     /// Would `seq` pass the window now? (No change.)
-    pub(crate) fn replay_precheck(&self, id: &str, kid: &Kid, seq: u64) -> Result<(), Replay> {
+    pub(crate) fn replay_precheck(&self, id: &str, kid: &KeyId, seq: u64) -> Result<(), Replay> {
         match self.windows().get(id).and_then(|m| m.get(kid)) {
             Some(w) => self.check(w, seq),
             None => Ok(()),
@@ -161,7 +300,7 @@ impl Shared {
     }
 
     /// Check and record `seq` (writer only); the old window goes to `undo`.
-    pub(crate) fn replay_accept(&self, id: &str, kid: &Kid, seq: u64, undo: &mut WindowUndo) -> Result<(), Replay> {
+    pub(crate) fn replay_accept(&self, id: &str, kid: &KeyId, seq: u64, undo: &mut WindowUndo) -> Result<(), Replay> {
         let mut all = self.windows();
         let per_device = match all.get_mut(id) {
             Some(m) => m,
@@ -178,16 +317,27 @@ impl Shared {
         Ok(())
     }
 
-    fn window(&self, id: &str, kid: &Kid) -> Option<ReplayWindow> {
+    fn window(&self, id: &str, kid: &KeyId) -> Option<ReplayWindow> {
         self.windows().get(id).and_then(|m| m.get(kid)).copied()
     }
 
-    fn restore(&self, undo: WindowUndo) {
+    fn restore(&self, undo: Undo) {
         let mut all = self.windows();
-        for (id, m) in undo {
+        for (id, m) in undo.windows {
             let per_device = all.entry(id).or_default();
             for (kid, w) in m {
                 per_device.insert(kid, w);
+            }
+        }
+        drop(all);
+        self.sessions.undo(&undo.sessions);
+    }
+
+    /// Drop the windows of forgotten sessions.
+    fn forget_windows(&self, id: &str, session_ids: &[u32]) {
+        if let Some(m) = self.windows().get_mut(id) {
+            for sid in session_ids {
+                m.remove(&KeyId::Session(*sid));
             }
         }
     }
@@ -205,7 +355,7 @@ impl Shared {
         if let Some(id) = device_id {
             if self.report_backlog.load(Ordering::Relaxed) < MAX_REPORT_BACKLOG {
                 let mut report = ErrorReport::new(r.code);
-                report.kid = r.kid.map(|k| k.to_vec());
+                report.kid = r.kid.map(KeyId::to_vec);
                 report.seq = r.seq;
                 self.report_backlog.fetch_add(1, Ordering::Relaxed);
                 let _ = self.out.send(Out::Report {
@@ -297,33 +447,66 @@ impl Dispatcher {
             return;
         };
         match kind {
-            Kind::Data => match data::prepare(sh, ticket, id, payload, received_at) {
-                Ok(job) => {
-                    let tx = &self.job_txs[shard(id, self.job_txs.len())];
-                    if tx.send(Job::Data(job)).await.is_err() {
-                        sh.finish(ticket, false);
+            Kind::Data => {
+                let job = data::prepare(sh, ticket, id, payload, received_at).map(Job::Data);
+                self.send(ticket, id, job).await;
+            }
+            Kind::Session => {
+                let job = session::prepare(sh, ticket, id, payload, received_at);
+                let sid = job.as_ref().ok().map(|j| j.msg.session_id);
+                self.send(ticket, id, job.map(Job::Session)).await;
+                // Sealed messages that came before this session message
+                // follow it to its worker (now pending, they pass).
+                if let Some(sid) = sid {
+                    for (early, at) in sh.unpark(id, sid) {
+                        self.sealed(None, id, &early, at).await;
                     }
                 }
-                Err(r) => sh.reject(ticket, Some(id), r),
-            },
-            // Not subscribed (yet): session and sealed are issue 5; errors is ours.
-            Kind::Session | Kind::Sealed | Kind::Errors => sh.finish(ticket, true),
+            }
+            Kind::Sealed => self.sealed(ticket, id, payload, received_at).await,
+            // Not subscribed: the errors topic is ours.
+            Kind::Errors => sh.finish(ticket, true),
+        }
+    }
+
+    async fn sealed(&self, ticket: Ticket, id: &str, payload: &[u8], received_at: i64) {
+        match sealed::prepare(&self.shared, ticket, id, payload, received_at) {
+            Ok(Some(job)) => self.send(ticket, id, Ok(Job::Sealed(job))).await,
+            // Held until its session message comes: acknowledged now (see
+            // `Shared::park`).
+            Ok(None) => self.shared.finish(ticket, true),
+            Err(r) => self.shared.reject(ticket, Some(id), r),
+        }
+    }
+
+    async fn send(&self, ticket: Ticket, id: &str, job: Result<Job, Rejection>) {
+        match job {
+            Ok(job) => {
+                let tx = &self.job_txs[shard(id, self.job_txs.len())];
+                if tx.send(job).await.is_err() {
+                    self.shared.finish(ticket, false);
+                }
+            }
+            Err(r) => self.shared.reject(ticket, Some(id), r),
         }
     }
 }
 
 fn worker(mut rx: tokio::sync::mpsc::Receiver<Job>, tx: SyncSender<Write>, sh: Arc<Shared>) {
     while let Some(job) = rx.blocking_recv() {
-        match job {
-            Job::Data(j) => match data::verify(j) {
-                Ok(v) => {
-                    if let Err(std::sync::mpsc::SendError(Write::Data(v))) = tx.send(Write::Data(v)) {
-                        sh.finish(v.ticket, false);
-                    }
-                }
-                Err((ticket, id, r)) => sh.reject(ticket, Some(&id), r),
-            },
+        let res = match job {
+            Job::Data(j) => data::verify(j).map(Write::Data),
+            Job::Session(j) => session::open(j, &sh).map(Write::Session),
+            Job::Sealed(j) => sealed::open(j, &sh).map(Write::Sealed),
             Job::Stop => return,
+        };
+        match res {
+            Ok(w) => {
+                if let Err(std::sync::mpsc::SendError(w)) = tx.send(w) {
+                    sh.finish(ticket_of(&w).0, false);
+                }
+            }
+            Err((ticket, id, r)) => sh.reject(ticket, Some(&id), r),
         }
     }
 }
@@ -354,6 +537,8 @@ fn writer(mut db: Connection, rx: Receiver<Write>, sh: Arc<Shared>) {
 fn ticket_of(w: &Write) -> (Ticket, &str) {
     match w {
         Write::Data(v) => (v.ticket, &v.device_id),
+        Write::Session(v) => (v.ticket, &v.device_id),
+        Write::Sealed(v) => (v.ticket, &v.device_id),
     }
 }
 
@@ -362,9 +547,10 @@ fn ticket_of(w: &Write) -> (Ticket, &str) {
 fn write_batch(db: &mut Connection, sh: &Shared, batch: Vec<Write>) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=4 {
-        let mut undo = WindowUndo::new();
+        let mut undo = Undo::default();
         match try_batch(db, sh, &batch, &mut undo) {
             Ok(outcomes) => {
+                prune_sessions(db, sh, &undo.sessions);
                 let accepted = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
                 sh.counters.accept(accepted);
                 for (w, o) in batch.iter().zip(outcomes) {
@@ -395,16 +581,18 @@ fn try_batch(
     db: &mut Connection,
     sh: &Shared,
     batch: &[Write],
-    undo: &mut WindowUndo,
+    undo: &mut Undo,
 ) -> Result<Vec<Result<(), Rejection>>, rusqlite::Error> {
     let tx = db.transaction()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for w in batch {
         outcomes.push(match w {
-            Write::Data(v) => data::apply(sh, &tx, v, undo)?,
+            Write::Data(v) => data::apply(sh, &tx, v, &mut undo.windows)?,
+            Write::Session(v) => session::apply(sh, &tx, v, undo)?,
+            Write::Sealed(v) => sealed::apply(sh, &tx, v, &mut undo.windows)?,
         });
     }
-    for (id, m) in undo.iter() {
+    for (id, m) in undo.windows.iter() {
         for kid in m.keys() {
             if let Some(w) = sh.window(id, kid) {
                 crate::store::save_window(&tx, id, kid, &w)?;
@@ -413,4 +601,33 @@ fn try_batch(
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// After a committed batch that accepted sessions: forget each such device's
+/// sessions beyond the newest [`crate::sessions::SESSIONS_KEPT`] (rows, replay
+/// windows, cached keys). A failure is logged and retried with the device's
+/// next session.
+fn prune_sessions(db: &mut Connection, sh: &Shared, accepted: &[(String, u32)]) {
+    let mut seen = std::collections::HashSet::new();
+    for (id, _) in accepted {
+        if !seen.insert(id.as_str()) {
+            continue;
+        }
+        let surplus = sh.sessions.surplus(id);
+        if surplus.is_empty() {
+            continue;
+        }
+        let res = db.transaction().and_then(|tx| {
+            crate::store::delete_sessions(&tx, id, &surplus)?;
+            tx.commit()
+        });
+        match res {
+            Ok(()) => {
+                sh.sessions.forget(id, &surplus);
+                sh.forget_windows(id, &surplus);
+                tracing::debug!(device = %id, forgotten = ?surplus, "old sessions forgotten");
+            }
+            Err(e) => tracing::warn!(device = %id, error = %e, "cannot forget old sessions"),
+        }
+    }
 }

@@ -324,7 +324,11 @@ impl Harness {
     }
 
     pub async fn start_with(kind: BrokerKind, tweak: impl FnOnce(&mut Config)) -> Harness {
-        let pki = Pki::new("test");
+        Harness::start_full(kind, Pki::new("test"), tweak).await
+    }
+
+    /// An aggregator trusting `pki`'s root, with `tweak` applied to its config.
+    pub async fn start_full(kind: BrokerKind, pki: Pki, tweak: impl FnOnce(&mut Config)) -> Harness {
         let state = tempfile::tempdir().expect("tempdir");
         let mosq = (kind == BrokerKind::Mosquitto).then(Mosquitto::start);
         let broker = match &mosq {
@@ -345,6 +349,11 @@ impl Harness {
 
     /// Stop the aggregator and start a new one on the same state directory and broker.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Harness::restart`] with `tweak` applied to the new config.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
         if let Some(a) = self.agg.take() {
             a.shutdown().await;
         }
@@ -353,7 +362,8 @@ impl Harness {
             // rumqttd cannot be stopped: the new aggregator gets a new embedded broker.
             None => BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() },
         };
-        let cfg = config(self.state.path(), &self.pki.root.pem, broker);
+        let mut cfg = config(self.state.path(), &self.pki.root.pem, broker);
+        tweak(&mut cfg);
         let agg = Aggregator::start(cfg).await.expect("aggregator restarts");
         self.base = format!("http://{}", agg.http_addr());
         self.broker = agg.mqtt_addr();
