@@ -91,6 +91,10 @@ fn factory_chain_verifies_and_state_survives_restart() {
     assert!(out.contains("registered"), "{out}");
     let udp = sim.udp.to_string();
     let cert_before = ok(&["certs", "get", "--udp", &udp, "--id", "3"]);
+    // Enrollment with an aggregator also stored its cloud certificate (for session keys).
+    let cloud = ok(&["certs", "get", "--udp", &udp, "--id", "0x3F000001"]);
+    let agg_cloud = http_get(&format!("{}/v1/cloud", servers.aggregator_url));
+    assert!(agg_cloud.starts_with(cloud.trim()), "device cloud cert is the aggregator's");
     let pub_random = ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]);
     // The 2-level chain verifies with openssl.
     let inter = {
