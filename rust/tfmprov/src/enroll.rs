@@ -54,7 +54,7 @@ pub fn first_pem_der(pem: &str) -> Result<Vec<u8>> {
     let begin = pem.find("-----BEGIN CERTIFICATE-----").context("no certificate in PEM")?;
     let end_marker = "-----END CERTIFICATE-----";
     let end = pem[begin..].find(end_marker).context("unterminated PEM certificate")? + begin + end_marker.len();
-    let (_, der) = der::pem::decode_vec(pem[begin..end].as_bytes()).map_err(|e| anyhow::anyhow!("bad PEM certificate: {e}"))?;
+    let (_, der) = der::pem::decode_vec(&pem.as_bytes()[begin..end]).map_err(|e| anyhow::anyhow!("bad PEM certificate: {e}"))?;
     Ok(der)
 }
 
