@@ -147,7 +147,10 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
         for event in connection.iter() {
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    tracing::warn!("{id_for_log}: {}", tfmprov_device::telemetry::describe_error_report(&p.payload));
+                    tracing::warn!(
+                        "{id_for_log}: errors topic: {}",
+                        tfmprov_device::telemetry::describe_error_report(&p.payload)
+                    );
                 }
                 Ok(_) => {}
                 Err(rumqttc::ConnectionError::RequestsDone) => break,
