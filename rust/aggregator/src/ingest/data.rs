@@ -44,15 +44,7 @@ pub(crate) fn prepare(
     msg: &[u8],
     received_at: i64,
 ) -> Result<Job, Rejection> {
-    let Some(device) = shared.registry.get(device_id) else {
-        return Err(Rejection::new(RejectCode::UnknownDevice));
-    };
-    if device.revoked {
-        return Err(Rejection::new(RejectCode::Revoked));
-    }
-    if msg.len() > shared.max_message {
-        return Err(Rejection::new(RejectCode::TooLarge));
-    }
+    let device = shared.admit(device_id, msg.len())?;
     let signed = parse_data(msg).map_err(|e| Rejection::new(e.reject_code()))?;
     let (kid, seq) = (signed.kid, signed.seq);
     let with = |code| Rejection { code, kid: Some(KeyId::Key(kid)), seq: Some(seq) };

@@ -273,6 +273,25 @@ impl Shared {
         }
     }
 
+    /// The checks every message kind starts with: the device named in the
+    /// topic is registered and not revoked, and the message is not too large.
+    pub(crate) fn admit(
+        &self,
+        device_id: &str,
+        len: usize,
+    ) -> Result<Arc<crate::registry::DeviceEntry>, Rejection> {
+        let Some(device) = self.registry.get(device_id) else {
+            return Err(Rejection::new(RejectCode::UnknownDevice));
+        };
+        if device.revoked {
+            return Err(Rejection::new(RejectCode::Revoked));
+        }
+        if len > self.max_message {
+            return Err(Rejection::new(RejectCode::TooLarge));
+        }
+        Ok(device)
+    }
+
     fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<KeyId, ReplayWindow>>> {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }

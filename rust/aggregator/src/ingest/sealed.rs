@@ -47,15 +47,7 @@ pub(crate) fn prepare(
     raw: &[u8],
     received_at: i64,
 ) -> Result<Option<Job>, Rejection> {
-    let Some(device) = shared.registry.get(device_id) else {
-        return Err(Rejection::new(RejectCode::UnknownDevice));
-    };
-    if device.revoked {
-        return Err(Rejection::new(RejectCode::Revoked));
-    }
-    if raw.len() > shared.max_message {
-        return Err(Rejection::new(RejectCode::TooLarge));
-    }
+    shared.admit(device_id, raw.len())?;
     let msg = parse_sealed(raw).map_err(|e| Rejection::new(e.reject_code()))?;
     let key = KeyId::Session(msg.session_id);
     let with = |code| Rejection { code, kid: Some(key), seq: Some(msg.seq) };

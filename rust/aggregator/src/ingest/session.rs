@@ -65,15 +65,7 @@ pub(crate) fn prepare(
     msg: &[u8],
     received_at: i64,
 ) -> Result<Job, Rejection> {
-    let Some(device) = shared.registry.get(device_id) else {
-        return Err(Rejection::new(RejectCode::UnknownDevice));
-    };
-    if device.revoked {
-        return Err(Rejection::new(RejectCode::Revoked));
-    }
-    if msg.len() > shared.max_message {
-        return Err(Rejection::new(RejectCode::TooLarge));
-    }
+    let device = shared.admit(device_id, msg.len())?;
     let msg = parse_session(msg).map_err(|e| Rejection::new(e.reject_code()))?;
     let with = |code, kid| Rejection { code, kid: Some(kid), seq: None };
     if msg.device_kid != device.kid {
