@@ -11,8 +11,7 @@
 //!   SQLite, so the database alone does not give them away.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -128,22 +127,10 @@ fn cloud_err(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::Cloud(format!("{}: {what}", path.display()))
 }
 
-/// Writes `data` through a temporary file created with `mode` (a key is never
-/// readable by others, not even for a moment), fsync, rename.
+/// Writes `data` atomically with `mode` (the CA's helper: a key is never
+/// readable by others, not even for a moment).
 fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| cloud_err(&tmp, e))?;
-    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| cloud_err(&tmp, e))?;
-    f.write_all(data).map_err(|e| cloud_err(&tmp, e))?;
-    f.sync_all().map_err(|e| cloud_err(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| cloud_err(path, e))
+    tfmprov_ca::store::write_file_atomic(path, data, mode).map_err(|e| cloud_err(path, e))
 }
 
 fn warn_if_open(path: &Path) {

@@ -311,22 +311,21 @@ fn write_key(path: &Path, key: &SigningKey) -> Result<(), Error> {
     write_file(path, pem.as_bytes(), 0o600)
 }
 
-/// Writes `data` to `path` through a temporary file created with `mode` (so a key is
-/// never readable by others, not even for a moment), fsync, rename.
 fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    write_file_atomic(path, data, mode).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `data` to `path` through a temporary file created with `mode` (so a key is
+/// never readable by others, not even for a moment), fsync, rename. Also used by the
+/// aggregator for its cloud key.
+pub fn write_file_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
     // The umask may have removed bits we want (0644); set exactly.
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(data).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(data)?;
+    f.sync_all()?;
     drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    fs::rename(&tmp, path)
 }
