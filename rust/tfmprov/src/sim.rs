@@ -27,7 +27,7 @@ pub struct SimConfig {
     /// SMP over a PTY linked at this path.
     pub smp_serial: Option<PathBuf>,
     /// MQTT telemetry, if any.
-    pub telemetry: Option<crate::sim::TelemetryConfig>,
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// MQTT telemetry of the simulator.
@@ -94,7 +94,7 @@ pub fn run(cfg: SimConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(Option<Sock
     if let Some(t) = cfg.telemetry.clone() {
         let (dev, stop) = (device.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
-            if let Err(e) = crate::sim::telemetry(&dev, &t, &stop) {
+            if let Err(e) = telemetry(&dev, &t, &stop) {
                 tracing::error!("telemetry stopped: {e:#}");
             }
         }));
