@@ -6,7 +6,8 @@
 # Inputs (-D): PARAMS (generated: TF-M NS include dir, tfm_api include dirs
 # and defines, probe object), CARGO, RUSTC (may be empty), BUILD_STD (ON/OFF),
 # WORKSPACE, RUST_TARGET, TARGET_DIR, EMPTY_LIB_DIR, CC, AR, NM, CPU_FLAGS
-# ('|'-separated), OUT_LIB.
+# ('|'-separated), OUT_LIB, TFM_CONFIG_HEADER (the board's TF-M project
+# configuration header: rust/psa/build.rs derives the storage limits from it).
 cmake_minimum_required(VERSION 3.20)
 
 include(${PARAMS})
@@ -74,6 +75,7 @@ set(env
   "CFLAGS_${target_env}=${c_flags}"
   "CARGO_TARGET_DIR=${TARGET_DIR}"
   "TFMPROV_C_SIZEOF_PSA_KEY_ATTRIBUTES=${c_sizeof}"
+  "TFMPROV_TFM_CONFIG_HEADER=${TFM_CONFIG_HEADER}"
 )
 if(RUSTC)
   list(APPEND env "RUSTC=${RUSTC}")

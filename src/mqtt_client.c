@@ -330,7 +330,14 @@ static void mqtt_thread(void *a, void *b, void *c)
 			return;
 		}
 	}
+	int32_t key_rc = tfmprov_mqtt_set_key(CONFIG_TFMPROV_MQTT_KEY_ID);
+
 	tfmprov_leave();
+	if (key_rc != TFMPROV_OK) {
+		LOG_ERR("mqtt: telemetry key 0x%08x: %d (%s)", CONFIG_TFMPROV_MQTT_KEY_ID, (int)key_rc,
+			tfmprov_strerror(key_rc));
+		return;
+	}
 
 #if defined(CONFIG_MQTT_LIB_TLS)
 	if (tls_setup() != 0) {

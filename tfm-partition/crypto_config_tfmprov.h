@@ -10,13 +10,19 @@
  *                -DTFM_MBEDCRYPTO_PSA_CRYPTO_CONFIG_PATH=<this file>)
  *
  * (Zephyr appends that property to TF-M's CMake command line in
- * modules/trusted-firmware-m/CMakeLists.txt; a command-line value wins over
- * the profile's cached default, so this file applies to every profile.)
+ * modules/trusted-firmware-m/CMakeLists.txt.) Only TF-M's base profile is
+ * supported: a small/medium/large profile has its own crypto and project
+ * configuration, which the root CMakeLists.txt refuses to replace.
  *
- * Why: every device signature is deterministic ECDSA (RFC 6979,
- * PSA_ALG_DETERMINISTIC_ECDSA(PSA_ALG_SHA_256)), because TF-M under QEMU
- * restarts its random stream after each reset and a randomized ECDSA nonce
- * was seen repeating. TF-M's small and medium profiles leave
+ * Why deterministic ECDSA: every device signature is RFC 6979
+ * (PSA_ALG_DETERMINISTIC_ECDSA(PSA_ALG_SHA_256)), so that no signature
+ * depends on the quality of the random stream. On TF-M 2.2 under QEMU AN521
+ * there is no entropy source: TF-M's DRBG runs from an NV seed (an ITS file
+ * that TF-M updates at every boot), so after a reset the stream continues,
+ * but every emulator started with empty storage produces the same stream,
+ * and so would two devices provisioned from the same seed image. A
+ * randomized ECDSA nonce from such a stream would give the private key away;
+ * a deterministic one cannot. TF-M's small and medium profiles leave
  * PSA_WANT_ALG_DETERMINISTIC_ECDSA (and the medium profile A128GCM) off.
  *
  * What the firmware needs from the secure side:

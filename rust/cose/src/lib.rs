@@ -36,6 +36,9 @@ pub mod report;
 pub mod sealed;
 pub mod session;
 pub mod topic;
+mod write;
+#[cfg(test)]
+mod oracle;
 
 #[cfg(test)]
 mod test_crypto;

@@ -1,9 +1,8 @@
 //! Shared pieces of the profiles: bounded decoding into `coset` types and
 //! header checks.
 
-use alloc::vec::Vec;
 use ciborium::value::Value;
-use coset::{iana, Algorithm, AsCborValue, Header, HeaderBuilder, Label, ProtectedHeader};
+use coset::{iana, Algorithm, AsCborValue, Header, Label};
 
 use crate::{cbor, check_len, Error, ParseError, MAX_CBOR_DEPTH, SEQ_LABEL};
 
@@ -47,26 +46,6 @@ fn precheck_protected(value: &Value) -> Result<(), ParseError> {
         }
     }
     Ok(())
-}
-
-/// Build a protected header whose wire bytes are fixed now, so that what is
-/// authenticated (Sig_structure, Enc_structure, KDF context) is exactly what
-/// is sent.
-pub(crate) fn protected<E>(header: Header) -> Result<ProtectedHeader, Error<E>> {
-    let bytes = coset::CborSerializable::to_vec(header.clone()).map_err(|_| Error::Cbor)?;
-    Ok(ProtectedHeader {
-        original_data: Some(bytes),
-        header,
-    })
-}
-
-/// `{1: alg, 4: kid}` plus `-65537: seq` when given.
-pub(crate) fn header(alg: iana::Algorithm, kid: &[u8], seq: Option<u64>) -> Header {
-    let mut b = HeaderBuilder::new().algorithm(alg).key_id(kid.to_vec());
-    if let Some(seq) = seq {
-        b = b.value(SEQ_LABEL, Value::Integer(seq.into()));
-    }
-    b.build()
 }
 
 /// The algorithm of a protected header, which must be the integer `want`.
@@ -132,7 +111,3 @@ pub(crate) fn check_output<E>(out: &[u8], want: usize, what: &'static str) -> Re
     }
 }
 
-/// Encode a coset structure with its tag.
-pub(crate) fn to_tagged<T: coset::TaggedCborSerializable, E>(t: T) -> Result<Vec<u8>, Error<E>> {
-    t.to_tagged_vec().map_err(|_| Error::Cbor)
-}

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use tfmprov_psa::ids::{CertTarget, DeviceKeyId};
 use tfmprov_psa::{KeyOrigin, PublicKey};
 use tfmprov_smp::{
-    cmd, decode_body, encode_body, group, CertGetReq, CertGetRsp, CertStoreReq, CsrCreateReq, CsrCreateRsp,
+    cmd, decode_request, encode_body, group, CertGetReq, CertGetRsp, CertStoreReq, CsrCreateReq, CsrCreateRsp,
     EmptyRsp, HandlerError, KeyGenerateReq, KeyGenerateRsp, KeyIdReq, KeyStatusRsp, MgmtErr, Op,
 };
 
@@ -78,47 +78,46 @@ impl Device {
         let not_supported = HandlerError::Mgmt(MgmtErr::ENotSup);
         match (grp, command, op) {
             (group::KEYS, cmd::KEYS_GENERATE, Op::Write) => {
-                let req: KeyGenerateReq = decode_body(body)?;
+                let req: KeyGenerateReq = decode_request(body)?;
                 let id = req.id.map(key_id).transpose()?;
                 let origin = match &req.private {
                     Some(value) => KeyOrigin::Known(value),
                     None => KeyOrigin::Random,
                 };
-                let psa = &mut self.psa;
-                let id = psa.create_key(id, origin, req.replace.unwrap_or(false)).map_err(|e| group_err(e.into()))?;
-                let public = psa.public_key(id).map_err(|e| group_err(e.into()))?;
+                let id = self.create_key(id, origin, req.replace.unwrap_or(false)).map_err(|e| group_err(e.into()))?;
+                let public = self.psa.public_key(id).map_err(|e| group_err(e.into()))?;
                 Ok(Response::Key { id: id.get(), public })
             }
             (group::KEYS, cmd::KEYS_PUBLIC, Op::Read) => {
-                let id = key_id(decode_body::<KeyIdReq>(body)?.id)?;
+                let id = key_id(decode_request::<KeyIdReq>(body)?.id)?;
                 let public = self.psa.public_key(id).map_err(|e| group_err(e.into()))?;
                 Ok(Response::Key { id: id.get(), public })
             }
             (group::KEYS, cmd::KEYS_STATUS, Op::Read) => {
-                let id = key_id(decode_body::<KeyIdReq>(body)?.id)?;
+                let id = key_id(decode_request::<KeyIdReq>(body)?.id)?;
                 let present = self.psa.key_present(id).map_err(|e| group_err(e.into()))?;
                 Ok(Response::Status { id: id.get(), present })
             }
             (group::KEYS, cmd::KEYS_DESTROY, Op::Write) => {
-                let id = key_id(decode_body::<KeyIdReq>(body)?.id)?;
+                let id = key_id(decode_request::<KeyIdReq>(body)?.id)?;
                 self.destroy_key_and_cert(id).map_err(group_err)?;
                 Ok(Response::Empty)
             }
             (group::CSR, cmd::CSR_CREATE, Op::Write) => {
-                let req: CsrCreateReq = decode_body(body)?;
+                let req: CsrCreateReq = decode_request(body)?;
                 let id = key_id(req.id)?;
                 let subject = Subject { cn: &req.cn, o: req.o.as_deref(), ou: req.ou.as_deref() };
                 let der = csr::create(&self.psa, id, &subject).map_err(group_err)?;
                 Ok(Response::Csr(der))
             }
             (group::CERTS, cmd::CERTS_STORE, Op::Write) => {
-                let req: CertStoreReq = decode_body(body)?;
+                let req: CertStoreReq = decode_request(body)?;
                 let target = CertTarget::new(req.id).map_err(|e| group_err(e.into()))?;
                 certs::store(&mut self.psa, target, &req.cert).map_err(group_err)?;
                 Ok(Response::Empty)
             }
             (group::CERTS, cmd::CERTS_GET, Op::Read) => {
-                let req: CertGetReq = decode_body(body)?;
+                let req: CertGetReq = decode_request(body)?;
                 let target = CertTarget::new(req.id).map_err(|e| group_err(e.into()))?;
                 Ok(Response::Cert(certs::get(&self.psa, target).map_err(group_err)?))
             }
@@ -126,8 +125,21 @@ impl Device {
         }
     }
 
+    /// Creates a key ([`tfmprov_psa::Psa::create_key`]) on behalf of SMP or
+    /// the shell; a replace invalidates the cached telemetry kid.
+    pub fn create_key(
+        &mut self,
+        id: Option<DeviceKeyId>,
+        origin: KeyOrigin<'_>,
+        replace: bool,
+    ) -> Result<DeviceKeyId, tfmprov_psa::Error> {
+        self.forget_kid();
+        self.psa.create_key(id, origin, replace)
+    }
+
     /// Destroys a key and its certificate (DESIGN.md: `destroy` removes both).
     pub fn destroy_key_and_cert(&mut self, id: DeviceKeyId) -> Result<(), Error> {
+        self.forget_kid();
         self.psa.destroy_key(id)?;
         self.psa.delete_cert(id.cert_slot())?;
         Ok(())

@@ -19,6 +19,7 @@ mod dispatch;
 pub mod factory;
 pub mod shell;
 pub mod telemetry;
+pub mod text;
 
 #[cfg(test)]
 mod tests;
@@ -28,7 +29,7 @@ pub use tfmprov_psa as psa;
 
 use alloc::string::String;
 use tfmprov_psa::rng::RngHealth;
-use tfmprov_psa::Psa;
+use tfmprov_psa::{Psa, Recovery};
 use tfmprov_smp::GroupRc;
 
 /// Everything a device operation can refuse, each with its DESIGN.md group
@@ -41,7 +42,8 @@ pub enum Error {
     InvalidArgument(&'static str),
     /// The certificate's public key is not the key it is stored for.
     Mismatch,
-    /// More than 4096 bytes of certificate.
+    /// More certificate than one ITS asset holds
+    /// ([`tfmprov_psa::MAX_BLOB_LEN`], from the TF-M configuration).
     TooLarge,
     /// DER encoding or decoding failed.
     Der(der::Error),
@@ -72,17 +74,44 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Appends the message for this error. The device's one source of error
+    /// text (shell, log), written without `core::fmt`.
+    pub fn describe(&self, t: &mut text::Text) {
+        use tfmprov_psa::Error as P;
+        match self {
+            Error::Psa(P::InvalidId(id)) => {
+                t.str("key id ").str(if *id > u64::from(u32::MAX) { "above 32 bits" } else { "" });
+                if *id <= u64::from(u32::MAX) {
+                    t.id(*id as u32);
+                }
+                t.str(" is outside the range this operation accepts")
+            }
+            Error::Psa(P::NotFound(id)) => t.str("nothing is stored at id ").id(*id),
+            Error::Psa(P::Exists(id)) => t.str("id ").id(*id).str(" is already in use (use replace)"),
+            Error::Psa(P::InvalidArgument(what)) | Error::InvalidArgument(what) => t.str("invalid argument: ").str(what),
+            Error::Psa(P::StorageFull) => t.str("persistent key storage is full"),
+            Error::Psa(P::RngBroken) => t.str("the RNG repeated its output across boots: random keys are refused"),
+            Error::Psa(P::TooLarge(_)) | Error::TooLarge => {
+                t.str("certificate larger than ").dec(tfmprov_psa::MAX_BLOB_LEN as u64).str(" bytes")
+            }
+            Error::Psa(P::Busy) => t.str("PSA is already in use by another handle"),
+            Error::Psa(e @ P::Psa(_)) => {
+                t.str("PSA call failed (status ").signed(i64::from(e.psa_status().unwrap_or(0))).str(")")
+            }
+            Error::Mismatch => t.str("the certificate's public key is not this key's"),
+            Error::Der(_) => t.str("DER encoding failed"),
+            Error::Cose(what) => t.str("COSE: ").str(what),
+            Error::NoSession => t.str("no active session"),
+        };
+    }
+}
+
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Error::Psa(e) => write!(f, "{e}"),
-            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Mismatch => write!(f, "the certificate's public key is not this key's"),
-            Error::TooLarge => write!(f, "certificate larger than {} bytes", tfmprov_psa::MAX_BLOB_LEN),
-            Error::Der(e) => write!(f, "DER: {e}"),
-            Error::Cose(what) => write!(f, "COSE: {what}"),
-            Error::NoSession => write!(f, "no active session"),
-        }
+        let mut t = text::Text::new();
+        self.describe(&mut t);
+        f.write_str(t.as_str())
     }
 }
 
@@ -111,6 +140,7 @@ pub struct Device {
     psa: Psa,
     device_id: String,
     rng: RngHealth,
+    recovery: Recovery,
     telemetry: telemetry::State,
 }
 
@@ -123,9 +153,12 @@ impl Device {
             return Err(Error::InvalidArgument("device id must match [A-Za-z0-9._-]{1,64}"));
         }
         let mut psa = Psa::init()?;
+        // First: an interrupted store must be finished before anything reads
+        // a certificate or a state record.
+        let recovery = psa.recover_blob_store()?;
         let rng = psa.boot_rng_check()?;
         let telemetry = telemetry::State::load(&mut psa)?;
-        Ok(Device { psa, device_id: device_id.into(), rng, telemetry })
+        Ok(Device { psa, device_id: device_id.into(), rng, recovery, telemetry })
     }
 
     /// The boot RNG check's result.
@@ -138,9 +171,17 @@ impl Device {
         &self.device_id
     }
 
-    /// Direct access to the PSA layer (host tools and tests).
+    /// Direct access to the PSA layer (host tools and tests). Whatever the
+    /// caller does with it, the cached telemetry kid is recomputed next time.
     pub fn psa(&mut self) -> &mut Psa {
+        self.forget_kid();
         &mut self.psa
+    }
+
+    /// What the boot's storage recovery did (an interrupted certificate or
+    /// state write finished or rolled back; see `tfmprov_psa::Recovery`).
+    pub fn storage_recovery(&self) -> Recovery {
+        self.recovery
     }
 
     /// Host only: shuts PSA down so that another Device can boot in this

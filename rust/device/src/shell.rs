@@ -11,11 +11,10 @@
 //! ```
 //! IDs are decimal or 0x-hex.
 
+use crate::text::Text;
 use crate::{certs, csr, factory, Device, Error};
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
 use tfmprov_psa::ids::{CertTarget, DeviceKeyId};
 use tfmprov_psa::KeyOrigin;
 
@@ -52,11 +51,16 @@ fn parse_hex32(s: &str) -> Result<[u8; 32], Error> {
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    let mut t = Text::new();
+    t.hex(bytes);
+    t.into_string()
+}
+
+/// `id 0x%08x pub <hex>`.
+fn key_line(id: DeviceKeyId, public: &[u8]) -> String {
+    let mut t = Text::new();
+    t.str("id ").id(id.get()).str(" pub ").hex(public);
+    t.into_string()
 }
 
 fn key_arg(args: &[&str], i: usize) -> Result<DeviceKeyId, Error> {
@@ -76,17 +80,21 @@ impl Device {
             ["keys", "gen", rest @ ..] => self.shell_keys_gen(rest),
             ["keys", "pub", _] => {
                 let id = key_arg(args, 2)?;
-                Ok(format!("id 0x{:08x} pub {}", id.get(), hex(&self.psa.public_key(id)?)))
+                Ok(key_line(id, &self.psa.public_key(id)?))
             }
             ["keys", "status", _] => {
                 let id = key_arg(args, 2)?;
                 let present = self.psa.key_present(id)?;
-                Ok(format!("id 0x{:08x} {}", id.get(), if present { "present" } else { "absent" }))
+                let mut t = Text::new();
+                t.str("id ").id(id.get()).str(if present { " present" } else { " absent" });
+                Ok(t.into_string())
             }
             ["keys", "destroy", _] => {
                 let id = key_arg(args, 2)?;
                 self.destroy_key_and_cert(id)?;
-                Ok(format!("id 0x{:08x} destroyed", id.get()))
+                let mut t = Text::new();
+                t.str("id ").id(id.get()).str(" destroyed");
+                Ok(t.into_string())
             }
             ["csr", _, cn, rest @ ..] if rest.len() <= 2 => {
                 let id = key_arg(args, 1)?;
@@ -103,21 +111,18 @@ impl Device {
                 let der: Vec<u8> = <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64)
                     .map_err(|_| Error::InvalidArgument("certificate must be base64 DER"))?;
                 certs::store(&mut self.psa, target, &der)?;
-                Ok(format!("stored {} bytes at 0x{:08x}", der.len(), target.slot().get()))
+                let mut t = Text::new();
+                t.str("stored ").dec(der.len() as u64).str(" bytes at ").id(target.slot().get());
+                Ok(t.into_string())
             }
             ["factory"] => {
                 let set = factory::provision_sample_set(&mut self.psa, &factory::SAMPLE_VALUE_2, &factory::SAMPLE_VALUE_3)?;
-                let mut out = String::new();
+                let mut t = Text::new();
                 for (what, k) in [("random", set.random), ("known", set.known), ("chained", set.chained)] {
-                    let _ = writeln!(
-                        out,
-                        "{what:8} id 0x{:08x} {} pub {}",
-                        k.id.get(),
-                        if k.created { "created" } else { "kept   " },
-                        hex(&k.public)
-                    );
+                    t.padded(what, 8).str(" id ").id(k.id.get());
+                    t.str(if k.created { " created" } else { " kept   " }).str(" pub ").hex(&k.public).str("\n");
                 }
-                Ok(out)
+                Ok(t.into_string())
             }
             _ => Err(Error::InvalidArgument(USAGE)),
         }
@@ -145,7 +150,7 @@ impl Device {
             Some(v) => KeyOrigin::Known(v),
             None => KeyOrigin::Random,
         };
-        let id = self.psa.create_key(id, origin, replace)?;
-        Ok(format!("id 0x{:08x} pub {}", id.get(), hex(&self.psa.public_key(id)?)))
+        let id = self.create_key(id, origin, replace)?;
+        Ok(key_line(id, &self.psa.public_key(id)?))
     }
 }

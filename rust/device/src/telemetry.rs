@@ -10,8 +10,8 @@
 //! [`SEQ_BLOCK`] messages): after a reset the device skips the rest of the
 //! block, so a sequence number is never used twice.
 
+use crate::text::Text;
 use crate::{certs, Device, Error};
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use tfmprov_cose::{ErrorReport, Kid};
@@ -55,6 +55,11 @@ pub struct State {
     last_session_id: u32,
     session: Option<ActiveSession>,
     key: u32,
+    /// kid of the telemetry key, computed once per key (an export and a
+    /// SHA-256 through TF-M that would otherwise be half of every data
+    /// message's cost). Cleared whenever a key may have changed
+    /// ([`Device::forget_kid`]).
+    pub(crate) kid: Option<(u32, Kid)>,
     policy: SessionPolicy,
 }
 
@@ -83,6 +88,7 @@ impl State {
             last_session_id,
             session: None,
             key: DEFAULT_TELEMETRY_KEY,
+            kid: None,
             policy: SessionPolicy::default(),
         })
     }
@@ -117,40 +123,52 @@ pub fn kid_of(psa: &Psa, public: &PublicKey) -> Result<Kid, Error> {
     Ok(tfmprov_cose::kid_from_spki_digest(&psa.sha256(&spki)?))
 }
 
-/// The sample telemetry reading: a small CBOR map `{"n": counter, "t": uptime_ms}`.
-#[derive(serde::Serialize)]
-struct SampleReading {
-    n: u64,
-    t: u64,
-}
-
-/// The payload the sample publishes (CBOR, through the same encoder as SMP bodies).
+/// The payload the sample publishes: a small CBOR map
+/// `{"n": counter, "t": uptime_ms}`.
 pub fn sample_payload(counter: u64, uptime_ms: u64) -> Vec<u8> {
-    tfmprov_smp::encode_body(&SampleReading { n: counter, t: uptime_ms })
+    let mut e = tfmprov_cbor::Enc::with_capacity(24);
+    e.map(2).text("n").uint(counter).text("t").uint(uptime_ms);
+    e.finish()
 }
 
 /// A one-line description of a report received on the errors topic.
 pub fn describe_error_report(bytes: &[u8]) -> String {
+    let mut t = Text::new();
     match ErrorReport::from_cbor(bytes) {
         Ok(r) => {
-            let mut s = format!("rejected: code {} ({})", r.code, r.reason);
+            t.str("rejected: code ").dec(u64::from(r.code)).str(" (").str(&r.reason).str(")");
             if let Some(seq) = r.seq {
-                s.push_str(&format!(" seq {seq}"));
+                t.str(" seq ").dec(seq);
             }
             if let Some(kid) = &r.kid {
-                s.push_str(" kid ");
-                s.push_str(&crate::shell::hex(kid));
+                t.str(" kid ").hex(kid);
             }
-            s
         }
-        Err(_) => format!("undecodable error report ({} bytes)", bytes.len()),
+        Err(_) => {
+            t.str("undecodable error report (").dec(bytes.len() as u64).str(" bytes)");
+        }
     }
+    t.into_string()
 }
 
 impl Device {
-    /// Chooses the key that signs telemetry and session messages.
+    /// Chooses the key that signs telemetry and session messages (default
+    /// [`DEFAULT_TELEMETRY_KEY`]). It need not exist yet: messages fail with
+    /// not-found until it does.
     pub fn set_telemetry_key(&mut self, id: DeviceKeyId) {
         self.telemetry.key = id.get();
+        self.telemetry.kid = None;
+    }
+
+    /// The key that signs telemetry and session messages.
+    pub fn telemetry_key_id(&self) -> u32 {
+        self.telemetry.key
+    }
+
+    /// Drops the cached kid: called by every path that may replace or
+    /// destroy a key.
+    pub(crate) fn forget_kid(&mut self) {
+        self.telemetry.kid = None;
     }
 
     /// Sets when sessions rotate.
@@ -158,10 +176,17 @@ impl Device {
         self.telemetry.policy = policy;
     }
 
-    fn telemetry_key(&self) -> Result<(DeviceKeyId, Kid), Error> {
+    fn telemetry_key(&mut self) -> Result<(DeviceKeyId, Kid), Error> {
         let id = DeviceKeyId::new(self.telemetry.key.into())?;
+        if let Some((cached_id, kid)) = self.telemetry.kid {
+            if cached_id == id.get() {
+                return Ok((id, kid));
+            }
+        }
         let public = self.psa.public_key(id)?;
-        Ok((id, kid_of(&self.psa, &public)?))
+        let kid = kid_of(&self.psa, &public)?;
+        self.telemetry.kid = Some((id.get(), kid));
+        Ok((id, kid))
     }
 
     /// The next `data` message: Sign1 over `payload` with the next seq.

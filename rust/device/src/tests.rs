@@ -307,10 +307,11 @@ fn certificates_store_check_and_persist() {
     // At a key that does not exist: not found.
     let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(4)), ("cert", Value::Bytes(cert3.clone()))]));
     assert_eq!(group_rc(&r, CERTS), Some(2));
-    // Garbage: invalid argument; more than 4096 bytes: too large.
+    // Garbage: invalid argument; more than one ITS asset holds: too large.
     let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(vec![0x30, 0x03, 1, 2, 3]))]));
     assert_eq!(group_rc(&r, CERTS), Some(4));
-    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(vec![0x30; 4097]))]));
+    let too_large = vec![0x30; tfmprov_psa::MAX_BLOB_LEN + 1];
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(too_large))]));
     assert_eq!(group_rc(&r, CERTS), Some(8));
     // The right one.
     assert_eq!(s.req(Op::Write, CERTS, 0, map(vec![("id", id(3)), ("cert", Value::Bytes(cert3.clone()))])), map(vec![]));
@@ -517,4 +518,234 @@ fn error_reports_are_described() {
     let v: Value = ciborium::de::from_reader(&p[..]).unwrap();
     assert_eq!(uint(&v, "n"), 300);
     assert_eq!(uint(&v, "t"), 70_000);
+}
+
+/// A certificate for `csr_der` from the test CA, padded with an nsComment
+/// extension to about `pad` more bytes of DER.
+fn issue_padded(s: &Sim, csr_der: &[u8], name: &str, pad: usize) -> Vec<u8> {
+    let _ = issue_with_openssl(s, csr_der, "ca-setup");
+    let d = s.dir.path();
+    let csr = d.join(format!("{name}.csr"));
+    std::fs::write(&csr, csr_der).unwrap();
+    let ext = d.join(format!("{name}.ext"));
+    std::fs::write(&ext, format!("nsComment = {}\n", "p".repeat(pad.max(1)))).unwrap();
+    let leaf = d.join(format!("{name}.der"));
+    openssl(&["x509", "-req", "-inform", "DER", "-in", csr.to_str().unwrap(), "-CA", d.join("ca.pem").to_str().unwrap(),
+        "-CAkey", d.join("ca.key").to_str().unwrap(), "-set_serial", "9", "-days", "1", "-outform", "DER",
+        "-extfile", ext.to_str().unwrap(), "-out", leaf.to_str().unwrap()]);
+    std::fs::read(leaf).unwrap()
+}
+
+/// A certificate of exactly `len` bytes of DER for `csr_der` (the padding
+/// is adjusted until openssl's output has that length; the CA's ECDSA
+/// signature varies by a byte or two between issues, hence the retries).
+fn issue_exact(s: &Sim, csr_der: &[u8], name: &str, len: usize) -> Vec<u8> {
+    let base = issue_padded(s, csr_der, name, 1).len();
+    let mut pad = len.saturating_sub(base) + 1;
+    for _ in 0..64 {
+        let cert = issue_padded(s, csr_der, name, pad);
+        if cert.len() == len {
+            return cert;
+        }
+        pad = (pad as isize + len as isize - cert.len() as isize).max(1) as usize;
+    }
+    panic!("could not make a {len}-byte certificate");
+}
+
+fn store_cert(s: &mut Sim, key: u64, cert: &[u8]) -> Option<u64> {
+    group_rc(&s.req(Op::Write, CERTS, 0, map(vec![("id", id(key)), ("cert", Value::Bytes(cert.to_vec()))])), CERTS)
+}
+
+fn get_cert(s: &mut Sim, key: u64) -> Result<Vec<u8>, u64> {
+    let r = s.req(Op::Read, CERTS, 1, map(vec![("id", id(key))]));
+    match group_rc(&r, CERTS) {
+        None => Ok(bytes(&r, "cert")),
+        Some(rc) => Err(rc),
+    }
+}
+
+#[test]
+fn certificate_sizes_follow_the_tfm_configuration() {
+    let mut s = Sim::new();
+    s.req(Op::Write, KEYS, 0, map(vec![("id", id(3)), ("priv", Value::Bytes(factory::SAMPLE_VALUE_3.to_vec()))]));
+    let csr3 = bytes(&s.req(Op::Write, CSR, 0, map(vec![("id", id(3)), ("cn", Value::Text("dev-1".into()))])), "csr");
+    let max = tfmprov_psa::MAX_BLOB_LEN;
+    // The largest certificate TF-M stores (4060 bytes with AN521's 4096-byte
+    // ITS assets) is stored; one byte more is rc 8 before PSA sees it.
+    let largest = issue_exact(&s, &csr3, "largest", max);
+    assert_eq!(store_cert(&mut s, 3, &largest), None);
+    assert_eq!(get_cert(&mut s, 3), Ok(largest.clone()));
+    let over = issue_exact(&s, &csr3, "over", max + 1);
+    assert_eq!(store_cert(&mut s, 3, &over), Some(8));
+    assert_eq!(get_cert(&mut s, 3), Ok(largest.clone()));
+    // Replacing it with another of that size needs two 4 KiB blocks: rc 5
+    // (storage full), and the stored one is untouched.
+    let other = issue_exact(&s, &csr3, "other", max);
+    assert_ne!(other, largest);
+    assert_eq!(store_cert(&mut s, 3, &other), Some(5));
+    assert_eq!(get_cert(&mut s, 3), Ok(largest));
+    // A realistic one replaces it.
+    let small = issue_with_openssl(&s, &csr3, "small");
+    assert_eq!(store_cert(&mut s, 3, &small), None);
+    assert_eq!(get_cert(&mut s, 3), Ok(small));
+}
+
+#[test]
+fn full_storage_is_rc_5_and_keeps_every_certificate() {
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let csr3 = bytes(&s.req(Op::Write, CSR, 0, map(vec![("id", id(3)), ("cn", Value::Text("dev-1".into()))])), "csr");
+    let cert3 = issue_with_openssl(&s, &csr3, "k3");
+    assert_eq!(store_cert(&mut s, 3, &cert3), None);
+    // Peer certificates of ~1.5 KiB until ITS refuses: rc 5.
+    let peer = issue_exact(&s, &csr3, "peer", 1500);
+    let mut stored = Vec::new();
+    let rc = loop {
+        let pid = 0x3F00_0010 + stored.len() as u64;
+        match store_cert(&mut s, pid, &peer) {
+            None => stored.push(pid),
+            Some(rc) => break rc,
+        }
+        assert!(stored.len() < 8, "storage never filled up");
+    };
+    assert_eq!(rc, 5);
+    assert!(!stored.is_empty());
+    // A larger device certificate cannot be staged next to the old one: rc 5,
+    // and everything stored is still there, byte for byte.
+    let bigger = issue_exact(&s, &csr3, "bigger", 2000);
+    assert_eq!(store_cert(&mut s, 3, &bigger), Some(5));
+    assert_eq!(get_cert(&mut s, 3), Ok(cert3.clone()));
+    for pid in &stored {
+        assert_eq!(get_cert(&mut s, *pid), Ok(peer.clone()));
+    }
+    // So are the keys (a new key is refused the same way once full).
+    let r = s.req(Op::Read, KEYS, 2, map(vec![("id", id(3))]));
+    assert_eq!(get(&r, "present"), Some(&Value::Bool(true)));
+    // Freeing room makes the replacement possible.
+    for pid in &stored {
+        s.dev().psa().delete_cert(tfmprov_psa::ids::PeerId::new(*pid).unwrap().into()).unwrap();
+    }
+    assert_eq!(store_cert(&mut s, 3, &bigger), None);
+    assert_eq!(get_cert(&mut s, 3), Ok(bigger));
+}
+
+#[test]
+fn a_failed_or_interrupted_store_over_smp_loses_nothing() {
+    use tfmprov_psa::{faults, Error as PsaError, PsaStatus};
+    let mut s = Sim::new();
+    s.req(Op::Write, KEYS, 0, map(vec![("id", id(3)), ("priv", Value::Bytes(factory::SAMPLE_VALUE_3.to_vec()))]));
+    let csr3 = bytes(&s.req(Op::Write, CSR, 0, map(vec![("id", id(3)), ("cn", Value::Text("dev-1".into()))])), "csr");
+    let old = issue_exact(&s, &csr3, "old", 600);
+    let new = issue_exact(&s, &csr3, "new", 900);
+    assert_eq!(store_cert(&mut s, 3, &old), None);
+    // A TF-M failure at each storage call of the replacement: rc 6 and the
+    // old certificate, or (a failure in the clean-up after the commit) the
+    // new one; never nothing.
+    let mut step = 1;
+    loop {
+        faults::fail_nth(step, PsaError::Psa(PsaStatus::StorageFailure), false);
+        let rc = store_cert(&mut s, 3, &new);
+        let (_, fired) = faults::clear();
+        if !fired {
+            assert_eq!(rc, None);
+            break;
+        }
+        let now = get_cert(&mut s, 3).unwrap();
+        match rc {
+            Some(6) => assert_eq!(now, old, "step {step}"),
+            None => assert_eq!(now, new, "step {step}"),
+            other => panic!("step {step}: rc {other:?}"),
+        }
+        assert_eq!(store_cert(&mut s, 3, &old), None);
+        step += 1;
+    }
+    assert!(step > 5, "{step}");
+    // A reset in the middle of a store, right after the old certificate was
+    // destroyed (the 5th storage call, the import of the new one, and every
+    // call after it fail, so no error handling runs): after the reboot the
+    // slot holds a whole certificate, and the boot says what it did.
+    assert_eq!(store_cert(&mut s, 3, &old), None);
+    faults::fail_nth(5, PsaError::Psa(PsaStatus::StorageFailure), true);
+    assert_eq!(store_cert(&mut s, 3, &new), Some(6));
+    faults::clear();
+    s.restart();
+    assert_eq!(s.dev().storage_recovery(), tfmprov_psa::Recovery::Completed(0x1000_0003));
+    assert_eq!(get_cert(&mut s, 3), Ok(old), "the staged copy (the old, smaller certificate) was put back");
+}
+
+#[test]
+fn the_kid_is_computed_once_and_follows_key_changes() {
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let kid_of_key = |s: &mut Sim, k: u32| {
+        let public = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(k.into()).unwrap()).unwrap();
+        telemetry::kid_of(s.dev().psa(), &public).unwrap()
+    };
+    let kid3 = kid_of_key(&mut s, 3);
+    let m = s.dev().data_message(b"a").unwrap();
+    assert_eq!(tfmprov_cose::parse_data(&m).unwrap().kid, kid3);
+    assert_eq!(s.dev().telemetry.kid, Some((3, kid3)), "cached after the first message");
+    // Replacing key 3 over SMP: the next message carries the new key's kid.
+    let r = s.req(Op::Write, KEYS, 0, map(vec![("id", id(3)), ("priv", Value::Bytes(vec![0x11; 32])), ("replace", Value::Bool(true))]));
+    assert_eq!(uint(&r, "id"), 3);
+    let new_kid = kid_of_key(&mut s, 3);
+    assert_ne!(new_kid, kid3);
+    let m = s.dev().data_message(b"b").unwrap();
+    assert_eq!(tfmprov_cose::parse_data(&m).unwrap().kid, new_kid);
+    // Another telemetry key (the C ABI's tfmprov_mqtt_set_key).
+    s.dev().set_telemetry_key(tfmprov_psa::ids::DeviceKeyId::new(2).unwrap());
+    let m = s.dev().data_message(b"c").unwrap();
+    assert_eq!(tfmprov_cose::parse_data(&m).unwrap().kid, kid_of_key(&mut s, 2));
+    // Destroyed over the shell: not found, not a stale kid.
+    s.dev().shell(&["keys", "destroy", "2"]).unwrap();
+    assert!(matches!(s.dev().data_message(b"d"), Err(Error::Psa(tfmprov_psa::Error::NotFound(2)))));
+}
+
+#[test]
+fn the_certificate_walk_accepts_x509_and_refuses_the_rest() {
+    let s = Sim::new();
+    let d = s.dir.path();
+    let der_of = |args: &[&str], name: &str| -> Vec<u8> {
+        let pem = d.join(format!("{name}.pem"));
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["-out", pem.to_str().unwrap()]);
+        openssl(&full);
+        let der = d.join(format!("{name}.der"));
+        openssl(&["x509", "-in", pem.to_str().unwrap(), "-outform", "DER", "-out", der.to_str().unwrap()]);
+        std::fs::read(der).unwrap()
+    };
+    let key = d.join("k.pem");
+    let ec = der_of(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", key.to_str().unwrap(), "-subj", "/CN=v3", "-days", "1"], "v3");
+    let rsa = der_of(&["req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", d.join("r.pem").to_str().unwrap(),
+        "-subj", "/CN=rsa", "-days", "1"], "rsa");
+    // A v1 certificate: no [0] version, no extensions.
+    let csr = d.join("v1.csr");
+    openssl(&["req", "-new", "-key", key.to_str().unwrap(), "-subj", "/CN=v1", "-out", csr.to_str().unwrap()]);
+    let v1 = der_of(&["x509", "-req", "-in", csr.to_str().unwrap(), "-key", key.to_str().unwrap(), "-days", "1"], "v1");
+    assert_ne!(v1[4..8], ec[4..8], "v1 has no version field");
+
+    let ec_key = certs::certificate_public_key(&ec).unwrap();
+    assert_eq!((ec_key.len(), ec_key[0]), (65, 0x04));
+    assert_eq!(certs::certificate_public_key(&v1).unwrap(), ec_key, "same key, v1 layout");
+    assert_eq!(certs::certificate_public_key(&rsa), Err(Error::Mismatch));
+
+    let not_cert = Error::InvalidArgument("cert is not a DER X.509 certificate");
+    let mut trailing = ec.clone();
+    trailing.push(0);
+    let truncated = &ec[..ec.len() - 1];
+    // The TBSCertificate alone (a SEQUENCE, but not a certificate).
+    let tbs_len = usize::from(ec[6]) << 8 | usize::from(ec[7]);
+    let tbs = &ec[4..8 + tbs_len];
+    for (what, bad) in [("trailing byte", &trailing[..]), ("truncated", truncated), ("tbs only", tbs), ("empty", &[][..]),
+        ("a CSR", &std::fs::read(d.join("v1.csr")).unwrap()[..])] {
+        assert_eq!(certs::certificate_public_key(bad), Err(not_cert.clone()), "{what}");
+    }
+    // Every single-byte corruption of the header area is refused or still
+    // yields a certificate (never a panic).
+    for i in 0..64.min(ec.len()) {
+        let mut m = ec.clone();
+        m[i] ^= 0xFF;
+        let _ = certs::certificate_public_key(&m);
+    }
 }

@@ -201,6 +201,16 @@ pub extern "C" fn tfmprov_mqtt_qos(kind: u8) -> i32 {
     state::mqtt_qos(kind)
 }
 
+/// Chooses the device key (0x00000001..0x0FFFFFFF) that signs `data` and
+/// `session` messages; the default is 0x00000003, the sample key enrolled
+/// into the chain. Returns `TFMPROV_OK`, or `TFMPROV_ERR_DEVICE_BASE - 4`
+/// (invalid argument) for an ID outside the device-key range. The key need
+/// not exist yet: messages fail with not found until it does.
+#[no_mangle]
+pub extern "C" fn tfmprov_mqtt_set_key(key_id: u32) -> i32 {
+    state::mqtt_set_key(key_id)
+}
+
 /// Builds the next `data` (kind 0, signs `payload`), `session` (kind 1, a new
 /// session key; `payload` is the caller's uptime in milliseconds as 8
 /// big-endian bytes, the clock of the rotation policy) or `sealed` (kind 2,

@@ -193,7 +193,12 @@ pub fn write_text(out: &mut [u8], text: &str) -> (usize, bool) {
 pub fn shell(args: &[&str], out: &mut [u8]) -> (i32, usize) {
     let (code, text) = match with_device(|device| device.shell(args)) {
         Ok(Ok(text)) => (TFMPROV_OK, text),
-        Ok(Err(e)) => (device_error_code(&e), alloc::format!("error: {e}")),
+        Ok(Err(e)) => {
+            let mut t = tfmprov_device::text::Text::new();
+            t.str("error: ");
+            e.describe(&mut t);
+            (device_error_code(&e), t.into_string())
+        }
         Err(unavailable) => (unavailable.code(), String::from(strerror_str(unavailable.code()))),
     };
     let (len, complete) = write_text(out, &text);
@@ -242,6 +247,18 @@ pub fn mqtt_topic(kind_raw: u8, out: &mut [u8]) -> i32 {
 /// allows: data 1, session 2, sealed 1, errors 1), or an error code.
 pub fn mqtt_qos(kind_raw: u8) -> i32 {
     kind(kind_raw).map_or(TFMPROV_ERR_INVALID_ARGUMENT, |k| i32::from(k.qos()))
+}
+
+/// `tfmprov_mqtt_set_key`: the key that signs telemetry.
+pub fn mqtt_set_key(key_id: u32) -> i32 {
+    let id = match tfmprov_device::psa::ids::DeviceKeyId::new(key_id.into()) {
+        Ok(id) => id,
+        Err(e) => return device_error_code(&Error::Psa(e)),
+    };
+    match with_device(|device| device.set_telemetry_key(id)) {
+        Ok(()) => TFMPROV_OK,
+        Err(unavailable) => unavailable.code(),
+    }
 }
 
 /// The caller's clock for a session message: `payload` is the uptime in

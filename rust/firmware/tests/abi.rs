@@ -201,6 +201,16 @@ fn the_c_abi_end_to_end() {
     assert_eq!(msg[0], 0xD2);
     assert!(msg_len > n);
 
+    // The telemetry key: an ID outside the device-key range is invalid; an
+    // absent key makes the next message fail with not found; back to 3.
+    assert_eq!(tfmprov_mqtt_set_key(0x3F00_0000), TFMPROV_ERR_DEVICE_BASE - 4);
+    assert_eq!(tfmprov_mqtt_set_key(0), TFMPROV_ERR_DEVICE_BASE - 4);
+    assert_eq!(tfmprov_mqtt_set_key(0x0123_4567), TFMPROV_OK);
+    // SAFETY: valid buffers.
+    let rc = unsafe { tfmprov_mqtt_next(0, payload.as_ptr(), n, msg.as_mut_ptr(), msg.len(), &mut msg_len) };
+    assert_eq!(rc, TFMPROV_ERR_DEVICE_BASE - 2, "{}", strerror(rc));
+    assert_eq!(tfmprov_mqtt_set_key(3), TFMPROV_OK);
+
     // No session yet: due; sealed refused (no session: not found), and a
     // session needs the cloud certificate, which this device lacks.
     assert_eq!(tfmprov_mqtt_session_due(0), 1);

@@ -26,6 +26,11 @@ pub const STATE_RNG_BLOCK: u32 = 0x3E00_0000;
 pub const STATE_SESSION_ID: u32 = 0x3E00_0001;
 /// Telemetry sequence-number reservation.
 pub const STATE_SEQ: u32 = 0x3E00_0002;
+/// Journal of an atomic blob store: the ID the staged value belongs to
+/// (`blobs.rs`).
+pub const STATE_BLOB_JOURNAL: u32 = 0x3E00_0003;
+/// The staged value of an atomic blob store.
+pub const STATE_BLOB_STAGING: u32 = 0x3E00_0004;
 
 /// A device private key ID (0x00000001..=0x0FFFFFFF).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! Device private keys: P-256, persistent, deterministic ECDSA only.
 
 use crate::ids::{DeviceKeyId, AUTO_ASSIGN_MIN, DEVICE_KEY_MAX};
-use crate::{Error, Psa, PsaStatus, PublicKey, Signature, PUBLIC_KEY_LEN};
+use crate::{persist, Error, Psa, PsaStatus, PublicKey, Signature, PUBLIC_KEY_LEN};
 use psa_crypto::operations::{asym_signature, key_management};
 use psa_crypto::types::algorithm::{AsymmetricSignature, Hash, SignHash};
 use psa_crypto::types::key::{Attributes, EccFamily, Id, Lifetime, Policy, Type, UsageFlags};
@@ -41,16 +41,6 @@ pub(crate) fn exists(raw: u32) -> Result<bool, Error> {
     }
 }
 
-/// Destroys whatever is at `raw`; absent is fine.
-pub(crate) fn destroy_raw(_psa: &Psa, raw: u32) -> Result<(), Error> {
-    match Id::from_persistent_key_id(raw) {
-        // SAFETY: `_psa` is the one PSA handle and is not Sync, so no other
-        // thread uses this key while it is destroyed.
-        Ok(id) => unsafe { key_management::destroy(id) }.map_err(Error::from),
-        Err(PsaStatus::DoesNotExist) | Err(PsaStatus::InvalidHandle) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
 
 impl Psa {
     /// Creates a P-256 private key at `id` (or at the lowest free ID at or
@@ -90,7 +80,11 @@ impl Psa {
                     if !replace {
                         return Err(Error::Exists(id.get()));
                     }
-                    destroy_raw(self, id.get())?;
+                    // A private key cannot be staged and copied back (no
+                    // COPY, no EXPORT): replace is destroy, then create. The
+                    // new key takes the room the old one freed, so only a
+                    // TF-M failure (not a full store) can leave it empty.
+                    persist::destroy(id.get())?;
                 }
                 id
             }
@@ -98,9 +92,9 @@ impl Psa {
         };
         let attributes = device_key_attributes(Lifetime::Persistent);
         match origin {
-            KeyOrigin::Random => key_management::generate(attributes, Some(id.get()))?,
-            KeyOrigin::Known(value) => key_management::import(attributes, Some(id.get()), value)?,
-        };
+            KeyOrigin::Random => persist::generate(attributes, id.get())?,
+            KeyOrigin::Known(value) => persist::import(attributes, id.get(), value)?,
+        }
         Ok(id)
     }
 
@@ -143,10 +137,8 @@ impl Psa {
 
     /// Destroys the key at `id` (absent is [`Error::NotFound`]).
     pub fn destroy_key(&mut self, id: DeviceKeyId) -> Result<(), Error> {
-        let handle = self.key_handle(id)?;
-        // SAFETY: `self` is the one PSA handle and not Sync: nothing else uses
-        // the key concurrently.
-        unsafe { key_management::destroy(handle) }.map_err(Error::from)
+        self.key_handle(id)?;
+        persist::destroy(id.get())
     }
 
     /// Deterministic ECDSA (RFC 6979) with SHA-256 over a 32-byte digest.

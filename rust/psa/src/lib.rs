@@ -17,17 +17,26 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
+// The host build (simulator, tests) models TF-M's storage with files, and
+// fault injection needs a lock: both use std. The device build is no_std.
+#[cfg(any(not(target_os = "none"), feature = "fault-injection"))]
+extern crate std;
 
 pub mod ids;
+pub mod its;
 mod keys;
+mod persist;
 mod primitives;
 pub mod rng;
 mod blobs;
+mod ffi;
 
 #[cfg(test)]
 mod tests;
 
-pub use blobs::{StateId, MAX_BLOB_LEN};
+pub use blobs::{Recovery, StateId, MAX_BLOB_LEN};
+#[cfg(any(test, feature = "fault-injection"))]
+pub use persist::faults;
 pub use keys::KeyOrigin;
 pub use primitives::SessionKey;
 pub use psa_crypto::types::status::Error as PsaStatus;
@@ -53,12 +62,14 @@ pub enum Error {
     Exists(u32),
     /// An argument is malformed (wrong length, not a valid P-256 scalar, ...).
     InvalidArgument(&'static str),
-    /// Persistent storage is full, or no auto-assignable ID is left.
+    /// Persistent storage is full (TF-M's ITS: asset count or flash room), or
+    /// no auto-assignable ID is left.
     StorageFull,
     /// The boot RNG check found the random stream repeating: random key
     /// generation and session set-up are refused until the next good boot.
     RngBroken,
-    /// A blob is larger than [`MAX_BLOB_LEN`].
+    /// A blob is larger than [`MAX_BLOB_LEN`] (one ITS asset of the TF-M
+    /// configuration, see [`its`]).
     TooLarge(usize),
     /// Another [`Psa`] handle is alive (PSA state is process-global).
     Busy,
@@ -78,6 +89,17 @@ impl core::fmt::Display for Error {
             Error::TooLarge(n) => write!(f, "{n} bytes is more than the {MAX_BLOB_LEN}-byte limit"),
             Error::Busy => write!(f, "PSA is already in use by another handle"),
             Error::Psa(s) => write!(f, "PSA call failed: {s:?}"),
+        }
+    }
+}
+
+impl Error {
+    /// The PSA status code (`psa_status_t`, e.g. -153 for
+    /// `PSA_ERROR_DATA_INVALID`) of an [`Error::Psa`].
+    pub fn psa_status(&self) -> Option<i32> {
+        match self {
+            Error::Psa(s) => Some(psa_crypto::ffi::psa_status_t::from(*s)),
+            _ => None,
         }
     }
 }
@@ -142,27 +164,12 @@ impl Psa {
 
 impl Drop for Psa {
     fn drop(&mut self) {
+        // After this PSA needs psa_crypto_init again, which Psa::init does.
         #[cfg(not(target_os = "none"))]
-        // SAFETY: this is the only handle (IN_USE), so no PSA operation is in
-        // flight; after this call PSA needs psa_crypto_init again, which
-        // Psa::init does.
-        unsafe {
-            psa_crypto_sys_free();
-        }
+        ffi::crypto_free();
         IN_USE.store(false, Ordering::Release);
     }
 }
 
-/// Host only: Mbed TLS's `mbedtls_psa_crypto_free`, which psa-crypto-sys
-/// binds but does not re-export. The only foreign declaration in this crate.
-#[cfg(not(target_os = "none"))]
-unsafe fn psa_crypto_sys_free() {
-    extern "C" {
-        fn mbedtls_psa_crypto_free();
-    }
-    // SAFETY: forwarded from the caller (Psa::drop); the function takes no
-    // arguments and is defined by the vendored Mbed TLS linked on the host.
-    unsafe { mbedtls_psa_crypto_free() }
-}
 
 impl core::error::Error for Error {}

@@ -1,8 +1,22 @@
-//! Boot-time RNG check (DESIGN.md): TF-M under QEMU restarts the same random
-//! stream after every reset. The device keeps the first random block of the
-//! previous boot; if this boot draws the same block, the RNG is marked broken
-//! and random key generation and session set-up are refused, while importing
-//! known values and signing keep working.
+//! Boot-time RNG check (DESIGN.md): the device keeps the first random block
+//! of the previous boot; if this boot draws the same block, the RNG is
+//! marked broken and random key generation and session set-up are refused,
+//! while importing known values and signing keep working.
+//!
+//! What it catches, and what it cannot. On TF-M 2.2 the crypto service's
+//! DRBG is seeded from the platform's entropy source and, where there is
+//! none (MPS2-AN521 under QEMU), from an NV seed: an ITS file that TF-M
+//! rewrites at every boot. So a reset continues the stream (measured under
+//! QEMU: every boot's block differed), and the check catches a device whose
+//! stream restarts while its storage persists: an NV seed that is not
+//! written back, an entropy source stuck at a constant, a secure image that
+//! lost its seed update. It cannot catch a repeat across storage that starts
+//! empty each time (a fresh emulator, or two devices flashed from the same
+//! seed image): there is no previous block to compare with, and those
+//! streams were seen to be identical. That is why every signature is
+//! deterministic (RFC 6979) whatever the check says, and why random keys on
+//! such targets must not be trusted to be unique: production devices need a
+//! real entropy source (the nRF5340's CryptoCell RNG) or a per-device seed.
 
 use crate::blobs::StateId;
 use crate::{Error, Psa};

@@ -250,3 +250,304 @@ fn session_crypto_matches_independent_implementations() {
         assert_eq!(p2, b"hello");
     });
 }
+
+// ---------------------------------------------------------------------------
+// Storage limits (TF-M's ITS as configured) and the atomic blob store
+// ---------------------------------------------------------------------------
+
+use crate::faults;
+
+/// A certificate-sized blob whose bytes say which version it is.
+fn blob(version: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| version ^ (i as u8)).collect()
+}
+
+#[test]
+fn limits_come_from_the_tfm_config_header() {
+    // One certificate limit: the asset size less the PSA key-file header.
+    assert_eq!(MAX_BLOB_LEN, its::ITS_MAX_ASSET_SIZE - its::PSA_KEY_FILE_HEADER_LEN);
+    let expected = if its::CONFIG_HEADER.ends_with("config_tfmprov_an521.h") {
+        // 4 blocks of 4 KiB: block 0 after 832 bytes of metadata, block 1 whole.
+        // 4060 is what TF-M 2.2.2 stored at most under QEMU with 4096-byte assets.
+        (4096, 24, 4060, vec![3264, 4096])
+    } else if its::CONFIG_HEADER.ends_with("config_tfmprov_nrf5340.h") {
+        // 2 blocks: everything in block 0 after 564 bytes of metadata.
+        (1536, 16, 1500, vec![3532])
+    } else {
+        panic!("no expectations for {}", its::CONFIG_HEADER);
+    };
+    let got = (its::ITS_MAX_ASSET_SIZE, its::ITS_NUM_ASSETS, MAX_BLOB_LEN, its::data_block_capacities());
+    assert_eq!(got, expected, "{}", its::CONFIG_HEADER);
+}
+
+#[test]
+fn largest_blob_stores_and_one_more_byte_is_too_large() {
+    with_psa(|mut psa, _| {
+        let slot = key(3).cert_slot();
+        let max = blob(1, MAX_BLOB_LEN);
+        psa.store_cert(slot, &max).unwrap();
+        assert_eq!(psa.load_cert(slot).unwrap(), max);
+        assert_eq!(
+            psa.store_cert(slot, &blob(2, MAX_BLOB_LEN + 1)),
+            Err(Error::TooLarge(MAX_BLOB_LEN + 1))
+        );
+        assert_eq!(psa.load_cert(slot).unwrap(), max);
+        // Replacing it with another of that size needs room for two: AN521's
+        // ITS has one 4 KiB block, so it is refused and the old one kept.
+        assert_eq!(
+            psa.store_cert(slot, &blob(3, MAX_BLOB_LEN)),
+            Err(Error::StorageFull)
+        );
+        assert_eq!(psa.load_cert(slot).unwrap(), max);
+        // A smaller one is staged instead of the old: that fits.
+        psa.store_cert(slot, &blob(4, 700)).unwrap();
+        assert_eq!(psa.load_cert(slot).unwrap(), blob(4, 700));
+        // And growing again from there fits too (old + new at once).
+        psa.store_cert(slot, &blob(5, 3000)).unwrap();
+        assert_eq!(psa.load_cert(slot).unwrap(), blob(5, 3000));
+    });
+}
+
+#[test]
+fn full_storage_is_storage_full_and_keeps_the_old_blob() {
+    with_psa(|mut psa, _| {
+        let slot = key(3).cert_slot();
+        let old = blob(1, 600);
+        psa.store_cert(slot, &old).unwrap();
+        // Fill the flash with large peer certificates until it refuses.
+        let mut stored = 0u32;
+        let err = loop {
+            let peer = PeerId::new(u64::from(PEER_MIN + 0x100 + stored)).unwrap();
+            match psa.store_cert(peer.into(), &blob(9, 2000)) {
+                Ok(()) => stored += 1,
+                Err(e) => break e,
+            }
+            assert!(stored < 10, "the model never filled up");
+        };
+        assert_eq!(err, Error::StorageFull);
+        assert!(stored >= 1);
+        // Replacing the device certificate with a larger one cannot be staged.
+        assert_eq!(
+            psa.store_cert(slot, &blob(2, 3000)),
+            Err(Error::StorageFull)
+        );
+        assert_eq!(psa.load_cert(slot).unwrap(), old);
+        // Nothing of the refused stores is left behind.
+        assert!(!exists_raw(STATE_BLOB_JOURNAL) && !exists_raw(STATE_BLOB_STAGING));
+    });
+}
+
+#[test]
+fn the_asset_count_limit_is_storage_full() {
+    with_psa(|mut psa, _| {
+        // TF-M's NV seed takes one of ITS_NUM_ASSETS.
+        let mut made = 0;
+        let err = loop {
+            match psa.create_key(None, KeyOrigin::Random, false) {
+                Ok(_) => made += 1,
+                Err(e) => break e,
+            }
+            assert!(made <= its::ITS_NUM_ASSETS);
+        };
+        assert_eq!(err, Error::StorageFull);
+        assert_eq!(made, its::ITS_NUM_ASSETS - its::TFM_OWN_FILES);
+        // A certificate store now needs two more files: refused, rc 5.
+        assert_eq!(
+            psa.store_cert(key(0x10000).cert_slot(), &blob(1, 300)),
+            Err(Error::StorageFull)
+        );
+    });
+}
+
+fn exists_raw(raw: u32) -> bool {
+    crate::keys::exists(raw).unwrap()
+}
+
+/// How many storage calls one certificate replacement makes.
+fn calls_of_a_replacement() -> u32 {
+    let mut n = 0;
+    with_psa(|mut psa, _| {
+        let slot = key(3).cert_slot();
+        psa.store_cert(slot, &blob(1, 500)).unwrap();
+        faults::count_only();
+        psa.store_cert(slot, &blob(2, 700)).unwrap();
+        n = faults::clear().0;
+    });
+    n
+}
+
+#[test]
+fn a_store_that_fails_at_any_step_keeps_the_old_certificate() {
+    let calls = calls_of_a_replacement();
+    assert_eq!(
+        calls, 7,
+        "read, stage, journal, destroy, import, two clean-ups"
+    );
+    // Growing (the old value is staged) and shrinking (the new one is).
+    for (old_len, new_len) in [(500, 700), (700, 500)] {
+        for step in 1..=calls {
+            for error in [
+                Error::StorageFull,
+                Error::Psa(PsaStatus::StorageFailure),
+                Error::Psa(PsaStatus::InsufficientMemory),
+            ] {
+                with_psa(|mut psa, _| {
+                    let slot = key(3).cert_slot();
+                    let (old, new) = (blob(1, old_len), blob(2, new_len));
+                    psa.store_cert(slot, &old).unwrap();
+                    faults::fail_nth(step, error, false);
+                    let result = psa.store_cert(slot, &new);
+                    let (_, fired) = faults::clear();
+                    assert!(fired, "step {step}");
+                    let now = psa.load_cert(slot).unwrap();
+                    match result {
+                        Err(e) => {
+                            assert_eq!(e, error, "step {step}");
+                            assert_eq!(
+                                now, old,
+                                "step {step}: a failed store changed the certificate"
+                            );
+                        }
+                        // A failure in the clean-up after the commit: stored.
+                        Ok(()) => assert_eq!(now, new, "step {step}"),
+                    }
+                    // Whatever was left behind is cleared by the next boot's
+                    // recovery without changing the slot.
+                    psa.recover_blob_store().unwrap();
+                    assert_eq!(psa.load_cert(slot).unwrap(), now, "step {step}");
+                    assert!(
+                        !exists_raw(STATE_BLOB_JOURNAL) && !exists_raw(STATE_BLOB_STAGING),
+                        "step {step}"
+                    );
+                    // And the next store works.
+                    psa.store_cert(slot, &blob(3, 400)).unwrap();
+                    assert_eq!(psa.load_cert(slot).unwrap(), blob(3, 400));
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reset_at_any_step_leaves_the_old_or_the_new_certificate() {
+    let calls = calls_of_a_replacement();
+    for (old_len, new_len) in [(500, 700), (700, 500)] {
+        for step in 1..=calls + 1 {
+            with_psa(|mut psa, dir| {
+                let slot = key(3).cert_slot();
+                let (old, new) = (blob(1, old_len), blob(2, new_len));
+                psa.store_cert(slot, &old).unwrap();
+                // Power is lost at `step`: that call and every later one fail,
+                // so no error handling reaches the storage either.
+                faults::fail_nth(step, Error::Psa(PsaStatus::StorageFailure), true);
+                let result = psa.store_cert(slot, &new);
+                faults::clear();
+                drop(psa);
+                // Reboot: recovery runs before anything else.
+                std::env::set_current_dir(dir).unwrap();
+                let mut psa = Psa::init().unwrap();
+                let recovery = psa.recover_blob_store().unwrap();
+                let now = psa.load_cert(slot).unwrap();
+                assert!(
+                    now == old || now == new,
+                    "step {step}: slot holds neither value ({recovery:?})"
+                );
+                if result.is_ok() {
+                    assert_eq!(now, new, "step {step}");
+                }
+                assert!(
+                    !exists_raw(STATE_BLOB_JOURNAL) && !exists_raw(STATE_BLOB_STAGING),
+                    "step {step}"
+                );
+                if step > calls {
+                    assert_eq!((result, recovery, now), (Ok(()), Recovery::Clean, new));
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn recovery_completes_a_committed_store_and_drops_an_uncommitted_one() {
+    with_psa(|mut psa, _| {
+        let slot = key(3).cert_slot();
+        // Committed: journal names the slot, the slot is empty.
+        psa.store_blob_raw(STATE_BLOB_STAGING, &blob(7, 300))
+            .unwrap_err(); // staging is not a store target
+        crate::persist::import(
+            crate::blobs::blob_attributes(300),
+            STATE_BLOB_STAGING,
+            &blob(7, 300),
+        )
+        .unwrap();
+        crate::persist::import(
+            crate::blobs::blob_attributes(4),
+            STATE_BLOB_JOURNAL,
+            &slot.get().to_be_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            psa.recover_blob_store().unwrap(),
+            Recovery::Completed(slot.get())
+        );
+        assert_eq!(psa.load_cert(slot).unwrap(), blob(7, 300));
+        // Uncommitted: a staged copy without a journal.
+        crate::persist::import(
+            crate::blobs::blob_attributes(300),
+            STATE_BLOB_STAGING,
+            &blob(8, 300),
+        )
+        .unwrap();
+        assert_eq!(psa.recover_blob_store().unwrap(), Recovery::Discarded);
+        assert_eq!(psa.load_cert(slot).unwrap(), blob(7, 300));
+        // A journal naming a private key slot is never acted on.
+        psa.create_key(Some(key(5)), KeyOrigin::Random, false)
+            .unwrap();
+        let before = psa.public_key(key(5)).unwrap();
+        crate::persist::import(
+            crate::blobs::blob_attributes(4),
+            STATE_BLOB_JOURNAL,
+            &5u32.to_be_bytes(),
+        )
+        .unwrap();
+        crate::persist::import(
+            crate::blobs::blob_attributes(32),
+            STATE_BLOB_STAGING,
+            &[1u8; 32],
+        )
+        .unwrap();
+        assert_eq!(psa.recover_blob_store().unwrap(), Recovery::Discarded);
+        assert_eq!(psa.public_key(key(5)).unwrap(), before);
+        assert_eq!(psa.recover_blob_store().unwrap(), Recovery::Clean);
+    });
+}
+
+#[test]
+fn a_failed_state_write_keeps_the_previous_record() {
+    with_psa(|mut psa, _| {
+        psa.store_state(StateId::Seq, &64u64.to_be_bytes()).unwrap();
+        faults::fail_nth(4, Error::Psa(PsaStatus::StorageFailure), false);
+        assert!(psa.store_state(StateId::Seq, &96u64.to_be_bytes()).is_err());
+        faults::clear();
+        assert_eq!(
+            psa.load_state(StateId::Seq).unwrap().unwrap(),
+            64u64.to_be_bytes()
+        );
+    });
+}
+
+#[test]
+fn tfm_storage_errors_map_to_storage_full() {
+    assert_eq!(
+        crate::persist::creation_error(PsaStatus::DataInvalid),
+        Error::StorageFull
+    );
+    assert_eq!(
+        crate::persist::creation_error(PsaStatus::InsufficientStorage),
+        Error::StorageFull
+    );
+    assert_eq!(
+        crate::persist::creation_error(PsaStatus::InvalidArgument),
+        Error::Psa(PsaStatus::InvalidArgument)
+    );
+}

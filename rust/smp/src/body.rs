@@ -152,117 +152,12 @@ pub fn response_error(body: &[u8]) -> Result<Option<ResponseError>, HandlerError
     }
 }
 
-/// What the structure check expects next inside an open container.
-#[derive(Clone, Copy)]
-enum Open {
-    /// A definite-length container (or the top level, or a tag) with this many items left.
-    Items(u64),
-    /// An indefinite-length array or map: items until a break.
-    Indefinite,
-    /// An indefinite-length byte (2) or text (3) string: chunks of that major type until a break.
-    Chunks(u8),
-}
-
-/// Reads the item head starting at `pos`: (major type, additional info, argument or `None`
-/// for indefinite length, position after the head).
-fn read_head(body: &[u8], pos: usize) -> Result<(u8, u8, Option<u64>, usize), ()> {
-    let initial = *body.get(pos).ok_or(())?;
-    let major = initial >> 5;
-    let info = initial & 0x1f;
-    let start = pos + 1;
-    let (value, next) = match info {
-        0..=23 => (Some(u64::from(info)), start),
-        24..=27 => {
-            let n = 1usize << (info - 24);
-            let end = start.checked_add(n).ok_or(())?;
-            let bytes = body.get(start..end).ok_or(())?;
-            let v = bytes.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
-            (Some(v), end)
-        }
-        31 => (None, start),
-        _ => return Err(()), // 28..=30 are reserved
-    };
-    Ok((major, info, value, next))
-}
-
-/// Iterative well-formedness check: exactly one top-level map, nesting at most
-/// [`MAX_CBOR_DEPTH`], every declared length present, no trailing bytes. Runs in constant
-/// stack space and allocates nothing.
+/// Exactly one top-level map, nested at most [`MAX_CBOR_DEPTH`] deep, every declared
+/// length present, no trailing bytes (`tfmprov_cbor`'s iterative check: constant stack,
+/// no allocation).
 fn check_structure(body: &[u8]) -> Result<(), ()> {
     if body.first().map(|b| b >> 5) != Some(5) {
         return Err(());
     }
-    let mut stack = [Open::Items(1); MAX_CBOR_DEPTH + 1];
-    let mut depth = 1usize; // number of used stack entries
-    let mut pos = 0usize;
-
-    while depth > 0 {
-        let top = stack.get_mut(depth - 1).ok_or(())?;
-        let current = *top;
-        // Close finished containers; consume breaks.
-        match current {
-            Open::Items(0) => {
-                depth -= 1;
-                continue;
-            }
-            Open::Items(n) => *top = Open::Items(n - 1),
-            Open::Indefinite | Open::Chunks(_) => {
-                if *body.get(pos).ok_or(())? == 0xff {
-                    pos += 1;
-                    depth -= 1;
-                    continue;
-                }
-            }
-        }
-        let (major, info, arg, next) = read_head(body, pos)?;
-        pos = next;
-        if let Open::Chunks(m) = current {
-            // Chunks of an indefinite string: definite strings of the same major type.
-            if major != m || arg.is_none() {
-                return Err(());
-            }
-        }
-        let opened = match (major, arg) {
-            (0 | 1, Some(_)) => None,
-            (2 | 3, Some(len)) => {
-                let end = usize::try_from(len)
-                    .ok()
-                    .and_then(|len| pos.checked_add(len))
-                    .ok_or(())?;
-                if end > body.len() {
-                    return Err(());
-                }
-                pos = end;
-                None
-            }
-            (2 | 3, None) => Some(Open::Chunks(major)),
-            (4, Some(n)) => Some(Open::Items(n)),
-            (5, Some(n)) => Some(Open::Items(n.checked_mul(2).ok_or(())?)),
-            (4 | 5, None) => Some(Open::Indefinite),
-            (6, Some(_)) => Some(Open::Items(1)),
-            // Simple values and floats; a one-byte simple value must be >= 32 (RFC 8949 3.3).
-            (7, Some(v)) if info == 24 && v < 32 => return Err(()),
-            (7, Some(_)) => None,
-            // A break outside an indefinite container; indefinite uint, nint or tag.
-            _ => return Err(()),
-        };
-        if let Some(open) = opened {
-            if depth > MAX_CBOR_DEPTH {
-                return Err(());
-            }
-            *stack.get_mut(depth).ok_or(())? = open;
-            depth += 1;
-        }
-        // Every remaining item needs at least one byte: fail fast on huge declared counts.
-        if let Some(Open::Items(n)) = stack.get(depth - 1) {
-            if *n > (body.len() - pos) as u64 {
-                return Err(());
-            }
-        }
-    }
-    if pos == body.len() {
-        Ok(())
-    } else {
-        Err(())
-    }
+    tfmprov_cbor::check_wellformed(body, MAX_CBOR_DEPTH).map_err(drop)
 }

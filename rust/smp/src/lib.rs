@@ -7,7 +7,9 @@
 //! * [`group`] / [`cmd`]: group and command ids of DESIGN.md ("SMP (mcumgr) groups").
 //! * [`MgmtErr`], [`GroupRc`], [`HandlerError`]: the two kinds of return code.
 //! * Request/response messages of groups 64/65/66 and the OS group ([`KeyGenerateReq`], ...).
-//! * [`decode_body`] / [`encode_body`] / [`error_body`] / [`response_error`]: CBOR bodies.
+//! * [`decode_request`]: the device's request decoding (no serde: `tfmprov_cbor`'s map reader).
+//! * [`decode_body`] / [`encode_body`] / [`error_body`] / [`response_error`]: CBOR bodies
+//!   (serde + ciborium: the host side, and the reference `decode_request` is tested against).
 //! * [`handle_packet`]: one request packet in, one response packet out, around a group handler.
 //! * [`os`]: OS group echo and MCUmgr parameters.
 //! * [`serial`]: Zephyr's "SMP over console" framing (base64 lines with CRC16).
@@ -26,6 +28,7 @@ mod header;
 mod msg;
 pub mod os;
 mod packet;
+mod request;
 pub mod serial;
 
 #[cfg(test)]
@@ -39,6 +42,7 @@ pub use codes::{GroupRc, HandlerError, MgmtErr};
 pub use header::{Header, Op, HEADER_LEN};
 pub use msg::*;
 pub use packet::handle_packet;
+pub use request::{decode_request, Request};
 
 /// SMP group ids (DESIGN.md "SMP (mcumgr) groups"; OS is Zephyr's group 0).
 pub mod group {

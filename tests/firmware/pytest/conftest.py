@@ -7,7 +7,12 @@ UART (uart1) the zephyr,uart-mcumgr port. QEMU prints the PTY's name on its
 stderr, which twister_harness's QEMU adapter does not read, so the name is
 recovered from the running QEMU process instead: QEMU writes its pid to
 qemu.pid in the application build folder, and on Linux /proc/PID/fdinfo of
-its /dev/ptmx descriptor holds "tty-index: N", i.e. /dev/pts/N.
+its PTY master descriptor holds "tty-index: N", i.e. /dev/pts/N. The master
+is /dev/ptmx on a host, /dev/pts/ptmx in containers (where /dev/ptmx is a
+link to the devpts instance's ptmx); both are accepted.
+
+The dut fixture is module-scoped (testcase.yaml: pytest_dut_scope: module),
+so smp_port and client, also module-scoped, may depend on it.
 """
 
 from __future__ import annotations
@@ -35,12 +40,17 @@ def _qemu_pid(build_dir: Path) -> int:
     raise FileNotFoundError(f"no qemu*.pid in {build_dir}")
 
 
+# PTY multiplexer paths a master descriptor can point to: /dev/ptmx, or the
+# devpts instance's own /dev/pts/ptmx (containers).
+PTMX_PATHS = ("/dev/ptmx", "/dev/pts/ptmx")
+
+
 def _qemu_ptys(pid: int) -> list[str]:
     ptys = []
     fd_dir = Path(f"/proc/{pid}/fd")
     for fd in fd_dir.iterdir():
         try:
-            if os.readlink(fd) != "/dev/ptmx":
+            if os.readlink(fd) not in PTMX_PATHS:
                 continue
             info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
         except OSError:

@@ -5,9 +5,10 @@
 //! whose protected header is the same without `seq`.
 
 use alloc::vec::Vec;
-use coset::{iana, CoseSign1, Header, SignatureContext};
+use coset::{iana, CoseSign1, Header};
 
 use crate::profile::{self, fixed};
+use crate::write;
 use crate::{check_len, Error, Kid, ParseError, SIGNATURE_LEN, TAG_SIGN1};
 
 /// Build a `data` message: a tagged COSE_Sign1 over `payload`.
@@ -21,11 +22,7 @@ pub fn sign_data<E>(
     payload: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<[u8; 64], E>,
 ) -> Result<Vec<u8>, Error<E>> {
-    sign1(
-        profile::header(iana::Algorithm::ES256, kid, Some(seq)),
-        payload,
-        sign,
-    )
+    sign1(write::es256_protected(kid, Some(seq)), payload, sign)
 }
 
 /// A parsed `data` message whose profile has been checked; the signature is
@@ -79,29 +76,18 @@ impl SignedData {
     }
 }
 
-/// Build a tagged Sign1 with the given (fully built) protected header.
+/// Build a tagged Sign1 with the given protected header bytes.
 pub(crate) fn sign1<E>(
-    header: Header,
+    protected: Vec<u8>,
     payload: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<[u8; 64], E>,
 ) -> Result<Vec<u8>, Error<E>> {
     check_len(payload.len())?;
-    let protected = profile::protected(header)?;
-    let tbs = coset::sig_structure_data(
-        SignatureContext::CoseSign1,
-        protected.clone(),
-        None,
-        &[],
-        payload,
-    );
-    let signature = sign(&tbs).map_err(Error::Crypto)?;
-    let msg = CoseSign1 {
-        protected,
-        unprotected: Header::default(),
-        payload: Some(payload.to_vec()),
-        signature: signature.to_vec(),
+    let signature = {
+        let tbs = write::sig_structure(&protected, payload);
+        sign(&tbs).map_err(Error::Crypto)?
     };
-    let out = profile::to_tagged(msg)?;
+    let out = write::sign1(&protected, payload, &signature);
     check_len(out.len())?;
     Ok(out)
 }

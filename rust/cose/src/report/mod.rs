@@ -4,9 +4,9 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use ciborium::value::Value;
+use tfmprov_cbor::{Error as CborError, MapReader};
 
-use crate::cbor::{self, Enc};
+use crate::cbor::Enc;
 use crate::{check_len, Error, ParseError};
 
 /// Why the aggregator rejected a message. The numbers are the `code` of the
@@ -126,41 +126,35 @@ impl ErrorReport {
 
     /// Decode an `errors` body. `code` (uint <= u32::MAX) and `reason` (tstr)
     /// are required; `kid` must be a bstr and `seq` a uint when present;
-    /// other keys are ignored; a repeated known key is refused.
+    /// other keys are ignored; a repeated known key is refused. Read with
+    /// `tfmprov_cbor`'s map reader (no value tree): the device decodes
+    /// these reports too.
     pub fn from_cbor(b: &[u8]) -> Result<Self, ParseError> {
         check_len(b.len())?;
-        let v = cbor::decode(b, crate::MAX_CBOR_DEPTH).map_err(|_| Error::Cbor)?;
-        let Value::Map(entries) = v else {
-            return Err(Error::Profile("errors body is not a map"));
-        };
+        let mut r = MapReader::new(b, crate::MAX_CBOR_DEPTH).map_err(|e| match e {
+            CborError::NotAMap => Error::Profile("errors body is not a map"),
+            _ => Error::Cbor,
+        })?;
         let (mut code, mut reason, mut kid, mut seq) = (None, None, None, None);
-        for (k, val) in entries {
-            let Value::Text(k) = k else { continue };
-            let dup = match k.as_str() {
-                "code" => match val {
-                    Value::Integer(i) => code
-                        .replace(u32::try_from(i).map_err(|_| Error::Profile("code is not a u32"))?)
-                        .is_some(),
-                    _ => return Err(Error::Profile("code is not a uint")),
-                },
-                "reason" => match val {
-                    Value::Text(t) => reason.replace(t).is_some(),
-                    _ => return Err(Error::Profile("reason is not a tstr")),
-                },
-                "kid" => match val {
-                    Value::Bytes(b) => kid.replace(b).is_some(),
-                    _ => return Err(Error::Profile("kid is not a bstr")),
-                },
-                "seq" => match val {
-                    Value::Integer(i) => seq
-                        .replace(u64::try_from(i).map_err(|_| Error::Profile("seq is not a uint"))?)
-                        .is_some(),
-                    _ => return Err(Error::Profile("seq is not a uint")),
-                },
-                _ => false,
-            };
-            if dup {
-                return Err(Error::Profile("duplicate key in errors body"));
+        let profile = |e: CborError| match e {
+            CborError::WrongType("code") | CborError::OutOfRange("code") => Error::Profile("code is not a uint"),
+            CborError::WrongType("reason") => Error::Profile("reason is not a tstr"),
+            CborError::WrongType("kid") => Error::Profile("kid is not a bstr"),
+            CborError::WrongType("seq") => Error::Profile("seq is not a uint"),
+            CborError::Duplicate(_) => Error::Profile("duplicate key in errors body"),
+            _ => Error::Cbor,
+        };
+        while let Some(key) = r.next_key().map_err(profile)? {
+            match &*key {
+                "code" => {
+                    let v = r.uint("code").map_err(profile)?;
+                    let v = u32::try_from(v).map_err(|_| Error::Profile("code is not a u32"))?;
+                    MapReader::set(&mut code, v, "code").map_err(profile)?;
+                }
+                "reason" => MapReader::set(&mut reason, r.text("reason").map_err(profile)?, "reason").map_err(profile)?,
+                "kid" => MapReader::set(&mut kid, r.bytes("kid").map_err(profile)?, "kid").map_err(profile)?,
+                "seq" => MapReader::set(&mut seq, r.uint("seq").map_err(profile)?, "seq").map_err(profile)?,
+                _ => r.skip().map_err(profile)?,
             }
         }
         Ok(ErrorReport {

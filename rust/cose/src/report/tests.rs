@@ -108,7 +108,7 @@ fn decoding_rules() {
     ];
     assert_eq!(
         ErrorReport::from_cbor(&neg_code),
-        Err(Error::Profile("code is not a u32"))
+        Err(Error::Profile("code is not a uint"))
     );
     let dup = enc(|e| {
         e.map(3)

@@ -4,11 +4,12 @@
 //! AAD = Enc_structure `["Encrypt0", protected, h'']`.
 
 use alloc::vec::Vec;
-use coset::{iana, CoseEncrypt0, EncryptionContext, HeaderBuilder};
+use coset::{iana, CoseEncrypt0, EncryptionContext};
 
 use crate::profile::{self, check_output, fixed};
 use crate::session::content_iv;
-use crate::{check_len, Error, ParseError, GCM_TAG_LEN, IV_LEN, TAG_ENCRYPT0};
+use crate::write;
+use crate::{check_len, Error, ParseError, ALG_A128GCM, GCM_TAG_LEN, IV_LEN, TAG_ENCRYPT0};
 
 /// The IV the device uses for a sealed message: session id (4 bytes BE) ||
 /// seq (8 bytes BE). `seq` never repeats under one session key, so neither
@@ -31,24 +32,13 @@ pub fn seal<E>(
     encrypt: impl FnOnce(&[u8], &[u8]) -> Result<Vec<u8>, E>,
 ) -> Result<Vec<u8>, Error<E>> {
     check_len(plaintext.len())?;
-    let protected = profile::protected(profile::header(
-        iana::Algorithm::A128GCM,
-        &session_id.to_be_bytes(),
-        Some(seq),
-    ))?;
-    let aad = coset::enc_structure_data(EncryptionContext::CoseEncrypt0, protected.clone(), &[]);
-    let ct = encrypt(&aad, plaintext).map_err(Error::Crypto)?;
-    check_output(
-        &ct,
-        plaintext.len() + GCM_TAG_LEN,
-        "AES-GCM output is not plaintext + 16 bytes",
-    )?;
-    let msg = CoseEncrypt0 {
-        protected,
-        unprotected: HeaderBuilder::new().iv(iv.to_vec()).build(),
-        ciphertext: Some(ct),
+    let protected = write::protected_header(ALG_A128GCM, &session_id.to_be_bytes(), Some(seq));
+    let ct = {
+        let aad = write::enc_structure("Encrypt0", &protected);
+        encrypt(&aad, plaintext).map_err(Error::Crypto)?
     };
-    let out = profile::to_tagged(msg)?;
+    check_output(&ct, plaintext.len() + GCM_TAG_LEN, "AES-GCM output is not plaintext + 16 bytes")?;
+    let out = write::encrypt0(&protected, iv, &ct);
     check_len(out.len())?;
     Ok(out)
 }

@@ -17,14 +17,14 @@
 //!
 //! The KDF context is byte-compatible with pycose (checked by the interop test).
 
-use alloc::vec;
 use alloc::vec::Vec;
 use ciborium::value::Value;
-use coset::{iana, CoseEncrypt, CoseRecipient, EncryptionContext, Header, HeaderBuilder, Label};
+use coset::{iana, CoseEncrypt, EncryptionContext, Header};
 
 use crate::cbor::{wipe, Enc};
 use crate::data::{parse_sign1, sign1};
 use crate::profile::{self, check_output, fixed};
+use crate::write;
 use crate::{
     Error, Kid, ParseError, AES128_KEY_LEN, ALG_A128GCM, GCM_TAG_LEN, IV_LEN, P256_POINT_LEN,
     SEQ_LABEL, TAG_ENCRYPT,
@@ -97,21 +97,35 @@ where
     Aead: FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, E>,
     Rng: FnOnce(&mut [u8]) -> Result<(), E>,
 {
+    let inner = seal_session_key(session_id, session_key, cloud_kid, cloud_public, crypto)?;
+    sign1(write::es256_protected(device_kid, None), &inner, sign)
+}
+
+/// The tagged COSE_Encrypt of a session message (ECDH-ES + HKDF-256 to the
+/// cloud key, A128GCM content). Its own function so that its locals are off
+/// the stack before the Sign1 is built.
+#[inline(never)]
+fn seal_session_key<E, Ecdh, Hkdf, Aead, Rng>(
+    session_id: u32,
+    session_key: &[u8; 16],
+    cloud_kid: &Kid,
+    cloud_public: &[u8; 65],
+    crypto: SessionCrypto<Ecdh, Hkdf, Aead, Rng>,
+) -> Result<Vec<u8>, Error<E>>
+where
+    Ecdh: FnOnce(&[u8; 65]) -> Result<([u8; 65], [u8; 32]), E>,
+    Hkdf: FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, E>,
+    Aead: FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, E>,
+    Rng: FnOnce(&mut [u8]) -> Result<(), E>,
+{
     // Recipient: ECDH-ES + HKDF-256 to the cloud key.
-    let r_protected = profile::protected(
-        HeaderBuilder::new()
-            .algorithm(iana::Algorithm::ECDH_ES_HKDF_256)
-            .build(),
-    )?;
-    let r_protected_bytes = r_protected.original_data.clone().unwrap_or_default();
+    let r_protected = write::recipient_protected();
     let (ephemeral, mut shared) = (crypto.ecdh)(cloud_public).map_err(Error::Crypto)?;
     if ephemeral[0] != 0x04 {
         wipe(&mut shared);
-        return Err(Error::CryptoOutput(
-            "ephemeral key is not an uncompressed point",
-        ));
+        return Err(Error::CryptoOutput("ephemeral key is not an uncompressed point"));
     }
-    let info = kdf_context(&r_protected_bytes);
+    let info = kdf_context(&r_protected);
     let cek = (crypto.hkdf_sha256)(&shared, &info, AES128_KEY_LEN);
     wipe(&mut shared);
     let mut cek = cek.map_err(Error::Crypto)?;
@@ -125,49 +139,13 @@ where
         wipe(&mut cek);
         return Err(Error::Crypto(e));
     }
-    let protected = profile::protected(
-        HeaderBuilder::new()
-            .algorithm(iana::Algorithm::A128GCM)
-            .key_id(session_id.to_be_bytes().to_vec())
-            .build(),
-    )?;
-    let aad = coset::enc_structure_data(EncryptionContext::CoseEncrypt, protected.clone(), &[]);
+    let protected = write::session_protected(session_id);
+    let aad = write::enc_structure("Encrypt", &protected);
     let ct = (crypto.aes128gcm_encrypt)(&cek, &iv, &aad, session_key);
     wipe(&mut cek);
     let ct = ct.map_err(Error::Crypto)?;
-    check_output(
-        &ct,
-        AES128_KEY_LEN + GCM_TAG_LEN,
-        "AES-GCM output is not plaintext + 16 bytes",
-    )?;
-
-    let (x, y) = ephemeral[1..].split_at(32);
-    let cose_key = Value::Map(vec![
-        (Value::from(1), Value::from(2)),  // kty: EC2
-        (Value::from(-1), Value::from(1)), // crv: P-256
-        (Value::from(-2), Value::Bytes(x.to_vec())),
-        (Value::from(-3), Value::Bytes(y.to_vec())),
-    ]);
-    let mut r_unprotected = HeaderBuilder::new().key_id(cloud_kid.to_vec()).build();
-    r_unprotected.rest.push((Label::Int(-1), cose_key));
-    let recipient = CoseRecipient {
-        protected: r_protected,
-        unprotected: r_unprotected,
-        ciphertext: Some(Vec::new()),
-        recipients: Vec::new(),
-    };
-    let encrypt = CoseEncrypt {
-        protected,
-        unprotected: HeaderBuilder::new().iv(iv.to_vec()).build(),
-        ciphertext: Some(ct),
-        recipients: vec![recipient],
-    };
-    let inner = profile::to_tagged(encrypt)?;
-    sign1(
-        profile::header(iana::Algorithm::ES256, device_kid, None),
-        &inner,
-        sign,
-    )
+    check_output(&ct, AES128_KEY_LEN + GCM_TAG_LEN, "AES-GCM output is not plaintext + 16 bytes")?;
+    Ok(write::session_encrypt(&protected, &iv, &ct, &r_protected, cloud_kid, &ephemeral))
 }
 
 /// A parsed `session` message whose profile has been checked. Nothing is

@@ -1,5 +1,6 @@
 use super::*;
-use crate::data::sign1;
+use crate::oracle::sign1;
+use coset::Label;
 use crate::test_crypto::*;
 use coset::{CborSerializable, CoseSign1, TaggedCborSerializable};
 

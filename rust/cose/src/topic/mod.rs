@@ -58,7 +58,14 @@ pub fn valid_device_id(id: &str) -> bool {
 /// `{prefix}/{device_id}/{kind}`. The device id is not checked here: check
 /// it with [`valid_device_id`] where it enters the system.
 pub fn topic(prefix: &str, device_id: &str, kind: Kind) -> String {
-    format!("{prefix}/{device_id}/{}", kind.as_str())
+    // Concatenated, not format!ted: the device builds its topics with this
+    // and links no formatting machinery (docs/firmware.md, "Footprint").
+    let kind = kind.as_str();
+    let mut t = String::with_capacity(prefix.len() + device_id.len() + kind.len() + 2);
+    for part in [prefix, "/", device_id, "/", kind] {
+        t.push_str(part);
+    }
+    t
 }
 
 /// The subscription filter for one kind of all devices: `{prefix}/+/{kind}`.

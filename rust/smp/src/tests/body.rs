@@ -3,6 +3,43 @@ use crate::*;
 
 const EINVAL: HandlerError = HandlerError::Mgmt(MgmtErr::EInval);
 
+/// Every test body is decoded by serde (`crate::decode_body`, the host's
+/// decoder) and, for the request types, also by the device's map reader
+/// (`crate::decode_request`): both must give the same value or both refuse.
+trait Dec: Sized {
+    fn dec(body: &[u8]) -> Result<Self, HandlerError>;
+}
+
+macro_rules! both {
+    ($($t:ty),*) => {$(
+        impl Dec for $t {
+            fn dec(body: &[u8]) -> Result<Self, HandlerError> {
+                let serde = crate::decode_body::<$t>(body);
+                let reader = crate::decode_request::<$t>(body);
+                assert_eq!(serde, reader, "serde and the map reader disagree on {body:02x?}");
+                serde
+            }
+        }
+    )*};
+}
+
+macro_rules! serde_only {
+    ($($t:ty),*) => {$(
+        impl Dec for $t {
+            fn dec(body: &[u8]) -> Result<Self, HandlerError> {
+                crate::decode_body::<$t>(body)
+            }
+        }
+    )*};
+}
+
+both!(KeyGenerateReq, KeyIdReq, CsrCreateReq, CertStoreReq, CertGetReq);
+serde_only!(EchoReq, EmptyRsp, KeyGenerateRsp, KeyPublicRsp, KeyStatusRsp, CsrCreateRsp, CertGetRsp, ParamsRsp, EchoRsp);
+
+fn decode_body<T: Dec>(body: &[u8]) -> Result<T, HandlerError> {
+    T::dec(body)
+}
+
 #[test]
 fn decode_key_generate_variants() {
     let full = map(&[
@@ -376,4 +413,64 @@ fn codes_round_trip_and_display() {
         HandlerError::Mgmt(MgmtErr::EInval).to_string(),
         "MGMT_ERR 3 (invalid input value)"
     );
+}
+
+/// Random request-shaped maps: the known keys and a stranger, each with a
+/// value of a random type, sometimes repeated, definite or indefinite.
+#[test]
+fn the_map_reader_agrees_with_serde_on_random_requests() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let keys = ["id", "priv", "replace", "cn", "o", "ou", "cert", "x", ""];
+    let mut compared = 0;
+    for _ in 0..50_000 {
+        let entries = next(5);
+        let indefinite = next(4) == 0;
+        let mut body = if indefinite { vec![0xbf] } else { cbor::head(5, entries) };
+        for _ in 0..entries {
+            body.extend(text(keys[next(keys.len() as u64) as usize]));
+            let value = match next(10) {
+                0 => uint(next(1 << 40)),
+                1 => vec![0x20 + next(24) as u8], // negative
+                2 => bytes(&vec![0xAB; next(40) as usize]),
+                3 => text(&"é".repeat(next(5) as usize)),
+                4 => vec![cbor::TRUE],
+                5 => vec![0xf4],
+                6 => vec![0xf6],
+                7 => [vec![0x82], uint(1), text("a")].concat(),
+                8 => [vec![0xa1], text("k"), uint(2)].concat(),
+                // (A tagged value is left out: see the next test.)
+                _ => vec![0xf9, 0x3c, 0x00], // 1.0
+            };
+            body.extend(value);
+        }
+        if indefinite {
+            body.push(0xff);
+        }
+        let _ = decode_body::<KeyGenerateReq>(&body);
+        let _ = decode_body::<KeyIdReq>(&body);
+        let _ = decode_body::<CsrCreateReq>(&body);
+        let _ = decode_body::<CertStoreReq>(&body);
+        let _ = decode_body::<CertGetReq>(&body);
+        compared += 1;
+    }
+    assert_eq!(compared, 50_000);
+}
+
+/// The one place the two decoders differ on purpose: serde (through
+/// ciborium) looks through a tag, the device refuses a tagged value where a
+/// field's type is expected (a tag is not the type DESIGN.md declares).
+/// Under an unknown key a tag is skipped like anything else.
+#[test]
+fn tagged_field_values_are_refused_by_the_device() {
+    let tagged_id = [vec![0xa1], text("id"), vec![0xc1], uint(3)].concat();
+    assert_eq!(crate::decode_body::<KeyIdReq>(&tagged_id).map(|r| r.id), Ok(3));
+    assert_eq!(crate::decode_request::<KeyIdReq>(&tagged_id), Err(EINVAL));
+    let tagged_other = [vec![0xa2], text("id"), uint(3), text("t"), vec![0xc1], uint(3)].concat();
+    assert_eq!(crate::decode_request::<KeyIdReq>(&tagged_other).map(|r| r.id), Ok(3));
 }
