@@ -43,8 +43,6 @@ pub enum Error {
     NotAMap,
     /// A value of the wrong type for its key (the key is named).
     WrongType(&'static str),
-    /// A value out of range for its key, e.g. a uint above u32 (named).
-    OutOfRange(&'static str),
     /// A text string that is not UTF-8.
     NotUtf8,
     /// A known key appears twice (named).
@@ -59,7 +57,6 @@ impl core::fmt::Display for Error {
             Error::Malformed => f.write_str("malformed CBOR"),
             Error::NotAMap => f.write_str("not a CBOR map"),
             Error::WrongType(k) => write!(f, "{k}: wrong type"),
-            Error::OutOfRange(k) => write!(f, "{k}: out of range"),
             Error::NotUtf8 => f.write_str("text is not UTF-8"),
             Error::Duplicate(k) => write!(f, "{k}: duplicate key"),
             Error::Missing(k) => write!(f, "{k}: missing"),

@@ -81,10 +81,10 @@ impl Error {
         use tfmprov_psa::Error as P;
         match self {
             Error::Psa(P::InvalidId(id)) => {
-                t.str("key id ").str(if *id > u64::from(u32::MAX) { "above 32 bits" } else { "" });
-                if *id <= u64::from(u32::MAX) {
-                    t.id(*id as u32);
-                }
+                match u32::try_from(*id) {
+                    Ok(id) => t.str("key id ").id(id),
+                    Err(_) => t.str("key id above 32 bits"),
+                };
                 t.str(" is outside the range this operation accepts")
             }
             Error::Psa(P::NotFound(id)) => t.str("nothing is stored at id ").id(*id),

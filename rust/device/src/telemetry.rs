@@ -57,8 +57,8 @@ pub struct State {
     key: u32,
     /// kid of the telemetry key, computed once per key (an export and a
     /// SHA-256 through TF-M that would otherwise be half of every data
-    /// message's cost). Cleared whenever a key may have changed
-    /// ([`Device::forget_kid`]).
+    /// message's cost); used only while its key ID is the telemetry key's,
+    /// and cleared whenever a key may have changed ([`Device::forget_kid`]).
     pub(crate) kid: Option<(u32, Kid)>,
     policy: SessionPolicy,
 }
@@ -157,12 +157,6 @@ impl Device {
     /// not-found until it does.
     pub fn set_telemetry_key(&mut self, id: DeviceKeyId) {
         self.telemetry.key = id.get();
-        self.telemetry.kid = None;
-    }
-
-    /// The key that signs telemetry and session messages.
-    pub fn telemetry_key_id(&self) -> u32 {
-        self.telemetry.key
     }
 
     /// Drops the cached kid: called by every path that may replace or

@@ -41,7 +41,6 @@ pub(crate) fn exists(raw: u32) -> Result<bool, Error> {
     }
 }
 
-
 impl Psa {
     /// Creates a P-256 private key at `id` (or at the lowest free ID at or
     /// above 0x00010000 when `None`) and returns its ID.

@@ -171,5 +171,4 @@ impl Drop for Psa {
     }
 }
 
-
 impl core::error::Error for Error {}

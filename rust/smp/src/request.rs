@@ -43,19 +43,14 @@ fn optional<T>(
     }
 }
 
-/// Records an optional field (absent stays `None`; `null` counts as given).
-fn set_optional<T>(slot: &mut Option<Option<T>>, value: Option<T>, key: &'static str) -> Result<(), CborError> {
-    MapReader::set(slot, value, key)
-}
-
 impl Request for KeyGenerateReq {
     fn read(r: &mut MapReader<'_>) -> Result<Self, CborError> {
         let (mut id, mut private, mut replace) = (None, None, None);
         while let Some(key) = r.next_key()? {
             match &*key {
-                "id" => set_optional(&mut id, optional(r, |r| r.uint("id"))?, "id")?,
-                "priv" => set_optional(&mut private, optional(r, |r| r.bytes("priv"))?, "priv")?,
-                "replace" => set_optional(&mut replace, optional(r, |r| r.bool("replace"))?, "replace")?,
+                "id" => MapReader::set(&mut id, optional(r, |r| r.uint("id"))?, "id")?,
+                "priv" => MapReader::set(&mut private, optional(r, |r| r.bytes("priv"))?, "priv")?,
+                "replace" => MapReader::set(&mut replace, optional(r, |r| r.bool("replace"))?, "replace")?,
                 _ => r.skip()?,
             }
         }
@@ -95,8 +90,8 @@ impl Request for CsrCreateReq {
             match &*key {
                 "id" => MapReader::set(&mut id, r.uint("id")?, "id")?,
                 "cn" => MapReader::set(&mut cn, r.text("cn")?, "cn")?,
-                "o" => set_optional(&mut o, optional(r, |r| r.text("o"))?, "o")?,
-                "ou" => set_optional(&mut ou, optional(r, |r| r.text("ou"))?, "ou")?,
+                "o" => MapReader::set(&mut o, optional(r, |r| r.text("o"))?, "o")?,
+                "ou" => MapReader::set(&mut ou, optional(r, |r| r.text("ou"))?, "ou")?,
                 _ => r.skip()?,
             }
         }

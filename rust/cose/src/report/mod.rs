@@ -137,7 +137,7 @@ impl ErrorReport {
         })?;
         let (mut code, mut reason, mut kid, mut seq) = (None, None, None, None);
         let profile = |e: CborError| match e {
-            CborError::WrongType("code") | CborError::OutOfRange("code") => Error::Profile("code is not a uint"),
+            CborError::WrongType("code") => Error::Profile("code is not a uint"),
             CborError::WrongType("reason") => Error::Profile("reason is not a tstr"),
             CborError::WrongType("kid") => Error::Profile("kid is not a bstr"),
             CborError::WrongType("seq") => Error::Profile("seq is not a uint"),
