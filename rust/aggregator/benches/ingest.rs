@@ -128,7 +128,8 @@ enum Broker {
 impl Broker {
     fn fresh(kind: BrokerKind) -> Broker {
         match kind {
-            BrokerKind::Mosquitto => Broker::Mosquitto(Mosquitto::start()),
+            // (The database does not matter to the broker-only run.)
+            BrokerKind::Mosquitto | BrokerKind::Postgres => Broker::Mosquitto(Mosquitto::start()),
             BrokerKind::Embedded => {
                 Broker::Embedded(start_embedded_broker("127.0.0.1:0".parse().unwrap()).expect("rumqttd"))
             }
@@ -350,6 +351,7 @@ fn main() {
         let name = match kind {
             BrokerKind::Mosquitto => "mosquitto",
             BrokerKind::Embedded => "embedded",
+            BrokerKind::Postgres => "mosq+pg",
         };
         println!(
             "| {name:<9} | {:>3} | {:>10.0} ({:>6}/{:<6}) | {:>10.0} ({:>6}/{:<6}) | {:>10.2} | {:>17} |",

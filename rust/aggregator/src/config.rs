@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cloud::CloudIdentity;
+use tfmprov_db::DbChoice;
 use crate::error::Error;
 
 /// Default address of the embedded broker.
@@ -12,8 +13,10 @@ pub const DEFAULT_EMBEDDED_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 1883);
 /// Default largest accepted `data` message (bytes of the MQTT payload).
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024;
-/// Default width of the anti-replay window (at most [`tfmprov_cose::REPLAY_WINDOW_BITS`]).
-pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
+/// Default replay horizon: 2^24 = 16,777,216 sequence numbers, i.e. a
+/// backlog of about 194 days of one message a second sent after a newer
+/// message is still accepted. See [`Config::replay_horizon`].
+pub const DEFAULT_REPLAY_HORIZON: u64 = 1 << 24;
 /// Default [`Config::early_sealed_wait`].
 pub const DEFAULT_EARLY_SEALED_WAIT: Duration = Duration::from_secs(10);
 /// Largest [`Config::early_sealed_wait`].
@@ -117,8 +120,13 @@ impl BrokerChoice {
 /// Everything `tfmprov aggregator serve` configures.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// State directory; the database is `aggregator.sqlite` in it.
+    /// State directory: the cloud identity, the storage key and (with
+    /// [`DbChoice::Sqlite`]) the database `aggregator.sqlite`.
     pub state_dir: PathBuf,
+    /// The database: SQLite in the state directory (default) or PostgreSQL.
+    /// Instances sharing one database must also share the state directory's
+    /// `storage.key` and cloud identity (docs/deploy.md).
+    pub database: DbChoice,
     /// HTTP listen address (port 0 = pick a free one; see [`crate::Running::http_addr`]).
     pub listen: SocketAddr,
     /// PEM of the CA root certificate(s) that registration chains must verify to.
@@ -127,8 +135,12 @@ pub struct Config {
     pub broker: BrokerChoice,
     /// Topic prefix (`prov`).
     pub topic_prefix: String,
-    /// Anti-replay window width, 1..=128 (default 64).
-    pub replay_window: u32,
+    /// How far below a key's newest accepted `seq` a message may be and still
+    /// be considered (default [`DEFAULT_REPLAY_HORIZON`], at least 1). Replay
+    /// detection is exact whatever this is: a message is a replay only if
+    /// its (device, kid, seq) was stored before. A message further below is
+    /// refused unseen with code 11 `SeqTooOld`, never as a replay (code 6).
+    pub replay_horizon: u64,
     /// Largest accepted message in bytes (default 16 KiB; at most 64 KiB, the COSE parser's cap).
     pub max_message: usize,
     /// Signature verification threads (default: the number of CPUs).
@@ -143,34 +155,44 @@ pub struct Config {
     /// message only at its PUBREL, so a sealed message sent right after it
     /// usually arrives first.
     pub early_sealed_wait: Duration,
+    /// Run as one of several instances on one database and one broker
+    /// (docs/deploy.md): subscribe with MQTT shared subscriptions
+    /// `$share/{group}/{prefix}/+/{kind}`, so that the broker hands each
+    /// message to one member of the group. Needs an external broker (mosquitto
+    /// 2, EMQX) and [`Config::instance`]. Default `None`: plain subscriptions.
+    pub share_group: Option<String>,
+    /// This instance's name, part of its MQTT client id (`[A-Za-z0-9._-]{1,32}`).
+    /// It must be stable across restarts of the instance and differ between
+    /// instances: the broker keeps the persistent session (and the messages
+    /// the instance had not acknowledged) by client id.
+    pub instance: Option<String>,
 }
 
 impl Config {
     /// A configuration with the defaults: embedded broker on 127.0.0.1:1883,
-    /// prefix `prov`, window 64, 16 KiB messages, one verify thread per CPU,
+    /// prefix `prov`, replay horizon 2^24, 16 KiB messages, one verify thread per CPU,
     /// cloud identity [`CloudIdentity::None`].
     pub fn new(state_dir: impl Into<PathBuf>, listen: SocketAddr, ca_root_pem: impl Into<String>) -> Config {
         Config {
             state_dir: state_dir.into(),
+            database: DbChoice::Sqlite,
             listen,
             ca_root_pem: ca_root_pem.into(),
             broker: BrokerChoice::Embedded { listen: DEFAULT_EMBEDDED_LISTEN },
             topic_prefix: tfmprov_cose::DEFAULT_PREFIX.to_owned(),
-            replay_window: DEFAULT_REPLAY_WINDOW,
+            replay_horizon: DEFAULT_REPLAY_HORIZON,
             max_message: DEFAULT_MAX_MESSAGE,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             cloud: CloudIdentity::None,
             early_sealed_wait: DEFAULT_EARLY_SEALED_WAIT,
+            share_group: None,
+            instance: None,
         }
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let w = u64::from(self.replay_window);
-        if w == 0 || w > tfmprov_cose::REPLAY_WINDOW_BITS {
-            return Err(Error::Config(format!(
-                "replay window {w} not in 1..={}",
-                tfmprov_cose::REPLAY_WINDOW_BITS
-            )));
+        if self.replay_horizon == 0 {
+            return Err(Error::Config("replay horizon 0: it must be at least 1".into()));
         }
         if self.max_message == 0 || self.max_message > tfmprov_cose::MAX_MESSAGE_LEN {
             return Err(Error::Config(format!(
@@ -194,6 +216,28 @@ impl Config {
                 "early sealed wait {:?} above {MAX_EARLY_SEALED_WAIT:?}",
                 self.early_sealed_wait
             )));
+        }
+        if let Some(i) = &self.instance {
+            let ok = (1..=32).contains(&i.len())
+                && i.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(Error::Config(format!("instance name {i:?}: expected [A-Za-z0-9._-]{{1,32}}")));
+            }
+        }
+        if let Some(g) = &self.share_group {
+            if g.is_empty() || g.contains(['+', '#', '/', '\0']) {
+                return Err(Error::Config(format!("share group {g:?} is not a plain topic level")));
+            }
+            if matches!(self.broker, BrokerChoice::Embedded { .. }) {
+                return Err(Error::Config(
+                    "a share group needs an external broker (each instance would start its own embedded one)".into(),
+                ));
+            }
+            if self.instance.is_none() {
+                return Err(Error::Config(
+                    "a share group needs an instance name (the broker keeps each member's session by client id)".into(),
+                ));
+            }
         }
         if let CloudIdentity::EnrollAt { ca_url } = &self.cloud {
             let rest = ca_url.strip_prefix("http://").unwrap_or("");

@@ -81,9 +81,9 @@ pub enum Error {
     /// File or socket I/O failed (state directory, HTTP listener, CA files).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// SQLite failed.
+    /// The database (SQLite or PostgreSQL) failed.
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] tfmprov_db::DbError),
     /// The MQTT connection or subscription failed.
     #[error("MQTT: {0}")]
     Mqtt(String),

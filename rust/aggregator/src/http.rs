@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     pub counters: Arc<Counters>,
     /// `cloud_cert.pem` (leaf, then intermediate), if there is a cloud identity.
     pub cloud_chain_pem: Option<String>,
+    /// The pipeline's queue depths now (for `/metrics`).
+    pub depths: Box<dyn Fn() -> Vec<(crate::stats::Queue, usize)> + Send + Sync>,
 }
 
 /// A device record as the API returns it.
@@ -124,6 +126,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/devices/{id}", get(get_device).delete(delete_device))
         .route("/v1/devices/{id}/messages", get(get_messages))
         .route("/v1/stats", get(get_stats))
+        .route("/metrics", get(get_metrics))
         .route("/v1/cloud", get(get_cloud))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -209,9 +212,13 @@ async fn post_device(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let (id, pem) = parse_registration(&headers, Some(query), body)?;
+    let (id, pem) = parse_registration(&headers, Some(query), body).inspect_err(|_| st.counters.registration("refused"))?;
     let reg = st.registry.clone();
-    let (outcome, row) = blocking(move || reg.register(&id, &pem)).await?;
+    let (outcome, row) = blocking(move || reg.register(&id, &pem)).await.inspect_err(|_| st.counters.registration("refused"))?;
+    st.counters.registration(match outcome {
+        Registered::Created => "created",
+        Registered::Unchanged => "unchanged",
+    });
     tracing::info!(device = %row.device_id, kid = %hex::encode(row.kid), ?outcome, "device registered");
     let status = match outcome {
         Registered::Created => StatusCode::CREATED,
@@ -269,6 +276,12 @@ async fn get_messages(
 
 async fn get_stats(State(st): State<Arc<AppState>>) -> Json<crate::Stats> {
     Json(st.counters.snapshot())
+}
+
+/// OpenMetrics 1.0 text (what the prometheus-client crate writes; Prometheus scrapes it).
+async fn get_metrics(State(st): State<Arc<AppState>>) -> Response {
+    let body = st.counters.metrics_text(&(st.depths)());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
 
 async fn get_cloud(State(st): State<Arc<AppState>>) -> Response {

@@ -10,7 +10,9 @@
 //! - **Ingestion**: subscribes `{prefix}/+/data`; a message is stored only if it
 //!   is a COSE_Sign1 of our profile, ES256-verified (*ring*) with the key
 //!   registered for the device named in the topic, its kid is that key's, and
-//!   its `seq` passes the per-(device, kid) anti-replay window (persisted).
+//!   its (device, kid, `seq`) was never stored before (exact: the store is
+//!   the authority, a 128-wide window per key only a fast path; a `seq` more
+//!   than the configured horizon below the newest is refused with code 11).
 //!   Every rejection is counted and published on `{prefix}/{id}/errors`.
 //!   Messages are acknowledged to the broker only once stored (or rejected):
 //!   with the broker's redelivery and `UNIQUE(device_id, kid, seq)`, each
@@ -60,12 +62,13 @@ pub use chain::MAX_CHAIN_CERTS;
 pub use cloud::{CloudIdentity, CLOUD_CERT_FILE, CLOUD_CN, CLOUD_KEY_FILE, ENROLL_TIMEOUT, STORAGE_KEY_FILE};
 pub use sessions::SESSIONS_KEPT;
 pub use config::{
-    BrokerChoice, Config, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_WINDOW,
+    BrokerChoice, Config, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
     MAX_EARLY_SEALED_WAIT,
 };
 pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
 pub use error::{Error, Refusal};
 pub use http::{DeviceInfo, StoredMessage, MAX_BODY_BYTES};
+pub use tfmprov_db::{DbChoice, DbError};
 pub use stats::Stats;
 pub use store::DB_FILE;
 
@@ -105,10 +108,23 @@ pub struct Running {
 
 /// MQTT client id: stable for a state directory, so a restarted aggregator
 /// resumes its persistent session (and gets what arrived meanwhile).
-fn client_id(state_dir: &std::path::Path) -> String {
+fn client_id(state_dir: &std::path::Path, instance: Option<&str>) -> String {
     let p = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
     let d = ring::digest::digest(&ring::digest::SHA256, p.to_string_lossy().as_bytes());
-    format!("tfmprov-aggregator-{}", hex::encode(&d.as_ref()[..8]))
+    match instance {
+        Some(i) => format!("tfmprov-aggregator-{}-{i}", hex::encode(&d.as_ref()[..8])),
+        None => format!("tfmprov-aggregator-{}", hex::encode(&d.as_ref()[..8])),
+    }
+}
+
+/// The subscription filter for `kind`, shared (`$share/{group}/…`) when the
+/// aggregator runs as one of a group of instances.
+fn filter(cfg: &Config, kind: Kind) -> String {
+    let plain = subscription(&cfg.topic_prefix, kind);
+    match &cfg.share_group {
+        Some(g) => format!("$share/{g}/{plain}"),
+        None => plain,
+    }
 }
 
 /// Start the embedded broker (rumqttd) alone, as [`Aggregator::start`] does
@@ -128,14 +144,16 @@ impl Aggregator {
         let roots = chain::Roots::from_pem(&cfg.ca_root_pem)?;
         let state_dir = cfg.state_dir.clone();
         let cloud_choice = cfg.cloud.clone();
+        let db_choice = cfg.database.clone();
         let (reg_db, writer_db, windows, roots, sessions) = tokio::task::spawn_blocking(move || {
-            let reg_db = store::open(&state_dir)?;
-            let writer_db = store::open(&state_dir)?;
+            // The first connection migrates the schema.
+            let reg_db = store::open(&db_choice, &state_dir, true)?;
+            let writer_db = store::open(&db_choice, &state_dir, false)?;
             let windows = store::load_windows(&writer_db)?;
             // Blocking: EnrollAt talks to the CA (bounded by ENROLL_TIMEOUT).
             let cloud = cloud::open(&state_dir, &cloud_choice, &roots)?;
             let storage = cloud::StorageKey::open(&state_dir)?;
-            let session_db = store::open(&state_dir)?;
+            let session_db = store::open(&db_choice, &state_dir, false)?;
             let ids = store::load_session_ids(&session_db)?;
             let sessions = sessions::Sessions::new(cloud, storage, session_db, ids);
             Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions))
@@ -169,7 +187,7 @@ impl Aggregator {
                 (None, addr)
             }
         };
-        let opts = broker::client_options(&client_id(&cfg.state_dir), &cfg.broker, embedded)?;
+        let opts = broker::client_options(&client_id(&cfg.state_dir, cfg.instance.as_deref()), &cfg.broker, embedded)?;
 
         let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(ingest::Shared::new(
@@ -177,17 +195,20 @@ impl Aggregator {
             counters.clone(),
             cfg.topic_prefix.clone(),
             cfg.max_message,
-            cfg.replay_window,
+            cfg.replay_horizon,
             windows,
             sessions,
             cfg.early_sealed_wait,
+            cfg.share_group.is_some(),
             out_tx.clone(),
         ));
         let (pipeline, dispatcher) = ingest::Pipeline::start(shared.clone(), writer_db, cfg.workers)?;
+        let expiry = dispatcher.clone();
+        let metrics_view = dispatcher.clone();
         let subs = vec![
-            (subscription(&cfg.topic_prefix, Kind::Data), Kind::Data.qos()),
-            (subscription(&cfg.topic_prefix, Kind::Session), SESSION_SUBSCRIBE_QOS),
-            (subscription(&cfg.topic_prefix, Kind::Sealed), Kind::Sealed.qos()),
+            (filter(&cfg, Kind::Data), Kind::Data.qos()),
+            (filter(&cfg, Kind::Session), SESSION_SUBSCRIBE_QOS),
+            (filter(&cfg, Kind::Sealed), Kind::Sealed.qos()),
         ];
         let link = match mqtt::start(opts, subs, dispatcher, shared.clone(), out_tx.clone(), out_rx, CONNECT_TIMEOUT).await {
             Ok(l) => l,
@@ -198,7 +219,13 @@ impl Aggregator {
         };
 
         let (http_stop, stop_rx) = oneshot::channel::<()>();
-        let app = http::router(Arc::new(http::AppState { registry, counters: counters.clone(), cloud_chain_pem }));
+        let http_registry = registry.clone();
+        let app = http::router(Arc::new(http::AppState {
+            registry,
+            counters: counters.clone(),
+            cloud_chain_pem,
+            depths: Box::new(move || metrics_view.depths()),
+        }));
         let http_task = tokio::spawn(async move {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                 let _ = tcp.set_nodelay(true);
@@ -212,13 +239,22 @@ impl Aggregator {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        // Early sealed messages whose session message did not come in time.
-        let sh = shared.clone();
+        // Early sealed messages whose session message did not come in time;
+        // and, each REFRESH_EVERY, devices changed by other instances.
+        let reg = http_registry.clone();
         let expiry_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut last_refresh = std::time::Instant::now();
             loop {
                 tick.tick().await;
-                sh.expire_parked(false);
+                expiry.expire_parked().await;
+                if last_refresh.elapsed() >= registry::REFRESH_EVERY {
+                    last_refresh = std::time::Instant::now();
+                    let reg = reg.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || reg.refresh()).await {
+                        tracing::warn!(error = %e, "cannot re-read the device table");
+                    }
+                }
             }
         });
         tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
@@ -254,7 +290,7 @@ impl Running {
         expiry_task.abort();
         // Early sealed messages still waiting: their session message did not
         // come before the shutdown (they were acknowledged when held).
-        shared.expire_parked(true);
+        shared.expire_all_parked();
         let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
         link.stopping.store(true, Ordering::SeqCst);
         let _ = out.send(ingest::Out::Disconnect);

@@ -1,16 +1,28 @@
 //! The device registry: SQLite `devices` table plus an in-memory copy that
 //! ingestion reads without touching the database.
+//!
+//! Several instances may share the table (docs/deploy.md). A device the
+//! copy does not have is looked up in the table (so a registration at
+//! another instance counts at once), and [`Registry::refresh`] (every
+//! [`REFRESH_EVERY`]) re-reads the rows changed lately, so a revocation or a
+//! new chain at another instance counts here within about that time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rusqlite::Connection;
 use rustls_pki_types::UnixTime;
 use tfmprov_cose::{Kid, P256_POINT_LEN};
 
 use crate::chain::{verify_chain, Roots};
 use crate::error::{Error, Refusal};
+use tfmprov_db::Db;
 use crate::store::{self, DeviceRow};
+
+/// How often the aggregator re-reads changed `devices` rows.
+pub(crate) const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How far back each refresh looks (a transaction may commit a little after
+/// the time it wrote; clocks of instances on different hosts differ a little).
+const REFRESH_LOOKBACK_MS: i64 = 10_000;
 
 /// What ingestion needs to know about a device.
 #[derive(Debug)]
@@ -31,30 +43,78 @@ pub(crate) enum Registered {
 
 pub(crate) struct Registry {
     roots: Roots,
-    db: Mutex<Connection>,
+    db: Mutex<Db>,
     cache: RwLock<HashMap<String, Arc<DeviceEntry>>>,
+    /// Ids looked up and not found since the last [`Registry::refresh`]: a
+    /// flood of messages for unknown ids costs one query per id per refresh
+    /// period, not one per message.
+    unknown: Mutex<HashSet<String>>,
 }
+
+/// Most ids remembered as unknown between two refreshes.
+const MAX_UNKNOWN: usize = 100_000;
 
 fn entry(row: &DeviceRow) -> Arc<DeviceEntry> {
     Arc::new(DeviceEntry { kid: row.kid, point: row.public_key, revoked: row.revoked_at.is_some() })
 }
 
 impl Registry {
-    pub(crate) fn open(roots: Roots, db: Connection) -> Result<Registry, Error> {
+    pub(crate) fn open(roots: Roots, db: Db) -> Result<Registry, Error> {
         let cache = store::all_devices(&db)?
             .iter()
             .map(|r| (r.device_id.clone(), entry(r)))
             .collect();
-        Ok(Registry { roots, db: Mutex::new(db), cache: RwLock::new(cache) })
+        Ok(Registry { roots, db: Mutex::new(db), cache: RwLock::new(cache), unknown: Mutex::new(HashSet::new()) })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The device as ingestion sees it.
+    fn unknown(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unknown.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The device as ingestion sees it: the in-memory copy, else the table
+    /// (registered at another instance; found at once, or within one refresh
+    /// period if the id was looked up in vain during the last one). A
+    /// database error counts as unknown and is logged.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<DeviceEntry>> {
-        self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        if let Some(e) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Some(e.clone());
+        }
+        if self.unknown().contains(id) {
+            return None;
+        }
+        let row = match store::device(&self.db(), id) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                let mut unknown = self.unknown();
+                if unknown.len() < MAX_UNKNOWN {
+                    unknown.insert(id.to_owned());
+                }
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(device = id, error = %e, "cannot look a device up");
+                return None;
+            }
+        };
+        let e = entry(&row);
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), e.clone());
+        Some(e)
+    }
+
+    /// Re-read the rows changed in the last [`REFRESH_LOOKBACK_MS`] (other
+    /// instances' registrations, new chains and revocations). Blocking.
+    pub(crate) fn refresh(&self) -> Result<usize, Error> {
+        let rows = store::devices_changed_since(&self.db(), store::now_ms() - REFRESH_LOOKBACK_MS)?;
+        self.unknown().clear();
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for r in &rows {
+            cache.insert(r.device_id.clone(), entry(r));
+        }
+        Ok(rows.len())
     }
 
     /// Verify the chain and register (blocking: SQLite).
@@ -62,30 +122,32 @@ impl Registry {
         let leaf = verify_chain(&self.roots, id, chain_pem, UnixTime::now())?;
         let not_after = i64::try_from(leaf.not_after).unwrap_or(i64::MAX);
         let db = self.db();
-        let tx = db.unchecked_transaction()?;
-        let outcome = match store::device(&tx, id)? {
-            Some(row) if row.revoked_at.is_some() => return Err(Refusal::Revoked.into()),
-            Some(row) if row.kid != leaf.kid || row.public_key != leaf.point => {
-                return Err(Refusal::Conflict.into())
-            }
-            Some(_) => {
-                store::update_chain(&tx, id, &leaf.chain_pem, not_after)?;
-                Registered::Unchanged
-            }
-            None => {
-                store::insert_device(&tx, id, &leaf.kid, &leaf.point, &leaf.spki_der, &leaf.chain_pem, not_after)?;
-                Registered::Created
-            }
-        };
-        let row = store::device(&tx, id)?.ok_or_else(|| Error::Db(rusqlite::Error::QueryReturnedNoRows))?;
-        tx.commit()?;
+        let (outcome, row) = db.transaction(|tx| {
+            let outcome = match store::device(tx, id)? {
+                Some(row) if row.revoked_at.is_some() => return Err(Refusal::Revoked.into()),
+                Some(row) if row.kid != leaf.kid || row.public_key != leaf.point => {
+                    return Err(Refusal::Conflict.into())
+                }
+                Some(_) => {
+                    store::update_chain(tx, id, &leaf.chain_pem, not_after)?;
+                    Registered::Unchanged
+                }
+                None => {
+                    store::insert_device(tx, id, &leaf.kid, &leaf.point, &leaf.spki_der, &leaf.chain_pem, not_after)?;
+                    Registered::Created
+                }
+            };
+            let row = store::device(tx, id)?
+                .ok_or_else(|| Error::Db(tfmprov_db::DbError::Corrupt("registered row not found".into())))?;
+            Ok::<_, Error>((outcome, row))
+        })?;
         self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), entry(&row));
         Ok((outcome, row))
     }
 
     /// The stored record.
     pub(crate) fn device(&self, id: &str) -> Result<Option<DeviceRow>, Error> {
-        store::device(&self.db(), id)
+        Ok(store::device(&self.db(), id)?)
     }
 
     /// Revoke: later messages of this device are rejected. `None` for an unknown id.
@@ -103,6 +165,6 @@ impl Registry {
 
     /// Stored messages of a device (oldest first).
     pub(crate) fn messages(&self, id: &str, limit: u32) -> Result<Vec<store::MessageRow>, Error> {
-        store::messages(&self.db(), id, limit)
+        Ok(store::messages(&self.db(), id, limit)?)
     }
 }

@@ -16,11 +16,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
 use tfmprov_cose::Kid;
 use zeroize::Zeroizing;
 
 use crate::cloud::{CloudKey, StorageKey};
+use tfmprov_db::Db;
 use crate::store;
 
 /// Sessions kept per device: when a device's session is accepted, its
@@ -63,7 +63,7 @@ impl DeviceSessions {
 pub(crate) struct Sessions {
     cloud: Option<CloudKey>,
     storage: StorageKey,
-    db: Mutex<Connection>,
+    db: Mutex<Db>,
     devices: Mutex<HashMap<String, DeviceSessions>>,
 }
 
@@ -97,7 +97,7 @@ impl Sessions {
     pub(crate) fn new(
         cloud: Option<CloudKey>,
         storage: StorageKey,
-        db: Connection,
+        db: Db,
         ids: HashMap<String, BTreeSet<u32>>,
     ) -> Sessions {
         let devices = ids
@@ -131,16 +131,39 @@ impl Sessions {
         self.devices().get(device_id).and_then(|d| d.known.last().copied())
     }
 
-    /// Accepted (per the writer's current view).
+    /// Accepted (per the writer's current view, else the table).
     pub(crate) fn is_known(&self, device_id: &str, session_id: u32) -> bool {
-        self.devices().get(device_id).is_some_and(|d| d.known.contains(&session_id))
+        let here = self.devices().get(device_id).is_some_and(|d| d.known.contains(&session_id));
+        here || self.stored(device_id, session_id)
     }
 
     /// Accepted, or a session message with this id is in the pipeline.
     pub(crate) fn known_or_pending(&self, device_id: &str, session_id: u32) -> bool {
-        self.devices()
+        let here = self
+            .devices()
             .get(device_id)
-            .is_some_and(|d| d.known.contains(&session_id) || d.pending.contains_key(&session_id))
+            .is_some_and(|d| d.known.contains(&session_id) || d.pending.contains_key(&session_id));
+        here || self.stored(device_id, session_id)
+    }
+
+    /// Accepted by another instance sharing the database (then known here
+    /// from now on). Blocking: one indexed read.
+    pub(crate) fn stored(&self, device_id: &str, session_id: u32) -> bool {
+        let found = {
+            let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            store::session_exists(&db, device_id, session_id)
+        };
+        match found {
+            Ok(true) => {
+                self.devices().entry(device_id.to_owned()).or_default().known.insert(session_id);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::error!(device = device_id, session_id, error = %e, "cannot look a session up");
+                false
+            }
+        }
     }
 
     /// A session message enters the pipeline.

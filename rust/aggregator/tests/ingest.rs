@@ -1,5 +1,7 @@
-//! End-to-end ingestion tests. Every scenario runs twice: on a real
-//! mosquitto (started here on a free port) and on the embedded rumqttd.
+//! End-to-end ingestion tests. Every scenario runs three times: on a real
+//! mosquitto (started here on a free port) and on the embedded rumqttd, both
+//! with SQLite, and on mosquitto with PostgreSQL (a fresh database on the
+//! test server: `PgServer`).
 
 mod common;
 
@@ -26,6 +28,14 @@ macro_rules! for_both_brokers {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::BrokerKind::Postgres).await
+                }
+            )*
+        }
     };
 }
 
@@ -34,7 +44,11 @@ for_both_brokers!(
     flipped_byte_is_rejected_and_reported,
     unknown_device_is_rejected,
     revoked_device_is_rejected,
-    replayed_and_too_old_messages_are_rejected,
+    replayed_messages_are_rejected,
+    backlog_after_a_newer_message_is_all_stored,
+    backlog_after_a_restart_is_all_stored,
+    seq_beyond_the_horizon_has_its_own_code,
+    metrics_page_counts_what_happened,
     chain_from_another_root_is_refused,
     kid_mismatch_is_rejected,
     garbage_never_blocks_valid_messages,
@@ -165,7 +179,7 @@ async fn revoked_device_is_rejected(kind: BrokerKind) {
     h.stop().await;
 }
 
-async fn replayed_and_too_old_messages_are_rejected(kind: BrokerKind) {
+async fn replayed_messages_are_rejected(kind: BrokerKind) {
     let h = Harness::start(kind).await;
     let dev = h.pki.device("sensor-4");
     h.register(&dev).await.unwrap();
@@ -181,22 +195,126 @@ async fn replayed_and_too_old_messages_are_rejected(kind: BrokerKind) {
     assert_eq!(r.reason, "replay or duplicate");
     assert_eq!(r.seq, Some(1));
 
-    c.publish(&dev.data_topic(), dev.sign(100, b"hundred"), QoS::AtLeastOnce).await;
+    // seq 1 is now far below the 128-wide window: still refused (by the store).
+    c.publish(&dev.data_topic(), dev.sign(1000, b"thousand"), QoS::AtLeastOnce).await;
     h.wait_stats("2 accepted", |s| s.accepted == 2).await;
-    // 100 - 30 >= 64 (default window): too old, even though never seen.
-    c.publish(&dev.data_topic(), dev.sign(30, b"old"), QoS::AtLeastOnce).await;
+    c.publish(&dev.data_topic(), dev.sign(1, b"one again"), QoS::AtLeastOnce).await;
     let (_, r) = c.next_error().await;
-    assert_eq!(r.reject_code(), Some(RejectCode::Replay));
-    assert_eq!(r.seq, Some(30));
-    // Inside the window and unseen: accepted, once.
-    c.publish(&dev.data_topic(), dev.sign(50, b"late"), QoS::AtLeastOnce).await;
+    assert_eq!((r.reject_code(), r.seq), (Some(RejectCode::Replay), Some(1)));
+    // Never seen, far below the window: accepted, once.
+    c.publish(&dev.data_topic(), dev.sign(30, b"late"), QoS::AtLeastOnce).await;
     h.wait_stats("3 accepted", |s| s.accepted == 3).await;
-    c.publish(&dev.data_topic(), dev.sign(50, b"late"), QoS::AtLeastOnce).await;
+    c.publish(&dev.data_topic(), dev.sign(30, b"late"), QoS::AtLeastOnce).await;
     let (_, r) = c.next_error().await;
-    assert_eq!(r.seq, Some(50));
-    let s = h.wait_stats("3 replays", |s| s.rejected_for(RejectCode::Replay) == 3).await;
-    assert_eq!(s.accepted, 3);
-    assert_eq!(s.rejected_total(), 3);
+    assert_eq!((r.reject_code(), r.seq), (Some(RejectCode::Replay), Some(30)));
+    // Inside the window and unseen: accepted, once.
+    c.publish(&dev.data_topic(), dev.sign(990, b"in window"), QoS::AtLeastOnce).await;
+    h.wait_stats("4 accepted", |s| s.accepted == 4).await;
+    c.publish(&dev.data_topic(), dev.sign(990, b"in window"), QoS::AtLeastOnce).await;
+    let (_, r) = c.next_error().await;
+    assert_eq!(r.seq, Some(990));
+    let s = h.wait_stats("4 replays", |s| s.rejected_for(RejectCode::Replay) == 4).await;
+    assert_eq!(s.accepted, 4);
+    assert_eq!(s.rejected_total(), 4);
+    let seqs: Vec<u64> = messages(&h, "sensor-4").await.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 1000, 30, 990]);
+    h.stop().await;
+}
+
+/// Seq 1..=200, then 800, then the backlog 201..=799 (what a client does
+/// when it reconnects and sends a fresh reading before its queue).
+fn backlog_order() -> Vec<u64> {
+    (1..=200).chain([800]).chain(201..=799).collect()
+}
+
+/// Publish `seqs` in order (QoS 1) and wait until all were handled.
+async fn publish_seqs(h: &Harness, c: &TestClient, dev: &Device, seqs: &[u64], accepted_before: u64) -> tfmprov_aggregator::Stats {
+    let msgs: Vec<Vec<u8>> = seqs.iter().map(|&s| dev.sign_fast(s, format!("m{s}").as_bytes())).collect();
+    for m in msgs {
+        c.publish(&dev.data_topic(), m, QoS::AtLeastOnce).await;
+    }
+    let want = accepted_before + seqs.len() as u64;
+    h.wait_stats("every message handled", |s| s.accepted + s.rejected_total() >= want).await
+}
+
+/// No report arrives on the errors topic within a short wait.
+async fn assert_no_report(c: &mut TestClient) {
+    if let Some(p) = c.recv(std::time::Duration::from_millis(500)).await {
+        let r = tfmprov_cose::ErrorReport::from_cbor(&p.payload);
+        panic!("unexpected report on {}: {r:?}", p.topic);
+    }
+}
+
+async fn backlog_after_a_newer_message_is_all_stored(kind: BrokerKind) {
+    let h = Harness::start(kind).await;
+    let dev = h.pki.device("backlog-1");
+    h.register(&dev).await.unwrap();
+    let mut c = h.client("backlog-1").await;
+    c.subscribe(&dev.errors_topic()).await;
+    let s = publish_seqs(&h, &c, &dev, &backlog_order(), 0).await;
+    assert_eq!((s.accepted, s.rejected_total()), (800, 0), "{s:?}");
+    assert_no_report(&mut c).await;
+    let mut seqs: Vec<u64> = messages(&h, "backlog-1").await.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs.len(), 800);
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=800).collect::<Vec<_>>());
+
+    // True duplicates are still refused: below the window (5, 300), inside it (790, 800).
+    for seq in [5u64, 300, 790, 800] {
+        c.publish(&dev.data_topic(), dev.sign_fast(seq, b"again"), QoS::AtLeastOnce).await;
+        let (_, r) = c.next_error().await;
+        assert_eq!((r.reject_code(), r.seq), (Some(RejectCode::Replay), Some(seq)));
+    }
+    let s = h.wait_stats("4 replays", |s| s.rejected_for(RejectCode::Replay) == 4).await;
+    assert_eq!(s.accepted, 800);
+    assert_eq!(messages(&h, "backlog-1").await.len(), 800);
+    h.stop().await;
+}
+
+/// The aggregator restarts between the newer message and the backlog.
+async fn backlog_after_a_restart_is_all_stored(kind: BrokerKind) {
+    let mut h = Harness::start(kind).await;
+    let dev = h.pki.device("backlog-2");
+    h.register(&dev).await.unwrap();
+    let order = backlog_order();
+    {
+        let c = h.client("backlog-2").await;
+        let s = publish_seqs(&h, &c, &dev, &order[..201], 0).await;
+        assert_eq!((s.accepted, s.rejected_total()), (201, 0), "{s:?}");
+    }
+    h.restart().await;
+    let mut c = h.client("backlog-2b").await;
+    c.subscribe(&dev.errors_topic()).await;
+    let s = publish_seqs(&h, &c, &dev, &order[201..], 0).await;
+    assert_eq!((s.accepted, s.rejected_total()), (599, 0), "{s:?}");
+    assert_no_report(&mut c).await;
+    // And across the restart, a replay of the first part is still refused.
+    c.publish(&dev.data_topic(), dev.sign_fast(100, b"again"), QoS::AtLeastOnce).await;
+    let (_, r) = c.next_error().await;
+    assert_eq!((r.reject_code(), r.seq), (Some(RejectCode::Replay), Some(100)));
+    assert_eq!(messages(&h, "backlog-2").await.len(), 800);
+    h.stop().await;
+}
+
+/// A configured horizon refuses older seqs unseen, with code 11 (not 6).
+async fn seq_beyond_the_horizon_has_its_own_code(kind: BrokerKind) {
+    let h = Harness::start_with(kind, |cfg| cfg.replay_horizon = 1000).await;
+    let dev = h.pki.device("horizon-1");
+    h.register(&dev).await.unwrap();
+    let mut c = h.client("horizon-1").await;
+    c.subscribe(&dev.errors_topic()).await;
+    c.publish(&dev.data_topic(), dev.sign(5000, b"new"), QoS::AtLeastOnce).await;
+    h.wait_stats("1 accepted", |s| s.accepted == 1).await;
+    // 1000 below: at the horizon, accepted.
+    c.publish(&dev.data_topic(), dev.sign(4000, b"at the horizon"), QoS::AtLeastOnce).await;
+    h.wait_stats("2 accepted", |s| s.accepted == 2).await;
+    c.publish(&dev.data_topic(), dev.sign(3999, b"beyond"), QoS::AtLeastOnce).await;
+    let (_, r) = c.next_error().await;
+    assert_eq!(r.reject_code(), Some(RejectCode::SeqTooOld), "{r:?}");
+    assert_eq!(r.reason, "seq beyond the replay horizon");
+    assert_eq!((r.code, r.seq, r.kid.as_deref()), (11, Some(3999), Some(&dev.kid[..])));
+    let s = h.wait_stats("1 refused", |s| s.rejected_for(RejectCode::SeqTooOld) == 1).await;
+    assert_eq!((s.accepted, s.rejected_total()), (2, 1));
     h.stop().await;
 }
 
@@ -419,5 +537,72 @@ async fn burst_from_many_devices_is_all_accepted(kind: BrokerKind) {
         assert_eq!(messages(&h, &d.id).await.len(), per as usize);
     }
     drop(clients);
+    h.stop().await;
+}
+
+/// `GET /metrics`: the counts of what happened, in the Prometheus text
+/// format (OpenMetrics 1.0), parsed by the strict OpenMetrics parser of the
+/// Python `prometheus_client` (not ours).
+async fn metrics_page_counts_what_happened(kind: BrokerKind) {
+    let h = Harness::start(kind).await;
+    let dev = h.pki.device("metered-1");
+    h.register(&dev).await.unwrap();
+    h.register(&dev).await.unwrap(); // unchanged
+    let other = Pki::new("other").device("metered-2");
+    assert!(h.register(&other).await.is_err()); // refused
+    let mut c = h.client("metered-1").await;
+    c.subscribe(&dev.errors_topic()).await;
+    let m = dev.sign(1, b"one");
+    c.publish(&dev.data_topic(), m.clone(), QoS::AtLeastOnce).await;
+    c.publish(&dev.data_topic(), dev.sign(2, b"two"), QoS::AtLeastOnce).await;
+    h.wait_stats("2 accepted", |s| s.accepted == 2).await;
+    c.publish(&dev.data_topic(), m, QoS::AtLeastOnce).await;
+    c.next_error().await;
+    h.wait_stats("1 replay", |s| s.rejected_for(RejectCode::Replay) == 1).await;
+
+    let url = format!("{}/metrics", h.base);
+    let (ctype, page) = tokio::task::spawn_blocking(move || {
+        let mut resp = ureq::get(&url).call().expect("GET /metrics");
+        let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        (ctype, resp.body_mut().read_to_string().expect("body"))
+    })
+    .await
+    .unwrap();
+    assert!(ctype.starts_with("application/openmetrics-text; version=1.0.0"), "{ctype}");
+    for line in [
+        "tfmprov_aggregator_messages_accepted_total 2",
+        "tfmprov_aggregator_messages_rejected_total{code=\"6\",reason=\"replay or duplicate\"} 1",
+        "tfmprov_aggregator_messages_rejected_total{code=\"11\",reason=\"seq beyond the replay horizon\"} 0",
+        "tfmprov_aggregator_registrations_total{result=\"created\"} 1",
+        "tfmprov_aggregator_registrations_total{result=\"unchanged\"} 1",
+        "tfmprov_aggregator_registrations_total{result=\"refused\"} 1",
+        "tfmprov_aggregator_ingest_latency_seconds_count 2",
+        "tfmprov_aggregator_queue_depth{queue=\"write\"} 0",
+        "# TYPE tfmprov_aggregator_ingest_latency_seconds histogram",
+    ] {
+        assert!(page.lines().any(|l| l == line), "missing {line:?} in\n{page}");
+    }
+    // An independent parser reads every family and agrees on the numbers.
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
+acc = [s.value for s in fams["tfmprov_aggregator_messages_accepted"].samples if s.name.endswith("_total")]
+rej = {s.labels["code"]: s.value for s in fams["tfmprov_aggregator_messages_rejected"].samples if s.name.endswith("_total")}
+print(fams["tfmprov_aggregator_ingest_latency_seconds"].type, int(acc[0]), int(rej["6"]), len(rej))
+"#;
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the venv python (tests/host/requirements.txt)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), page.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "prometheus_client parser: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("histogram 2 1 {}", RejectCode::ALL.len()));
     h.stop().await;
 }

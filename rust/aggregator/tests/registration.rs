@@ -187,9 +187,9 @@ async fn bad_configuration_is_refused() {
     let mut cfg = config(state.path(), "no certificate here", embedded.clone());
     assert!(matches!(Aggregator::start(cfg.clone()).await, Err(Error::Config(_))));
     cfg.ca_root_pem = pki.root.pem.clone();
-    cfg.replay_window = 129;
+    cfg.replay_horizon = 0;
     assert!(matches!(Aggregator::start(cfg.clone()).await, Err(Error::Config(_))));
-    cfg.replay_window = 64;
+    cfg.replay_horizon = 1000;
     cfg.max_message = 1 << 20;
     assert!(matches!(Aggregator::start(cfg.clone()).await, Err(Error::Config(_))));
     cfg.max_message = 16 * 1024;

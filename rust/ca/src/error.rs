@@ -98,9 +98,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The SQLite log failed.
+    /// The log's database (SQLite or PostgreSQL) failed.
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] tfmprov_db::DbError),
     /// Building or encoding a certificate failed (an internal error, not bad input).
     #[error("certificate encoding error: {0}")]
     Encoding(String),

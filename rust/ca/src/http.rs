@@ -8,6 +8,7 @@
 //! | GET | `/.well-known/est/cacerts` | | 200 `application/pkcs7-mime`, base64 of PKCS#7 certs-only (intermediate, root) |
 //! | POST | `/.well-known/est/simpleenroll` | base64 of DER PKCS#10 (`application/pkcs10`) | 200 `application/pkcs7-mime; smime-type=certs-only`, base64 of PKCS#7 certs-only (the leaf) |
 //! | GET | `/healthz` | | 200 `ok` |
+//! | GET | `/metrics` | | 200 OpenMetrics 1.0 text (Prometheus scrapes it): `tfmprov_ca_certificates_issued_total{rekey}`, `tfmprov_ca_requests_failed_total{outcome}` |
 //!
 //! Errors: 400 with the refusal reason as `text/plain`, 413 for bodies over 64 KiB,
 //! 500 `internal error` (details in the log).
@@ -62,6 +63,12 @@ pub fn router(ca: Arc<Ca>) -> Router {
         .route("/.well-known/est/cacerts", get(est_cacerts))
         .route("/.well-known/est/simpleenroll", post(est_simpleenroll))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(|State(ca): State<Arc<Ca>>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], ca.metrics_text())
+            }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ca)
 }

@@ -8,7 +8,7 @@
 //!
 //! * [`Ca`]: the library (open/create the state, sign, query the log);
 //! * [`serve`] / [`router`]: the HTTP API (`/v1/csr`, `/v1/ca`, `/v1/devices`,
-//!   EST `/.well-known/est/cacerts` + `simpleenroll`, `/healthz`);
+//!   EST `/.well-known/est/cacerts` + `simpleenroll`, `/healthz`, `/metrics`);
 //! * [`client`]: a blocking HTTP client for the `tfmprov` CLI.
 //!
 //! State directory layout: see [`store`] constants (`root_cert.pem`, `root_key.pem`,
@@ -24,6 +24,7 @@ mod csr;
 mod db;
 mod error;
 mod http;
+mod metrics;
 pub mod store;
 
 use std::path::PathBuf;
@@ -75,6 +76,9 @@ pub struct CaConfig {
     /// CAs to import when the state directory holds none yet. Given with an existing
     /// state, they must be the same certificates, else [`Error::State`].
     pub import: Option<ImportedCas>,
+    /// Where the log goes: `ca.sqlite` in the state directory (default) or
+    /// PostgreSQL. The keys and certificates stay in the state directory.
+    pub database: tfmprov_db::DbChoice,
 }
 
 impl CaConfig {
@@ -84,6 +88,7 @@ impl CaConfig {
             state_dir: state_dir.into(),
             validity_days: DEFAULT_VALIDITY_DAYS,
             import: None,
+            database: tfmprov_db::DbChoice::Sqlite,
         }
     }
 }
@@ -114,6 +119,7 @@ pub struct Ca {
     intermediate_key: SigningKey,
     has_root_key: bool,
     db: db::Db,
+    metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for Ca {
@@ -148,7 +154,7 @@ impl Ca {
             )));
         }
         let state = store::open_or_create(&cfg.state_dir, cfg.import.as_ref())?;
-        let db = db::Db::open(&cfg.state_dir.join(store::DB_FILE))?;
+        let db = db::Db::open(&cfg.database, &cfg.state_dir, store::DB_FILE)?;
         Ok(Ca {
             validity_days: cfg.validity_days,
             state_dir: cfg.state_dir.clone(),
@@ -157,7 +163,13 @@ impl Ca {
             intermediate_key: state.intermediate_key,
             has_root_key: state.has_root_key,
             db,
+            metrics: metrics::Metrics::new(),
         })
+    }
+
+    /// Counters since start in the Prometheus text format (`GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.text()
     }
 
     /// The state directory.
@@ -237,7 +249,10 @@ impl Ca {
             }
         };
         match self.issue(&checked, source) {
-            Ok(issued) => Ok(issued),
+            Ok(issued) => {
+                self.metrics.issued(issued.rekey);
+                Ok(issued)
+            }
             Err(err) => {
                 tracing::error!(source, cn = %checked.cn, error = %err, "issuing failed");
                 let hash = spki_sha256(&checked.spki_der);
@@ -312,6 +327,7 @@ impl Ca {
         device_id: Option<&str>,
         spki_hash: Option<&str>,
     ) {
+        self.metrics.failed(outcome);
         if let Err(e) =
             self.db
                 .record_failure(unix_now(), source, outcome, reason, device_id, spki_hash)

@@ -216,6 +216,7 @@ fn import_openssl_cas_and_issue() {
         state_dir: state.clone(),
         validity_days: 30,
         import: Some(imported.clone()),
+        database: tfmprov_db::DbChoice::Sqlite,
     };
     let ca = Ca::open_or_create(&cfg).unwrap();
     assert!(ca.has_root_key());
@@ -278,6 +279,7 @@ fn import_with_offline_root() {
         state_dir: state.clone(),
         validity_days: 30,
         import: Some(imported),
+        database: tfmprov_db::DbChoice::Sqlite,
     };
     let ca = Ca::open_or_create(&cfg).unwrap();
     assert!(!ca.has_root_key());
@@ -304,6 +306,7 @@ fn import_refuses_an_intermediate_not_signed_by_the_root() {
         state_dir: tmp.path().join("state"),
         validity_days: 30,
         import: Some(imp),
+        database: tfmprov_db::DbChoice::Sqlite,
     })
     .unwrap_err();
     assert!(matches!(err, Error::State { .. }), "{err}");
@@ -335,6 +338,7 @@ fn import_refuses_a_key_that_is_not_p256() {
         state_dir: tmp.path().join("state"),
         validity_days: 30,
         import: Some(imp),
+        database: tfmprov_db::DbChoice::Sqlite,
     })
     .unwrap_err();
     assert!(matches!(err, Error::State { .. }), "{err}");

@@ -186,6 +186,23 @@ fn refusals_are_400_with_a_reason_and_logged() {
     assert_eq!(log[0].device_id.as_deref(), Some("dev-1"));
     assert!(log[6].reason.as_deref().unwrap().contains("too large"));
 
+    // /metrics counts the same, and issues nothing: 8 refused, 0 issued.
+    let (status, ct, page) = get(&format!("{}/metrics", server.base));
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
+    for line in [
+        "# TYPE tfmprov_ca_certificates_issued counter",
+        "tfmprov_ca_requests_failed_total{outcome=\"refused\"} 8",
+        "tfmprov_ca_requests_failed_total{outcome=\"error\"} 0",
+        "tfmprov_ca_certificates_issued_total{rekey=\"false\"} 0",
+        "# EOF",
+    ] {
+        assert!(page.lines().any(|l| l == line), "missing {line:?} in\n{page}");
+    }
+    post(&url, "application/pkcs10", &p256_csr(tmp.path(), "/CN=dev-ok"));
+    let (_, _, page) = get(&format!("{}/metrics", server.base));
+    assert!(page.lines().any(|l| l == "tfmprov_ca_certificates_issued_total{rekey=\"false\"} 1"), "{page}");
+
     // Unknown path and wrong method.
     assert_eq!(get(&format!("{}/v1/nothing", server.base)).0, 404);
     assert_eq!(get(&url).0, 405);

@@ -40,6 +40,7 @@ pub fn serve_ca(
     validity_days: u32,
     import_root: Option<Vec<PathBuf>>,
     import_intermediate: Option<Vec<PathBuf>>,
+    database: tfmprov_aggregator::DbChoice,
 ) -> Result<()> {
     let import = match (import_root, import_intermediate) {
         (None, None) => None,
@@ -57,7 +58,7 @@ pub fn serve_ca(
         }
         (Some(_), None) => bail!("--import-root needs --import-intermediate KEY CERT too"),
     };
-    let cfg = tfmprov_ca::CaConfig { state_dir: state, validity_days, import };
+    let cfg = tfmprov_ca::CaConfig { state_dir: state, validity_days, import, database };
     let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&cfg).context("opening the CA")?);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -103,6 +104,21 @@ pub struct AggregatorArgs {
     /// The cloud certificate chain (PEM) for --cloud-key.
     #[arg(long, requires = "cloud_key")]
     pub cloud_cert: Option<PathBuf>,
+    /// Refuse (code 11) a message whose seq is more than this below its key's
+    /// newest accepted seq. Replay detection is exact regardless.
+    #[arg(long, default_value_t = tfmprov_aggregator::DEFAULT_REPLAY_HORIZON)]
+    pub replay_horizon: u64,
+    /// Run as a member of this group of instances on one database and one
+    /// external broker (MQTT shared subscriptions; docs/deploy.md). Needs --instance.
+    #[arg(long, requires = "instance")]
+    pub share_group: Option<String>,
+    /// This instance's name (stable across its restarts, unique in the group).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// The database: `sqlite` (aggregator.sqlite in --state) or postgres://USER@HOST:PORT/DB
+    /// (a URL with a password is better given in the environment).
+    #[arg(long, env = "TFMPROV_AGGREGATOR_DB", default_value = "sqlite", hide_env_values = true)]
+    pub db: String,
 }
 
 impl AggregatorArgs {
@@ -122,6 +138,10 @@ impl AggregatorArgs {
             _ => tfmprov_aggregator::CloudIdentity::None,
         };
         cfg.topic_prefix = self.topic_prefix.clone();
+        cfg.replay_horizon = self.replay_horizon;
+        cfg.share_group = self.share_group.clone();
+        cfg.database = tfmprov_aggregator::DbChoice::parse(&self.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
+        cfg.instance = self.instance.clone();
         Ok(cfg)
     }
 }

@@ -92,6 +92,10 @@ enum CaCommand {
         /// Import an intermediate CA on first start: KEY.pem CERT.pem.
         #[arg(long, num_args = 2, value_names = ["KEY", "CERT"])]
         import_intermediate: Option<Vec<PathBuf>>,
+        /// The log's database: `sqlite` (ca.sqlite in --state) or postgres://USER@HOST:PORT/DB
+        /// (a URL with a password is better given in the environment).
+        #[arg(long, env = "TFMPROV_CA_DB", default_value = "sqlite", hide_env_values = true)]
+        db: String,
     },
 }
 
@@ -294,6 +298,10 @@ struct FactoryArgs {
     known_3: Option<String>,
 }
 
+fn tfmprov_db_choice(s: &str) -> Result<tfmprov_aggregator::DbChoice> {
+    tfmprov_aggregator::DbChoice::parse(s).map_err(|e| anyhow::anyhow!("--db: {e}"))
+}
+
 fn parse_id(s: &str) -> Result<u32, String> {
     let v = tfmprov_device::shell::parse_id(s).map_err(|e| e.to_string())?;
     u32::try_from(v).map_err(|_| format!("{s} does not fit in 32 bits"))
@@ -359,8 +367,9 @@ fn run(cli: Cli) -> Result<bool> {
             })?;
             Ok(true)
         }
-        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate }) => {
-            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate)?;
+        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate, db }) => {
+            let db = tfmprov_db_choice(&db)?;
+            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate, db)?;
             Ok(true)
         }
         Command::Aggregator(AggregatorCommand::Serve(a)) => {

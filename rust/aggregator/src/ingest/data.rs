@@ -6,8 +6,9 @@
 //!    replay pre-check (as RFC 4303 3.4.3 does before the ICV check, so
 //!    replayed traffic costs no signature verification).
 //! 2. [`verify`] (worker pool): ES256 with *ring* over the ToBeSigned bytes.
-//! 3. [`apply`] (writer thread, inside the batch transaction): revocation
-//!    re-check, authoritative replay check + window update, insert.
+//! 3. [`check`] (writer thread, inside the batch transaction): revocation
+//!    re-check, window and horizon again + window update; then the batch's
+//!    insert, the authority on replays (`UNIQUE (device_id, kid, seq)`).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use tfmprov_cose::{parse_data, Error as CoseError, Kid, RejectCode, SignedData};
 
 use super::{KeyId, Rejection, Shared, Ticket};
+use crate::store::NewMessage;
 use crate::registry::DeviceEntry;
 
 /// A parsed message waiting for signature verification.
@@ -51,9 +53,7 @@ pub(crate) fn prepare(
     if kid != device.kid {
         return Err(with(RejectCode::KidMismatch));
     }
-    if shared.replay_precheck(device_id, &KeyId::Key(kid), seq).is_err() {
-        return Err(with(RejectCode::Replay));
-    }
+    shared.replay_precheck(device_id, &KeyId::Key(kid), seq).map_err(with)?;
     Ok(Job { ticket, device_id: device_id.to_owned(), device, signed, received_at })
 }
 
@@ -80,26 +80,27 @@ pub(crate) fn verify(job: Job) -> Result<Verified, (Ticket, String, Rejection)> 
     }
 }
 
-/// Step 3 (writer, inside the transaction): `Ok(())` = stored.
-pub(crate) fn apply(
+/// Step 3 (writer, inside the batch): everything in memory (revocation, kid,
+/// window and horizon). `Ok` is the row to insert; the batch inserts its rows
+/// together, and the unique key then decides (see `super::try_batch`).
+pub(crate) fn check<'a>(
     shared: &Shared,
-    tx: &rusqlite::Transaction<'_>,
-    v: &Verified,
+    v: &'a Verified,
     undo: &mut super::WindowUndo,
-) -> Result<Result<(), Rejection>, rusqlite::Error> {
+) -> Result<NewMessage<'a>, Rejection> {
     let with = |code| Rejection { code, kid: Some(KeyId::Key(v.kid)), seq: Some(v.seq) };
     match shared.registry.get(&v.device_id) {
-        Some(d) if d.revoked => return Ok(Err(with(RejectCode::Revoked))),
-        Some(d) if d.kid != v.kid => return Ok(Err(with(RejectCode::KidMismatch))),
-        None => return Ok(Err(with(RejectCode::UnknownDevice))),
+        Some(d) if d.revoked => return Err(with(RejectCode::Revoked)),
+        Some(d) if d.kid != v.kid => return Err(with(RejectCode::KidMismatch)),
+        None => return Err(with(RejectCode::UnknownDevice)),
         Some(_) => {}
     }
-    if shared.replay_accept(&v.device_id, &KeyId::Key(v.kid), v.seq, undo).is_err() {
-        return Ok(Err(with(RejectCode::Replay)));
-    }
-    if !crate::store::insert_message(tx, &v.device_id, &v.kid, v.seq, v.received_at, &v.payload)? {
-        // Already stored (a window lost with an older state file): still a duplicate.
-        return Ok(Err(with(RejectCode::Replay)));
-    }
-    Ok(Ok(()))
+    shared.replay_accept(&v.device_id, &KeyId::Key(v.kid), v.seq, undo).map_err(with)?;
+    Ok(NewMessage {
+        device_id: &v.device_id,
+        kid: KeyId::Key(v.kid),
+        seq: v.seq,
+        received_at: v.received_at,
+        payload: &v.payload,
+    })
 }

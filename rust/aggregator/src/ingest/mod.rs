@@ -33,15 +33,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tfmprov_cose::{parse_topic, topic, ErrorReport, Kid, Kind, RejectCode, Replay, ReplayWindow};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub(crate) use ack::{AckTracker, Ticket};
 
+use tfmprov_db::{Db, DbError};
 use crate::registry::Registry;
 use crate::sessions::Sessions;
-use crate::stats::Counters;
+use crate::stats::{Counters, Queue};
 
 /// Largest number of messages written in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -147,14 +147,21 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub prefix: String,
     pub max_message: usize,
-    pub replay_window: u64,
+    /// How far below a key's newest accepted seq a message may be (see
+    /// [`crate::Config::replay_horizon`]).
+    pub replay_horizon: u64,
     pub sessions: Arc<Sessions>,
     windows: Mutex<HashMap<String, HashMap<KeyId, ReplayWindow>>>,
     acks: Mutex<AckTracker>,
     out: UnboundedSender<Out>,
     pub report_backlog: AtomicUsize,
+    /// Verified messages sent to the writer and not yet taken by it.
+    write_queued: AtomicUsize,
     /// How long an early sealed message waits for its session message.
     pub early_sealed_wait: Duration,
+    /// One of several instances (a share group): another instance may be
+    /// storing any session of any device right now.
+    pub multi_instance: bool,
     parked: Mutex<Parked>,
 }
 
@@ -181,10 +188,11 @@ impl Shared {
         counters: Arc<Counters>,
         prefix: String,
         max_message: usize,
-        replay_window: u32,
+        replay_horizon: u64,
         windows: HashMap<(String, KeyId), ReplayWindow>,
         sessions: Arc<Sessions>,
         early_sealed_wait: Duration,
+        multi_instance: bool,
         out: UnboundedSender<Out>,
     ) -> Shared {
         let mut w: HashMap<String, HashMap<KeyId, ReplayWindow>> = HashMap::new();
@@ -196,13 +204,15 @@ impl Shared {
             counters,
             prefix,
             max_message,
-            replay_window: u64::from(replay_window),
+            replay_horizon,
             sessions,
             windows: Mutex::new(w),
             acks: Mutex::new(AckTracker::new(out.clone())),
             out,
             report_backlog: AtomicUsize::new(0),
+            write_queued: AtomicUsize::new(0),
             early_sealed_wait,
+            multi_instance,
             parked: Mutex::new(Parked::default()),
         }
     }
@@ -249,27 +259,45 @@ impl Shared {
         take.into_iter().map(|e| (e.payload, e.received_at)).collect()
     }
 
-    /// Reject (UnknownSession) the held sealed messages whose wait is over,
-    /// or all of them (`all`, at shutdown).
-    pub(crate) fn expire_parked(&self, all: bool) {
+    /// Take the held sealed messages whose wait is over, or all of them
+    /// (`all`): (device id, session id, seq, payload, received at).
+    fn take_expired(&self, all: bool) -> Vec<(String, EarlySealed)> {
         let now = std::time::Instant::now();
-        let mut expired = Vec::new();
-        {
-            let mut p = self.parked();
-            let mut n = 0;
-            p.by_device.retain(|id, list| {
-                let (gone, keep): (Vec<_>, Vec<_>) =
-                    std::mem::take(list).into_iter().partition(|e| all || e.deadline <= now);
-                n += gone.len();
-                expired.extend(gone.into_iter().map(|e| (id.clone(), e)));
-                *list = keep;
-                !list.is_empty()
-            });
-            p.total -= n;
-        }
-        for (id, e) in expired {
-            let r = Rejection { code: RejectCode::UnknownSession, kid: Some(KeyId::Session(e.session_id)), seq: Some(e.seq) };
-            self.reject(None, Some(&id), r);
+        self.take_parked(|e| all || e.deadline <= now)
+    }
+
+    /// Take the held sealed messages for which `due` holds.
+    fn take_parked(&self, due: impl Fn(&EarlySealed) -> bool) -> Vec<(String, EarlySealed)> {
+        let mut taken = Vec::new();
+        let mut p = self.parked();
+        let mut n = 0;
+        p.by_device.retain(|id, list| {
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(&due);
+            n += gone.len();
+            taken.extend(gone.into_iter().map(|e| (id.clone(), e)));
+            *list = keep;
+            !list.is_empty()
+        });
+        p.total -= n;
+        taken
+    }
+
+    /// Hold a taken message again (its wait is not over).
+    fn repark(&self, id: String, e: EarlySealed) {
+        let mut p = self.parked();
+        p.by_device.entry(id).or_default().push(e);
+        p.total += 1;
+    }
+
+    fn reject_parked(&self, id: &str, e: &EarlySealed) {
+        let r = Rejection { code: RejectCode::UnknownSession, kid: Some(KeyId::Session(e.session_id)), seq: Some(e.seq) };
+        self.reject(None, Some(id), r);
+    }
+
+    /// Reject (UnknownSession) every held sealed message (shutdown).
+    pub(crate) fn expire_all_parked(&self) {
+        for (id, e) in self.take_expired(true) {
+            self.reject_parked(&id, &e);
         }
     }
 
@@ -300,26 +328,39 @@ impl Shared {
         self.acks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The shared window check with the configured width (<= 128).
-    fn check(&self, w: &ReplayWindow, seq: u64) -> Result<(), Replay> {
+    /// What the window and the horizon say about `seq` (no change).
+    ///
+    /// The window answers exactly inside its 128 values: a set bit is a
+    /// proven duplicate, a clear bit (or a newer seq) is unseen. Below the
+    /// window it cannot tell, and nothing is refused on that ground: the
+    /// writer's insert (unique `(device, kid, seq)`) is the authority. Only a
+    /// seq more than `replay_horizon` below the newest is refused unseen, with
+    /// its own code.
+    fn check(&self, w: &ReplayWindow, seq: u64) -> Result<(), RejectCode> {
         if let Some(h) = w.highest() {
-            if seq <= h && h - seq >= self.replay_window {
-                return Err(Replay::TooOld);
+            if seq < h && h - seq > self.replay_horizon {
+                return Err(RejectCode::SeqTooOld);
             }
         }
-        w.check(seq)
+        match w.check(seq) {
+            Err(Replay::Duplicate) => Err(RejectCode::Replay),
+            Ok(()) | Err(Replay::BelowWindow) => Ok(()),
+        }
     }
 
-    /// Would `seq` pass the window now? (No change.)
-    pub(crate) fn replay_precheck(&self, id: &str, kid: &KeyId, seq: u64) -> Result<(), Replay> {
+    /// Could `seq` be new? (No change; the MQTT task's pre-check, so that a
+    /// replay inside the window costs no signature verification.)
+    pub(crate) fn replay_precheck(&self, id: &str, kid: &KeyId, seq: u64) -> Result<(), RejectCode> {
         match self.windows().get(id).and_then(|m| m.get(kid)) {
             Some(w) => self.check(w, seq),
             None => Ok(()),
         }
     }
 
-    /// Check and record `seq` (writer only); the old window goes to `undo`.
-    pub(crate) fn replay_accept(&self, id: &str, kid: &KeyId, seq: u64, undo: &mut WindowUndo) -> Result<(), Replay> {
+    /// Check and record `seq` in the window (writer only; the old window goes
+    /// to `undo`). `Ok` means "not refused by the window": the caller's
+    /// insert still decides whether it was seen.
+    pub(crate) fn replay_accept(&self, id: &str, kid: &KeyId, seq: u64, undo: &mut WindowUndo) -> Result<(), RejectCode> {
         let mut all = self.windows();
         let per_device = match all.get_mut(id) {
             Some(m) => m,
@@ -399,7 +440,8 @@ pub(crate) struct Pipeline {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The MQTT task's entry into the pipeline.
+/// The MQTT task's entry into the pipeline (and the expiry task's).
+#[derive(Clone)]
 pub(crate) struct Dispatcher {
     shared: Arc<Shared>,
     job_txs: Vec<tokio::sync::mpsc::Sender<Job>>,
@@ -417,7 +459,7 @@ fn shard(device_id: &str, n: usize) -> usize {
 impl Pipeline {
     pub(crate) fn start(
         shared: Arc<Shared>,
-        writer_db: Connection,
+        writer_db: Db,
         workers: usize,
     ) -> std::io::Result<(Pipeline, Dispatcher)> {
         let (write_tx, write_rx) = std::sync::mpsc::sync_channel::<Write>(WRITE_QUEUE);
@@ -457,6 +499,44 @@ impl Pipeline {
 }
 
 impl Dispatcher {
+    /// The depth of each internal queue now (for `/metrics`).
+    pub(crate) fn depths(&self) -> Vec<(Queue, usize)> {
+        let verify = self.job_txs.iter().map(|tx| tx.max_capacity() - tx.capacity()).sum();
+        let sh = &self.shared;
+        vec![
+            (Queue::Verify, verify),
+            (Queue::Write, sh.write_queued.load(Ordering::Relaxed)),
+            (Queue::Parked, sh.parked().total),
+            (Queue::Reports, sh.report_backlog.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Held sealed messages: the session message may have gone to another
+    /// instance sharing the database, so look there (then the message goes
+    /// on as if it had just arrived); a message whose wait is over and whose
+    /// session is not stored is rejected as UnknownSession and reported.
+    pub(crate) async fn expire_parked(&self) {
+        let sh = &self.shared;
+        let now = std::time::Instant::now();
+        // Alone, a held message waits for its session message (which
+        // unparks it) or its deadline. In a group, the session may be stored
+        // by another instance at any moment: look at every held message on
+        // each tick (there are few: at most MAX_PARKED).
+        let taken = if sh.multi_instance { sh.take_parked(|_| true) } else { sh.take_expired(false) };
+        for (id, e) in taken {
+            let sessions = sh.sessions.clone();
+            let (sid, dev) = (e.session_id, id.clone());
+            let stored = tokio::task::spawn_blocking(move || sessions.stored(&dev, sid)).await.unwrap_or(false);
+            if stored {
+                self.sealed(None, &id, &e.payload, e.received_at).await;
+            } else if e.deadline <= now {
+                sh.reject_parked(&id, &e);
+            } else {
+                sh.repark(id, e);
+            }
+        }
+    }
+
     /// Route one received publish (MQTT task). Waits only when the device's
     /// verify queue is full; everything rejected here never reaches a queue.
     pub(crate) async fn dispatch(&self, ticket: Ticket, topic_name: &str, payload: &[u8], received_at: i64) {
@@ -521,7 +601,9 @@ fn worker(mut rx: tokio::sync::mpsc::Receiver<Job>, tx: SyncSender<Write>, sh: A
         };
         match res {
             Ok(w) => {
+                sh.write_queued.fetch_add(1, Ordering::Relaxed);
                 if let Err(std::sync::mpsc::SendError(w)) = tx.send(w) {
+                    sh.write_queued.fetch_sub(1, Ordering::Relaxed);
                     sh.finish(ticket_of(&w).0, false);
                 }
             }
@@ -530,7 +612,7 @@ fn worker(mut rx: tokio::sync::mpsc::Receiver<Job>, tx: SyncSender<Write>, sh: A
     }
 }
 
-fn writer(mut db: Connection, rx: Receiver<Write>, sh: Arc<Shared>) {
+fn writer(db: Db, rx: Receiver<Write>, sh: Arc<Shared>) {
     while let Ok(first) = rx.recv() {
         // Take what is queued; while the batch is small, linger a little for
         // more: a commit costs about as much as dozens of rows.
@@ -549,7 +631,16 @@ fn writer(mut db: Connection, rx: Receiver<Write>, sh: Arc<Shared>) {
                 }
             }
         }
-        write_batch(&mut db, &sh, batch);
+        sh.write_queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        write_batch(&db, &sh, batch);
+    }
+}
+
+fn received_at(w: &Write) -> i64 {
+    match w {
+        Write::Data(v) => v.received_at,
+        Write::Session(v) => v.received_at,
+        Write::Sealed(v) => v.received_at,
     }
 }
 
@@ -563,7 +654,7 @@ fn ticket_of(w: &Write) -> (Ticket, &str) {
 
 /// Store a batch in one transaction; retried a few times on a database error,
 /// after which its messages are left unacknowledged (redelivered later).
-fn write_batch(db: &mut Connection, sh: &Shared, batch: Vec<Write>) {
+fn write_batch(db: &Db, sh: &Shared, batch: Vec<Write>) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=4 {
         let mut undo = Undo::default();
@@ -572,6 +663,12 @@ fn write_batch(db: &mut Connection, sh: &Shared, batch: Vec<Write>) {
                 prune_sessions(db, sh, &undo.sessions);
                 let accepted = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
                 sh.counters.accept(accepted);
+                let now = crate::store::now_ms();
+                for (w, o) in batch.iter().zip(&outcomes) {
+                    if o.is_ok() {
+                        sh.counters.stored_after(now - received_at(w));
+                    }
+                }
                 for (w, o) in batch.iter().zip(outcomes) {
                     let (ticket, id) = ticket_of(w);
                     match o {
@@ -596,37 +693,59 @@ fn write_batch(db: &mut Connection, sh: &Shared, batch: Vec<Write>) {
     }
 }
 
-fn try_batch(
-    db: &mut Connection,
-    sh: &Shared,
-    batch: &[Write],
-    undo: &mut Undo,
-) -> Result<Vec<Result<(), Rejection>>, rusqlite::Error> {
-    let tx = db.transaction()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for w in batch {
-        outcomes.push(match w {
-            Write::Data(v) => data::apply(sh, &tx, v, &mut undo.windows)?,
-            Write::Session(v) => session::apply(sh, &tx, v, undo)?,
-            Write::Sealed(v) => sealed::apply(sh, &tx, v, &mut undo.windows)?,
-        });
-    }
-    for (id, m) in undo.windows.iter() {
-        for kid in m.keys() {
-            if let Some(w) = sh.window(id, kid) {
-                crate::store::save_window(&tx, id, kid, &w)?;
+/// One transaction: sessions first-come in batch order (a sealed message
+/// later in the batch may use a session accepted earlier in it), every
+/// in-memory check, then all accepted rows in multi-row inserts, whose
+/// `ON CONFLICT DO NOTHING RETURNING` says which were new: a row not
+/// returned was stored before (by this instance or another) and is a Replay.
+fn try_batch(db: &Db, sh: &Shared, batch: &[Write], undo: &mut Undo) -> Result<Vec<Result<(), Rejection>>, DbError> {
+    db.transaction(|tx| {
+        let mut outcomes: Vec<Result<(), Rejection>> = Vec::with_capacity(batch.len());
+        let mut rows = Vec::new();
+        let mut at = Vec::new();
+        for (i, w) in batch.iter().enumerate() {
+            let checked = match w {
+                Write::Session(v) => {
+                    outcomes.push(session::apply(sh, tx, v, undo)?);
+                    continue;
+                }
+                Write::Data(v) => data::check(sh, v, &mut undo.windows),
+                Write::Sealed(v) => sealed::check(sh, v, &mut undo.windows),
+            };
+            match checked {
+                Ok(row) => {
+                    outcomes.push(Ok(()));
+                    rows.push(row);
+                    at.push(i);
+                }
+                Err(r) => outcomes.push(Err(r)),
             }
         }
-    }
-    tx.commit()?;
-    Ok(outcomes)
+        let inserted = crate::store::insert_messages(tx, &rows)?;
+        for ((i, row), new) in at.into_iter().zip(&rows).zip(inserted) {
+            if !new {
+                outcomes[i] = Err(Rejection { code: RejectCode::Replay, kid: Some(row.kid), seq: Some(row.seq) });
+            }
+        }
+        // In key order: instances sharing a PostgreSQL database then lock
+        // these rows in the same order and cannot deadlock on them.
+        let mut keys: Vec<(&String, Vec<u8>, &KeyId)> =
+            undo.windows.iter().flat_map(|(id, m)| m.keys().map(move |k| (id, k.to_vec(), k))).collect();
+        keys.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (id, _, kid) in keys {
+            if let Some(w) = sh.window(id, kid) {
+                crate::store::save_window(tx, id, kid, &w)?;
+            }
+        }
+        Ok(outcomes)
+    })
 }
 
 /// After a committed batch that accepted sessions: forget each such device's
 /// sessions beyond the newest [`crate::sessions::SESSIONS_KEPT`] (rows, replay
 /// windows, cached keys). A failure is logged and retried with the device's
 /// next session.
-fn prune_sessions(db: &mut Connection, sh: &Shared, accepted: &[(String, u32)]) {
+fn prune_sessions(db: &Db, sh: &Shared, accepted: &[(String, u32)]) {
     let mut seen = std::collections::HashSet::new();
     for (id, _) in accepted {
         if !seen.insert(id.as_str()) {
@@ -636,10 +755,7 @@ fn prune_sessions(db: &mut Connection, sh: &Shared, accepted: &[(String, u32)]) 
         if surplus.is_empty() {
             continue;
         }
-        let res = db.transaction().and_then(|tx| {
-            crate::store::delete_sessions(&tx, id, &surplus)?;
-            tx.commit()
-        });
+        let res = db.transaction(|tx| crate::store::delete_sessions(tx, id, &surplus));
         match res {
             Ok(()) => {
                 sh.sessions.forget(id, &surplus);

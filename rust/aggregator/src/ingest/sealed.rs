@@ -2,22 +2,25 @@
 //!
 //! 1. [`prepare`] (MQTT task, cheap): device known and not revoked, size,
 //!    profile (`parse_sealed`), session (device, session id) accepted or
-//!    pending, else: a session id above the device's newest one (a session
-//!    message may be on its way) is held for `early_sealed_wait`
+//!    pending or stored (by another instance too), else: a session id above
+//!    the device's newest one (in a share group: any; a session message may
+//!    be on its way, or stored by another instance) is held for `early_sealed_wait`
 //!    ([`Shared::park`]), any other is UnknownSession; replay pre-check in
 //!    the window of (device, session id).
 //! 2. [`open`] (worker): the session key (cache, pending session message, or
 //!    the `sessions` table unwrapped with the storage key; none:
 //!    UnknownSession), AES-128-GCM open (DecryptionFailed).
-//! 3. [`apply`] (writer, in the batch transaction): revocation, session
-//!    accepted (authoritative), window accept (Replay), insert into
-//!    `messages` with kid = the 4-byte session id (duplicate: Replay).
+//! 3. [`check`] (writer, in the batch transaction): revocation, session
+//!    accepted (authoritative), window and horizon (Replay / SeqTooOld),
+//!    then the batch's insert into `messages` with kid = the 4-byte session
+//!    id (already stored: Replay; the insert is the authority).
 //!
 //! Reported `kid`: the 4-byte session id; `seq`: the message's.
 
 use tfmprov_cose::{parse_sealed, Error as CoseError, RejectCode, SealedMessage};
 
 use super::{KeyId, Rejection, Shared, Ticket, WindowUndo};
+use crate::store::NewMessage;
 use crate::cloud::{aes128gcm_decrypt, CryptoFailed};
 
 /// A parsed sealed message waiting for decryption.
@@ -52,16 +55,16 @@ pub(crate) fn prepare(
     let key = KeyId::Session(msg.session_id);
     let with = |code| Rejection { code, kid: Some(key), seq: Some(msg.seq) };
     if !shared.sessions.known_or_pending(device_id, msg.session_id) {
+        // Alone, a session below the device's newest can no longer come;
+        // in a group, another instance may be storing it right now.
         let may_come = shared.sessions.cloud_kid().is_some()
-            && shared.sessions.last(device_id).is_none_or(|last| msg.session_id > last);
+            && (shared.multi_instance || shared.sessions.last(device_id).is_none_or(|last| msg.session_id > last));
         if may_come && shared.park(device_id, msg.session_id, msg.seq, raw, received_at) {
             return Ok(None);
         }
         return Err(with(RejectCode::UnknownSession));
     }
-    if shared.replay_precheck(device_id, &key, msg.seq).is_err() {
-        return Err(with(RejectCode::Replay));
-    }
+    shared.replay_precheck(device_id, &key, msg.seq).map_err(with)?;
     Ok(Some(Job { ticket, device_id: device_id.to_owned(), msg, received_at }))
 }
 
@@ -81,28 +84,20 @@ pub(crate) fn open(job: Job, shared: &Shared) -> Result<Verified, (Ticket, Strin
     }
 }
 
-/// Step 3 (writer, inside the transaction): `Ok(())` = stored.
-pub(crate) fn apply(
-    shared: &Shared,
-    tx: &rusqlite::Transaction<'_>,
-    v: &Verified,
-    undo: &mut WindowUndo,
-) -> Result<Result<(), Rejection>, rusqlite::Error> {
+/// Step 3 (writer, inside the batch): revocation, session accepted
+/// (authoritative, earlier in the same batch included), window and horizon.
+/// `Ok` is the row to insert (see `data::check`).
+pub(crate) fn check<'a>(shared: &Shared, v: &'a Verified, undo: &mut WindowUndo) -> Result<NewMessage<'a>, Rejection> {
     let key = KeyId::Session(v.session_id);
     let with = |code| Rejection { code, kid: Some(key), seq: Some(v.seq) };
     match shared.registry.get(&v.device_id) {
-        Some(d) if d.revoked => return Ok(Err(with(RejectCode::Revoked))),
-        None => return Ok(Err(with(RejectCode::UnknownDevice))),
+        Some(d) if d.revoked => return Err(with(RejectCode::Revoked)),
+        None => return Err(with(RejectCode::UnknownDevice)),
         Some(_) => {}
     }
     if !shared.sessions.is_known(&v.device_id, v.session_id) {
-        return Ok(Err(with(RejectCode::UnknownSession)));
+        return Err(with(RejectCode::UnknownSession));
     }
-    if shared.replay_accept(&v.device_id, &key, v.seq, undo).is_err() {
-        return Ok(Err(with(RejectCode::Replay)));
-    }
-    if !crate::store::insert_message(tx, &v.device_id, &key.to_vec(), v.seq, v.received_at, &v.plaintext)? {
-        return Ok(Err(with(RejectCode::Replay)));
-    }
-    Ok(Ok(()))
+    shared.replay_accept(&v.device_id, &key, v.seq, undo).map_err(with)?;
+    Ok(NewMessage { device_id: &v.device_id, kid: key, seq: v.seq, received_at: v.received_at, payload: &v.plaintext })
 }

@@ -15,7 +15,9 @@
 //! 3. [`apply`] (writer, in the batch transaction): revocation and kid again,
 //!    session id > the device's newest accepted one (StaleSession: also a
 //!    replayed older session message and a duplicate), insert into
-//!    `sessions`, key into the in-memory cache.
+//!    `sessions` on the condition that no equal or newer id is stored (the
+//!    authority when instances share the database; refused: StaleSession),
+//!    key into the in-memory cache.
 //!
 //! Reported `kid`: the Sign1 kid for KidMismatch / BadSignature / Revoked,
 //! the cloud kid named by the message for UnknownSession, the session id
@@ -123,10 +125,10 @@ pub(crate) fn open(job: Job, shared: &Shared) -> Result<Verified, (Ticket, Strin
 /// Step 3 (writer, inside the transaction): `Ok(())` = stored.
 pub(crate) fn apply(
     shared: &Shared,
-    tx: &rusqlite::Transaction<'_>,
+    tx: &tfmprov_db::Db,
     v: &Verified,
     undo: &mut Undo,
-) -> Result<Result<(), Rejection>, rusqlite::Error> {
+) -> Result<Result<(), Rejection>, tfmprov_db::DbError> {
     let with = |code, kid| Ok(Err(Rejection { code, kid: Some(kid), seq: None }));
     match shared.registry.get(&v.device_id) {
         Some(d) if d.revoked => return with(RejectCode::Revoked, KeyId::Key(v.device_kid)),

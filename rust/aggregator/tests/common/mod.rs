@@ -296,8 +296,28 @@ impl Drop for Mosquitto {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BrokerKind {
+    /// mosquitto, SQLite.
     Mosquitto,
+    /// The embedded rumqttd, SQLite.
     Embedded,
+    /// mosquitto, and PostgreSQL (a fresh database on the test server).
+    Postgres,
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+pub use tfmprov_db::testing::PgServer;
+
+/// Rows of `sql` on a PostgreSQL database (run on a plain thread: the
+/// blocking client cannot run inside the test's runtime).
+pub fn pg_query<T: Send + 'static>(url: &str, sql: &str, f: impl Fn(&postgres::Row) -> T + Send + 'static) -> Vec<T> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.query(sql.as_str(), &[]).expect("query").iter().map(f).collect()
+    })
+    .join()
+    .expect("query thread")
 }
 
 /// An aggregator on a broker of `kind`, with a test PKI whose root it trusts.
@@ -305,6 +325,8 @@ pub struct Harness {
     pub kind: BrokerKind,
     pub agg: Option<Running>,
     pub mosq: Option<Mosquitto>,
+    /// The PostgreSQL server and this harness's database URL ([`BrokerKind::Postgres`]).
+    pub pg: Option<(PgServer, String)>,
     pub pki: Pki,
     pub state: tempfile::TempDir,
     pub base: String,
@@ -330,17 +352,25 @@ impl Harness {
     /// An aggregator trusting `pki`'s root, with `tweak` applied to its config.
     pub async fn start_full(kind: BrokerKind, pki: Pki, tweak: impl FnOnce(&mut Config)) -> Harness {
         let state = tempfile::tempdir().expect("tempdir");
-        let mosq = (kind == BrokerKind::Mosquitto).then(Mosquitto::start);
+        let mosq = (kind != BrokerKind::Embedded).then(Mosquitto::start);
+        let pg = (kind == BrokerKind::Postgres).then(|| {
+            let server = PgServer::get();
+            let url = server.fresh_database();
+            (server, url)
+        });
         let broker = match &mosq {
             Some(m) => BrokerChoice::External { url: m.url(), ca_file: None, client_cert: None },
             None => BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() },
         };
         let mut cfg = config(state.path(), &pki.root.pem, broker);
+        if let Some((_, url)) = &pg {
+            cfg.database = tfmprov_aggregator::DbChoice::Postgres(url.clone());
+        }
         tweak(&mut cfg);
         let agg = Aggregator::start(cfg).await.expect("aggregator starts");
         let base = format!("http://{}", agg.http_addr());
         let broker = agg.mqtt_addr();
-        Harness { kind, agg: Some(agg), mosq, pki, state, base, broker }
+        Harness { kind, agg: Some(agg), mosq, pg, pki, state, base, broker }
     }
 
     pub fn agg(&self) -> &Running {
@@ -363,11 +393,38 @@ impl Harness {
             None => BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() },
         };
         let mut cfg = config(self.state.path(), &self.pki.root.pem, broker);
+        if let Some((_, url)) = &self.pg {
+            cfg.database = tfmprov_aggregator::DbChoice::Postgres(url.clone());
+        }
         tweak(&mut cfg);
         let agg = Aggregator::start(cfg).await.expect("aggregator restarts");
         self.base = format!("http://{}", agg.http_addr());
         self.broker = agg.mqtt_addr();
         self.agg = Some(agg);
+    }
+
+    /// The first two columns of `sql`'s rows as blobs (SQLite file or PostgreSQL).
+    pub fn query_blob_pairs(&self, sql: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match &self.pg {
+            Some((_, url)) => pg_query(url, sql, |r| (r.get(0), r.get(1))),
+            None => self.sqlite().prepare(sql).unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap(),
+        }
+    }
+
+    /// The first column of `sql`'s rows as integers.
+    pub fn query_ints(&self, sql: &str) -> Vec<i64> {
+        match &self.pg {
+            Some((_, url)) => pg_query(url, sql, |r| r.get(0)),
+            None => self.sqlite().prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap(),
+        }
+    }
+
+    fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.state.path().join(tfmprov_aggregator::DB_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the SQLite file")
     }
 
     pub async fn register(&self, dev: &Device) -> Result<(), tfmprov_aggregator::Error> {

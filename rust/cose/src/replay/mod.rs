@@ -1,18 +1,22 @@
 //! Sliding anti-replay window (RFC 4303 section 3.4.3 style), one per
 //! (device, key id) on the server. Pure logic: the caller checks, verifies
-//! the message, and only then accepts.
+//! the message, and only then accepts. The window is a fast path, exact
+//! inside its width; below it, only the server's store can tell.
 
 /// Width of the window: a `seq` up to 127 below the highest accepted one is
 /// still accepted once.
 pub const REPLAY_WINDOW_BITS: u64 = 128;
 
-/// Why a `seq` is refused.
+/// What the window can say against a `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replay {
     /// This `seq` was already accepted.
     Duplicate,
-    /// This `seq` is [`REPLAY_WINDOW_BITS`] or more below the highest accepted one.
-    TooOld,
+    /// This `seq` is [`REPLAY_WINDOW_BITS`] or more below the highest
+    /// accepted one: the window no longer knows whether it was seen. This is
+    /// *not* a replay verdict; the server asks its store (where
+    /// `(device, kid, seq)` is unique) before refusing anything.
+    BelowWindow,
 }
 
 /// The window: the highest accepted `seq` and a bitmap of the 128 values at
@@ -70,7 +74,7 @@ impl ReplayWindow {
         }
         let off = h - seq;
         if off >= REPLAY_WINDOW_BITS {
-            return Err(Replay::TooOld);
+            return Err(Replay::BelowWindow);
         }
         if self.bitmap & (1u128 << off) != 0 {
             Err(Replay::Duplicate)

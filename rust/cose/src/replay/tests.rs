@@ -19,7 +19,7 @@ fn first_message_may_be_any_value() {
     w.accept(u64::MAX);
     assert_eq!(w.check(u64::MAX), Err(Replay::Duplicate));
     assert_eq!(w.check(u64::MAX - 127), Ok(()));
-    assert_eq!(w.check(u64::MAX - 128), Err(Replay::TooOld));
+    assert_eq!(w.check(u64::MAX - 128), Err(Replay::BelowWindow));
 }
 
 #[test]
@@ -38,8 +38,8 @@ fn edges_of_the_window() {
     let mut w = ReplayWindow::new();
     w.accept(1000);
     assert_eq!(w.check(1000 - 127), Ok(()));
-    assert_eq!(w.check(1000 - 128), Err(Replay::TooOld));
-    assert_eq!(w.check(0), Err(Replay::TooOld));
+    assert_eq!(w.check(1000 - 128), Err(Replay::BelowWindow));
+    assert_eq!(w.check(0), Err(Replay::BelowWindow));
     // Accepting a too-old value changes nothing.
     let before = w;
     w.accept(5);
@@ -68,10 +68,10 @@ fn window_slides() {
     // Slide by 127: 12 is now at offset 127 (still remembered), 10 falls out.
     w.accept(139);
     assert_eq!(w.check(12), Err(Replay::Duplicate));
-    assert_eq!(w.check(11), Err(Replay::TooOld));
+    assert_eq!(w.check(11), Err(Replay::BelowWindow));
     // A big jump forgets everything older than the window.
     w.accept(10_000);
-    assert_eq!(w.check(139), Err(Replay::TooOld));
+    assert_eq!(w.check(139), Err(Replay::BelowWindow));
     assert_eq!(w.check(9_999), Ok(()));
     assert_eq!(w.bitmap(), 1);
 }

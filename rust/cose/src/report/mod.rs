@@ -24,7 +24,7 @@ pub enum RejectCode {
     BadSignature = 4,
     /// The kid does not belong to the device of the topic.
     KidMismatch = 5,
-    /// `seq` was already seen or is older than the replay window.
+    /// This (device, key id, `seq`) was accepted before: a replay or a duplicate.
     Replay = 6,
     /// The message exceeds 64 KiB.
     TooLarge = 7,
@@ -34,11 +34,16 @@ pub enum RejectCode {
     StaleSession = 9,
     /// AEAD decryption (or the key agreement before it) failed.
     DecryptionFailed = 10,
+    /// `seq` is further below the newest accepted one of its key than the
+    /// server's configured replay horizon: it may or may not have been seen,
+    /// and the server does not look (its own code, so that it is never
+    /// mistaken for a proven replay).
+    SeqTooOld = 11,
 }
 
 impl RejectCode {
     /// All codes, in numeric order.
-    pub const ALL: [RejectCode; 10] = [
+    pub const ALL: [RejectCode; 11] = [
         RejectCode::UnknownDevice,
         RejectCode::Revoked,
         RejectCode::MalformedCose,
@@ -49,6 +54,7 @@ impl RejectCode {
         RejectCode::UnknownSession,
         RejectCode::StaleSession,
         RejectCode::DecryptionFailed,
+        RejectCode::SeqTooOld,
     ];
 
     /// The numeric `code`.
@@ -69,6 +75,7 @@ impl RejectCode {
             RejectCode::UnknownSession => "unknown session",
             RejectCode::StaleSession => "stale session id",
             RejectCode::DecryptionFailed => "decryption failed",
+            RejectCode::SeqTooOld => "seq beyond the replay horizon",
         }
     }
 

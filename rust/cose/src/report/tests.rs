@@ -13,6 +13,7 @@ fn codes_table() {
         (8, "unknown session"),
         (9, "stale session id"),
         (10, "decryption failed"),
+        (11, "seq beyond the replay horizon"),
     ];
     for (c, (code, reason)) in RejectCode::ALL.iter().zip(want) {
         assert_eq!(c.code(), code);
@@ -20,7 +21,7 @@ fn codes_table() {
         assert_eq!(RejectCode::from_code(code), Some(*c));
     }
     assert_eq!(RejectCode::from_code(0), None);
-    assert_eq!(RejectCode::from_code(11), None);
+    assert_eq!(RejectCode::from_code(12), None);
 }
 
 #[test]
