@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use tfmprov_cose::{
-    parse_data, parse_sealed, parse_session, parse_topic, valid_device_id, ErrorReport,
-    ReplayWindow,
+    parse_data, parse_envelope, parse_sealed, parse_session, parse_topic, valid_device_id, Direction,
+    ErrorReport, ReplayWindow,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +20,16 @@ fuzz_target!(|data: &[u8]| {
             |_ikm, _info, len| Ok(vec![0u8; len]),
             |_key, _iv, _aad, ct| Ok(ct[..ct.len().saturating_sub(16)].to_vec()),
         );
+    }
+    for dir in [Direction::Command, Direction::Reply] {
+        if let Ok(env) = parse_envelope(dir, "dev-1", data) {
+            let _ = env.verify(|_, _| Err::<(), ()>(()));
+            let _ = env.open(
+                |_eph| Ok::<_, ()>([0u8; 32]),
+                |_ikm, _info, len| Ok(vec![0u8; len]),
+                |_key, _iv, _aad, ct| Ok(ct[..ct.len().saturating_sub(16)].to_vec()),
+            );
+        }
     }
     if let Ok(m) = parse_sealed(data) {
         let _ = m.open(|_aad, ct| Ok::<_, ()>(ct[..ct.len().saturating_sub(16)].to_vec()));

@@ -5,7 +5,11 @@ Both directions:
   COSE_Encrypt in it with the cloud private key (ECDH-ES + HKDF-256) and gets
   the session key, then decrypts our Encrypt0 with that key;
 - our code (the `cose_vectors` example) verifies a pycose Sign1, opens a
-  pycose Encrypt0 and decrypts a pycose-built session message.
+  pycose Encrypt0 and decrypts a pycose-built session message;
+- remote provisioning envelopes (docs/remote.md): our code opens a command
+  built by pycose (Sign1 by the cloud key over COSE_Encrypt to the device's
+  key-agreement key, external AAD = the binding), and pycose opens a reply
+  built by our code; a command moved to another device is refused.
 
 The Rust side is run with
 `cargo run -q -p tfmprov-cose --example cose_vectors -- ...`.
@@ -239,3 +243,78 @@ def test_rust_decrypts_its_own_session(vectors):
     _, out, _ = rust("decrypt-session", f, vectors["device"]["public"], vectors["cloud"]["d"])
     assert out["session_key"] == vectors["session_key"]
     assert out["session_id"] == vectors["session_id"]
+
+
+# ---- remote provisioning envelopes (docs/remote.md) ------------------------
+
+
+def binding(direction, device_id):
+    return f"tfmprov/{direction}/{device_id}".encode()
+
+
+def pycose_envelope(signer, recipient_public, recipient_kid, external_aad, plaintext):
+    """Sign1(signer, ES256) over COSE_Encrypt(ECDH-ES + HKDF-256 to the recipient), both with external_aad."""
+    ephemeral = EC2Key.generate_key(crv=P256)
+    rcpt = DirectKeyAgreement(
+        phdr={Algorithm: EcdhEsHKDF256},
+        uhdr={KID: recipient_kid, EphemeralKey: EC2Key(crv=P256, x=ephemeral.x, y=ephemeral.y)},
+    )
+    rcpt.key = ephemeral
+    rcpt.local_attrs = {StaticKey: recipient_public}
+    enc = EncMessage(phdr={Algorithm: A128GCM}, uhdr={IV: os.urandom(12)}, payload=plaintext, recipients=[rcpt])
+    enc.external_aad = external_aad
+    outer = Sign1Message(phdr={Algorithm: Es256, KID: bytes.fromhex(signer["kid"])}, payload=enc.encode())
+    outer.external_aad = external_aad
+    outer.key = ec2(signer, private=True)
+    return outer.encode()
+
+
+def test_rust_opens_pycose_command_and_refuses_it_elsewhere(vectors, tmp_path):
+    # The cloud key signs; the "device" key of the vectors plays the device's key-agreement key.
+    cloud, kak = vectors["cloud"], vectors["device"]
+    command = cbor2.dumps({"cseq": 7, "cid": os.urandom(16), "op": "status", "args": {"id": 2}})
+    f = tmp_path / "cmd.cbor"
+    f.write_bytes(pycose_envelope(cloud, ec2(kak), bytes.fromhex(kak["kid"]), binding("cmd", "dev-1"), command))
+    _, out, _ = rust("open-envelope", "cmd", "dev-1", f, cloud["public"], kak["d"])
+    assert out == {"signer_kid": cloud["kid"], "recipient_kid": kak["kid"], "plaintext": command.hex()}
+    # Published on dev-2's topic, or read as a reply: the signature no longer verifies.
+    for direction, device in [("cmd", "dev-2"), ("reply", "dev-1")]:
+        rc, _, err = rust("open-envelope", direction, device, f, cloud["public"], kak["d"], check=False)
+        assert rc == 1 and "signature" in err, err
+    # Signed by someone else (here the device key pretending to be the cloud).
+    f2 = tmp_path / "forged.cbor"
+    forged = dict(kak, kid=cloud["kid"])
+    f2.write_bytes(pycose_envelope(forged, ec2(kak), bytes.fromhex(kak["kid"]), binding("cmd", "dev-1"), command))
+    rc, _, err = rust("open-envelope", "cmd", "dev-1", f2, cloud["public"], kak["d"], check=False)
+    assert rc == 1 and "signature" in err, err
+
+
+def test_pycose_opens_our_signed_and_unsigned_replies(vectors, tmp_path):
+    cloud, device = vectors["cloud"], vectors["device"]
+    reply = cbor2.dumps({"cseq": 7, "cid": b"\x01" * 16, "rc": 0, "res": {"id": 2, "present": True}})
+    for signer in [device["d"], "-"]:
+        f = tmp_path / "reply.cbor"
+        rust("seal-envelope", "reply", "dev-1", reply.hex(), cloud["public"], signer, f)
+        raw = f.read_bytes()
+        if signer == "-":
+            assert cbor2.loads(raw).tag == 96
+            enc = CoseMessage.decode(raw)
+        else:
+            assert cbor2.loads(raw).tag == 18
+            outer = CoseMessage.decode(raw)
+            assert outer.phdr[KID] == bytes.fromhex(device["kid"])
+            outer.external_aad = binding("reply", "dev-1")
+            outer.key = ec2(device)
+            assert outer.verify_signature()
+            outer.external_aad = binding("reply", "dev-2")
+            assert not outer.verify_signature()
+            enc = CoseMessage.decode(outer.payload)
+        assert isinstance(enc, EncMessage)
+        rcpt = enc.recipients[0]
+        assert rcpt.uhdr[KID] == bytes.fromhex(cloud["kid"])
+        rcpt.key = ec2(cloud, private=True)
+        enc.external_aad = binding("reply", "dev-1")
+        assert cbor2.loads(enc.decrypt(rcpt)) == cbor2.loads(reply)
+        enc.external_aad = binding("reply", "dev-2")
+        with pytest.raises(Exception):
+            enc.decrypt(rcpt)

@@ -12,6 +12,12 @@
 //! cose_vectors decrypt-session FILE DEVICE_PUBHEX CLOUD_PRIVHEX
 //!     parse + verify + decrypt a session message; prints
 //!     {"device_kid","session_id","cloud_kid","session_key"}
+//! cose_vectors open-envelope cmd|reply DEVICE_ID FILE SIGNER_PUBHEX|- RECIPIENT_PRIVHEX
+//!     parse a remote envelope bound to (direction, device id), verify it
+//!     with the signer's key (`-`: it must be unsigned), open it with the
+//!     recipient's private key; prints {"signer_kid","recipient_kid","plaintext"}
+//! cose_vectors seal-envelope cmd|reply DEVICE_ID PLAINHEX RECIPIENT_PUBHEX SIGNER_PRIVHEX|- OUT
+//!     build a remote envelope (signed, or unsigned with `-`) into OUT
 //! ```
 //! Exit status 0 on success, 1 on any rejection (the reason on stderr), 2 on usage errors.
 
@@ -272,6 +278,58 @@ fn decrypt_session(file: &str, devpub: &str, cloudpriv: &str) -> Result<String, 
     ))
 }
 
+fn direction(s: &str) -> Result<Direction, String> {
+    match s {
+        "cmd" => Ok(Direction::Command),
+        "reply" => Ok(Direction::Reply),
+        _ => Err(format!("direction {s:?}: expected cmd or reply")),
+    }
+}
+
+fn open_envelope(dir: &str, device: &str, file: &str, signer: &str, recipient: &str) -> Result<String, String> {
+    let dir = direction(dir)?;
+    let d: [u8; 32] = unhex_n(recipient)?;
+    let key = p256::SecretKey::from_slice(&d).map_err(|_| "bad recipient private key".to_string())?;
+    let env = parse_envelope(dir, device, &read(file)?).map_err(|e| e.to_string())?;
+    match signer {
+        "-" if env.is_signed() => return Err("expected an unsigned envelope".into()),
+        "-" => {}
+        pubhex => {
+            let public: [u8; 65] = unhex_n(pubhex)?;
+            if env.signer_kid != Some(kid_of(&public)) {
+                return Err("signer kid is not the kid of the given key".into());
+            }
+            env.verify(verify(&public)).map_err(|e| e.to_string())?;
+        }
+    }
+    let pt = env.open(ecdh_static(&key), hkdf_sha256, gcm_decrypt).map_err(|e| e.to_string())?;
+    Ok(format!(
+        r#"{{"signer_kid": "{}", "recipient_kid": "{}", "plaintext": "{}"}}"#,
+        env.signer_kid.map(|k| hex(&k)).unwrap_or_default(),
+        hex(&env.recipient_kid),
+        hex(&pt)
+    ))
+}
+
+fn seal_envelope_cmd(dir: &str, device: &str, plain: &str, recipient: &str, signer: &str, out: &str) -> Result<String, String> {
+    let dir = direction(dir)?;
+    let recipient: [u8; 65] = unhex_n(recipient)?;
+    let plaintext = unhex(plain)?;
+    let crypto = SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random);
+    let msg = match signer {
+        "-" => seal_envelope(dir, device, &plaintext, &kid_of(&recipient), &recipient, crypto),
+        privhex => {
+            let d: [u8; 32] = unhex_n(privhex)?;
+            let sk = SigningKey::from_slice(&d).map_err(|_| "bad signer private key".to_string())?;
+            let kid = kid_of(&point(&sk));
+            build_envelope(dir, device, &plaintext, &kid_of(&recipient), &recipient, &kid, crypto, sign(&sk))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    std::fs::write(out, &msg).map_err(|e| format!("{out}: {e}"))?;
+    Ok(String::from("{}"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -280,10 +338,16 @@ fn main() -> ExitCode {
         ["verify-data", file, pubhex] => verify_data(file, pubhex),
         ["open-sealed", file, keyhex] => open_sealed(file, keyhex),
         ["decrypt-session", file, devpub, cloudpriv] => decrypt_session(file, devpub, cloudpriv),
+        ["open-envelope", dir, device, file, signer, recipient] => open_envelope(dir, device, file, signer, recipient),
+        ["seal-envelope", dir, device, plain, recipient, signer, out] => {
+            seal_envelope_cmd(dir, device, plain, recipient, signer, out)
+        }
         _ => {
             eprintln!(
                 "usage: cose_vectors gen DIR | verify-data FILE PUBHEX | open-sealed FILE KEYHEX | \
-                 decrypt-session FILE DEVICE_PUBHEX CLOUD_PRIVHEX"
+                 decrypt-session FILE DEVICE_PUBHEX CLOUD_PRIVHEX | \
+                 open-envelope cmd|reply DEVICE_ID FILE SIGNER_PUBHEX|- RECIPIENT_PRIVHEX | \
+                 seal-envelope cmd|reply DEVICE_ID PLAINHEX RECIPIENT_PUBHEX SIGNER_PRIVHEX|- OUT"
             );
             return ExitCode::from(2);
         }

@@ -31,6 +31,7 @@ use core::fmt;
 mod cbor;
 pub mod data;
 mod profile;
+pub mod remote;
 pub mod replay;
 pub mod report;
 pub mod sealed;
@@ -44,6 +45,7 @@ mod oracle;
 mod test_crypto;
 
 pub use data::{parse_data, sign_data, SignedData};
+pub use remote::{build_envelope, envelope_topic, parse_envelope, seal_envelope, Direction, Envelope};
 pub use replay::{Replay, ReplayWindow, REPLAY_WINDOW_BITS};
 pub use report::{ErrorReport, RejectCode};
 pub use sealed::{parse_sealed, seal, sealed_iv, SealedMessage};

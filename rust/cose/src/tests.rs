@@ -65,6 +65,16 @@ pub(crate) fn parse_all(buf: &[u8]) {
     let _ = parse_data(buf);
     let _ = parse_session(buf);
     let _ = parse_sealed(buf);
+    for dir in [crate::Direction::Command, crate::Direction::Reply] {
+        if let Ok(env) = crate::parse_envelope(dir, "dev-1", buf) {
+            let _ = env.verify(|_, _| Err::<(), ()>(()));
+            let _ = env.open(
+                |_eph| Ok::<_, ()>([0u8; 32]),
+                |_ikm, _info, len| Ok(alloc::vec![0u8; len]),
+                |_key, _iv, _aad, ct| Ok(ct[..ct.len().saturating_sub(16)].to_vec()),
+            );
+        }
+    }
     let _ = ErrorReport::from_cbor(buf);
     let _ = crate::cbor::check_wellformed(buf, MAX_CBOR_DEPTH);
 }
@@ -96,8 +106,20 @@ fn parsers_survive_mutations_of_valid_messages() {
         seq: Some(7),
     }
     .to_cbor();
+    let crypto = SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random);
+    let command = crate::build_envelope(
+        crate::Direction::Command,
+        "dev-1",
+        b"\xa1\x62op\x66status",
+        &dev.kid,
+        &dev.public,
+        &cloud.kid,
+        crypto,
+        signer(&cloud.sk),
+    )
+    .unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for base in [&data, &session, &sealed, &report] {
+    for base in [&data, &session, &sealed, &report, &command] {
         parse_all(base);
         for _ in 0..2000 {
             let mut m = base.clone();

@@ -22,7 +22,7 @@ pub fn sign_data<E>(
     payload: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<[u8; 64], E>,
 ) -> Result<Vec<u8>, Error<E>> {
-    sign1(write::es256_protected(kid, Some(seq)), payload, sign)
+    sign1(write::es256_protected(kid, Some(seq)), payload, &[], sign)
 }
 
 /// A parsed `data` message whose profile has been checked; the signature is
@@ -43,7 +43,7 @@ pub struct SignedData {
 /// alg -7 and an 8-byte kid and a uint seq in the protected header, payload
 /// attached, 64-byte signature, no critical parameters. Does not verify.
 pub fn parse_data(msg: &[u8]) -> Result<SignedData, ParseError> {
-    let p = parse_sign1(msg)?;
+    let p = parse_sign1(msg, &[])?;
     let seq = profile::seq(&p.protected)?;
     Ok(SignedData {
         kid: p.kid,
@@ -80,11 +80,12 @@ impl SignedData {
 pub(crate) fn sign1<E>(
     protected: Vec<u8>,
     payload: &[u8],
+    external_aad: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<[u8; 64], E>,
 ) -> Result<Vec<u8>, Error<E>> {
     check_len(payload.len())?;
     let signature = {
-        let tbs = write::sig_structure(&protected, payload);
+        let tbs = write::sig_structure(&protected, external_aad, payload);
         sign(&tbs).map_err(Error::Crypto)?
     };
     let out = write::sign1(&protected, payload, &signature);
@@ -101,7 +102,7 @@ pub(crate) struct ParsedSign1 {
     pub signature: [u8; 64],
 }
 
-pub(crate) fn parse_sign1(msg: &[u8]) -> Result<ParsedSign1, ParseError> {
+pub(crate) fn parse_sign1(msg: &[u8], external_aad: &[u8]) -> Result<ParsedSign1, ParseError> {
     let s: CoseSign1 = profile::decode_cose(msg, TAG_SIGN1, "not a COSE_Sign1")?;
     let h = &s.protected.header;
     profile::check_common(h, &s.unprotected)?;
@@ -114,7 +115,7 @@ pub(crate) fn parse_sign1(msg: &[u8]) -> Result<ParsedSign1, ParseError> {
     if s.payload.is_none() {
         return Err(Error::Profile("payload is detached"));
     }
-    let tbs = s.tbs_data(&[]);
+    let tbs = s.tbs_data(external_aad);
     Ok(ParsedSign1 {
         protected: s.protected.header,
         kid,

@@ -34,7 +34,7 @@ pub fn seal<E>(
     check_len(plaintext.len())?;
     let protected = write::protected_header(ALG_A128GCM, &session_id.to_be_bytes(), Some(seq));
     let ct = {
-        let aad = write::enc_structure("Encrypt0", &protected);
+        let aad = write::enc_structure("Encrypt0", &protected, &[]);
         encrypt(&aad, plaintext).map_err(Error::Crypto)?
     };
     check_output(&ct, plaintext.len() + GCM_TAG_LEN, "AES-GCM output is not plaintext + 16 bytes")?;

@@ -98,7 +98,7 @@ where
     Rng: FnOnce(&mut [u8]) -> Result<(), E>,
 {
     let inner = seal_session_key(session_id, session_key, cloud_kid, cloud_public, crypto)?;
-    sign1(write::es256_protected(device_kid, None), &inner, sign)
+    sign1(write::es256_protected(device_kid, None), &inner, &[], sign)
 }
 
 /// The tagged COSE_Encrypt of a session message (ECDH-ES + HKDF-256 to the
@@ -118,9 +118,32 @@ where
     Aead: FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, E>,
     Rng: FnOnce(&mut [u8]) -> Result<(), E>,
 {
-    // Recipient: ECDH-ES + HKDF-256 to the cloud key.
+    let protected = write::session_protected(session_id);
+    seal_to(&protected, &[], session_key, cloud_kid, cloud_public, crypto)
+}
+
+/// A tagged COSE_Encrypt of `plaintext` to a static P-256 key (`recipient_kid`,
+/// `recipient_public`): ECDH-ES + HKDF-256 with a fresh ephemeral key,
+/// A128GCM content under the derived key, random IV, the given content
+/// `protected` header bytes and `external_aad`. Used by session messages
+/// and by remote commands and replies.
+pub(crate) fn seal_to<E, Ecdh, Hkdf, Aead, Rng>(
+    protected: &[u8],
+    external_aad: &[u8],
+    plaintext: &[u8],
+    recipient_kid: &Kid,
+    recipient_public: &[u8; 65],
+    crypto: SessionCrypto<Ecdh, Hkdf, Aead, Rng>,
+) -> Result<Vec<u8>, Error<E>>
+where
+    Ecdh: FnOnce(&[u8; 65]) -> Result<([u8; 65], [u8; 32]), E>,
+    Hkdf: FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, E>,
+    Aead: FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, E>,
+    Rng: FnOnce(&mut [u8]) -> Result<(), E>,
+{
+    // Recipient: ECDH-ES + HKDF-256 to the static key.
     let r_protected = write::recipient_protected();
-    let (ephemeral, mut shared) = (crypto.ecdh)(cloud_public).map_err(Error::Crypto)?;
+    let (ephemeral, mut shared) = (crypto.ecdh)(recipient_public).map_err(Error::Crypto)?;
     if ephemeral[0] != 0x04 {
         wipe(&mut shared);
         return Err(Error::CryptoOutput("ephemeral key is not an uncompressed point"));
@@ -139,13 +162,39 @@ where
         wipe(&mut cek);
         return Err(Error::Crypto(e));
     }
-    let protected = write::session_protected(session_id);
-    let aad = write::enc_structure("Encrypt", &protected);
-    let ct = (crypto.aes128gcm_encrypt)(&cek, &iv, &aad, session_key);
+    let aad = write::enc_structure("Encrypt", protected, external_aad);
+    let ct = (crypto.aes128gcm_encrypt)(&cek, &iv, &aad, plaintext);
     wipe(&mut cek);
     let ct = ct.map_err(Error::Crypto)?;
-    check_output(&ct, AES128_KEY_LEN + GCM_TAG_LEN, "AES-GCM output is not plaintext + 16 bytes")?;
-    Ok(write::session_encrypt(&protected, &iv, &ct, &r_protected, cloud_kid, &ephemeral))
+    check_output(&ct, plaintext.len() + GCM_TAG_LEN, "AES-GCM output is not plaintext + 16 bytes")?;
+    Ok(write::encrypt_to_recipient(protected, &iv, &ct, &r_protected, recipient_kid, &ephemeral))
+}
+
+/// Open a COSE_Encrypt to a static key: ECDH with the static private key
+/// (`ecdh_with_static`), HKDF-256 with the recipient's KDF context, A128GCM
+/// open with `aad` (the Enc_structure). The plaintext, or `Error::Decrypt`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn open_from<E>(
+    ephemeral: &[u8; 65],
+    recipient_protected: &[u8],
+    iv: &[u8; 12],
+    aad: &[u8],
+    ciphertext: &[u8],
+    ecdh_with_static: impl FnOnce(&[u8; 65]) -> Result<[u8; 32], E>,
+    hkdf_sha256: impl FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, E>,
+    aes128gcm_decrypt: impl FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, Error<E>> {
+    let mut shared = ecdh_with_static(ephemeral).map_err(Error::Crypto)?;
+    let info = kdf_context(recipient_protected);
+    let cek = hkdf_sha256(&shared, &info, AES128_KEY_LEN);
+    wipe(&mut shared);
+    let mut cek = cek.map_err(Error::Crypto)?;
+    let cek_arr = <[u8; 16]>::try_from(cek.as_slice());
+    wipe(&mut cek);
+    let mut cek = cek_arr.map_err(|_| Error::CryptoOutput("HKDF output is not 16 bytes"))?;
+    let pt = aes128gcm_decrypt(&cek, iv, aad, ciphertext);
+    wipe(&mut cek);
+    pt.map_err(Error::Decrypt)
 }
 
 /// A parsed `session` message whose profile has been checked. Nothing is
@@ -174,7 +223,7 @@ pub struct SessionMessage {
 /// the COSE_Encrypt in its payload (tagged 96 or untagged), and check the
 /// profile described in the module docs. Does not verify or decrypt.
 pub fn parse_session(msg: &[u8]) -> Result<SessionMessage, ParseError> {
-    let outer = parse_sign1(msg)?;
+    let outer = parse_sign1(msg, &[])?;
     if profile::find(&outer.protected, SEQ_LABEL).is_some() {
         return Err(Error::Profile("seq in a session message"));
     }
@@ -191,6 +240,27 @@ pub fn parse_session(msg: &[u8]) -> Result<SessionMessage, ParseError> {
         None => return Err(Error::Profile("ciphertext is detached")),
     };
 
+    let (cloud_kid, ephemeral, recipient_protected) = parse_recipient(&enc)?;
+    let aad = coset::enc_structure_data(EncryptionContext::CoseEncrypt, enc.protected.clone(), &[]);
+    Ok(SessionMessage {
+        device_kid: outer.kid,
+        session_id,
+        cloud_kid,
+        ephemeral,
+        iv,
+        tbs: outer.tbs,
+        signature: outer.signature,
+        aad,
+        ciphertext,
+        recipient_protected,
+    })
+}
+
+/// The one recipient of a COSE_Encrypt of our profiles: ECDH-ES + HKDF-256
+/// (protected), the recipient kid (8 bytes) and the ephemeral P-256 key
+/// (unprotected), no ciphertext, no nested recipients. Returns (recipient
+/// kid, ephemeral point, recipient protected header bytes).
+pub(crate) fn parse_recipient(enc: &CoseEncrypt) -> Result<(Kid, [u8; 65], Vec<u8>), ParseError> {
     let [r] = enc.recipients.as_slice() else {
         return Err(Error::Profile("not exactly one recipient"));
     };
@@ -204,7 +274,7 @@ pub fn parse_session(msg: &[u8]) -> Result<SessionMessage, ParseError> {
             "direct key agreement recipient has a ciphertext",
         ));
     }
-    let cloud_kid: Kid = match (&r.protected.header.key_id, &r.unprotected.key_id) {
+    let kid: Kid = match (&r.protected.header.key_id, &r.unprotected.key_id) {
         (p, u) if p.is_empty() && u.is_empty() => {
             return Err(Error::Profile("recipient kid missing"))
         }
@@ -226,19 +296,7 @@ pub fn parse_session(msg: &[u8]) -> Result<SessionMessage, ParseError> {
         Some(b) => b.clone(),
         None => return Err(Error::Profile("recipient protected header missing")),
     };
-    let aad = coset::enc_structure_data(EncryptionContext::CoseEncrypt, enc.protected.clone(), &[]);
-    Ok(SessionMessage {
-        device_kid: outer.kid,
-        session_id,
-        cloud_kid,
-        ephemeral,
-        iv,
-        tbs: outer.tbs,
-        signature: outer.signature,
-        aad,
-        ciphertext,
-        recipient_protected,
-    })
+    Ok((kid, ephemeral, recipient_protected))
 }
 
 /// The 12-byte IV: unprotected only, no partial IV.
@@ -319,17 +377,16 @@ impl SessionMessage {
         hkdf_sha256: impl FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, E>,
         aes128gcm_decrypt: impl FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, E>,
     ) -> Result<[u8; 16], Error<E>> {
-        let mut shared = ecdh_with_cloud_key(&self.ephemeral).map_err(Error::Crypto)?;
-        let info = kdf_context(&self.recipient_protected);
-        let cek = hkdf_sha256(&shared, &info, AES128_KEY_LEN);
-        wipe(&mut shared);
-        let mut cek = cek.map_err(Error::Crypto)?;
-        let cek_arr = <[u8; 16]>::try_from(cek.as_slice());
-        wipe(&mut cek);
-        let mut cek = cek_arr.map_err(|_| Error::CryptoOutput("HKDF output is not 16 bytes"))?;
-        let pt = aes128gcm_decrypt(&cek, &self.iv, &self.aad, &self.ciphertext);
-        wipe(&mut cek);
-        let mut pt = pt.map_err(Error::Decrypt)?;
+        let mut pt = open_from(
+            &self.ephemeral,
+            &self.recipient_protected,
+            &self.iv,
+            &self.aad,
+            &self.ciphertext,
+            ecdh_with_cloud_key,
+            hkdf_sha256,
+            aes128gcm_decrypt,
+        )?;
         let key = <[u8; 16]>::try_from(pt.as_slice());
         wipe(&mut pt);
         key.map_err(|_| Error::CryptoOutput("decrypted session key is not 16 bytes"))

@@ -53,19 +53,27 @@ pub(crate) fn recipient_protected() -> Vec<u8> {
     e.finish()
 }
 
-/// Sig_structure for COSE_Sign1 with no external AAD:
-/// `["Signature1", protected, h'', payload]`.
-pub(crate) fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut e = Enc::with_capacity(protected.len() + payload.len() + 24);
-    e.array(4).text("Signature1").bytes(protected).bytes(&[]).bytes(payload);
+/// Sig_structure for COSE_Sign1: `["Signature1", protected, external_aad,
+/// payload]` (the telemetry profiles use no external AAD; remote commands
+/// and replies bind the device id and the direction there).
+pub(crate) fn sig_structure(protected: &[u8], external_aad: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut e = Enc::with_capacity(protected.len() + external_aad.len() + payload.len() + 24);
+    e.array(4).text("Signature1").bytes(protected).bytes(external_aad).bytes(payload);
     e.finish()
 }
 
-/// Enc_structure with no external AAD: `[context, protected, h'']`, context
-/// "Encrypt0" or "Encrypt".
-pub(crate) fn enc_structure(context: &str, protected: &[u8]) -> Vec<u8> {
-    let mut e = Enc::with_capacity(protected.len() + 16);
-    e.array(3).text(context).bytes(protected).bytes(&[]);
+/// Enc_structure: `[context, protected, external_aad]`, context "Encrypt0"
+/// or "Encrypt".
+pub(crate) fn enc_structure(context: &str, protected: &[u8], external_aad: &[u8]) -> Vec<u8> {
+    let mut e = Enc::with_capacity(protected.len() + external_aad.len() + 16);
+    e.array(3).text(context).bytes(protected).bytes(external_aad);
+    e.finish()
+}
+
+/// A protected header with only an algorithm: `{1: alg}`.
+pub(crate) fn alg_protected(alg: i64) -> Vec<u8> {
+    let mut e = Enc::with_capacity(4);
+    e.map(1).int(LABEL_ALG).int(alg);
     e.finish()
 }
 
@@ -90,17 +98,18 @@ pub(crate) fn session_protected(session_id: u32) -> Vec<u8> {
     protected_header(ALG_A128GCM, &session_id.to_be_bytes(), None)
 }
 
-/// Tagged COSE_Encrypt of a session message, with its one recipient:
+/// Tagged COSE_Encrypt with its one ECDH-ES recipient (session messages,
+/// remote commands and replies):
 /// ```text
 /// 96([protected, {5: iv}, ciphertext,
-///     [[recipient_protected, {4: cloud kid, -1: {1: 2, -1: 1, -2: x, -3: y}}, h'']]])
+///     [[recipient_protected, {4: recipient kid, -1: {1: 2, -1: 1, -2: x, -3: y}}, h'']]])
 /// ```
-pub(crate) fn session_encrypt(
+pub(crate) fn encrypt_to_recipient(
     protected: &[u8],
     iv: &[u8; 12],
     ciphertext: &[u8],
     recipient_protected: &[u8],
-    cloud_kid: &[u8],
+    recipient_kid: &[u8],
     ephemeral: &[u8; 65],
 ) -> Vec<u8> {
     let (x, y) = ephemeral[1..].split_at(32);
@@ -109,7 +118,7 @@ pub(crate) fn session_encrypt(
     e.map(1).int(LABEL_IV).bytes(iv);
     e.bytes(ciphertext);
     e.array(1).array(3).bytes(recipient_protected);
-    e.map(2).int(LABEL_KID).bytes(cloud_kid);
+    e.map(2).int(LABEL_KID).bytes(recipient_kid);
     e.int(LABEL_EPHEMERAL_KEY).map(4);
     e.int(KEY_KTY).int(KTY_EC2).int(KEY_CRV).int(CRV_P256).int(KEY_X).bytes(x).int(KEY_Y).bytes(y);
     e.bytes(&[]);
