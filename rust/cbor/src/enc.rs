@@ -98,6 +98,12 @@ impl Enc {
         self
     }
 
+    /// One already-encoded item (a nested map, say), appended as is.
+    pub fn raw(&mut self, item: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(item);
+        self
+    }
+
     /// The bytes written.
     pub fn finish(self) -> Vec<u8> {
         self.0

@@ -87,6 +87,18 @@ impl<'a> MapReader<'a> {
         Ok(())
     }
 
+    /// A map value, as its encoded bytes (well-formed: checked by
+    /// [`MapReader::new`]), for a reader of its own.
+    pub fn map_bytes(&mut self, key: &'static str) -> Result<&'a [u8], Error> {
+        let head = read_head(self.buf, self.pos).ok_or(Error::Malformed)?;
+        if head.major != 5 {
+            return Err(Error::WrongType(key));
+        }
+        let start = self.pos;
+        self.skip()?;
+        Ok(&self.buf[start..self.pos])
+    }
+
     /// An unsigned integer (major type 0).
     pub fn uint(&mut self, key: &'static str) -> Result<u64, Error> {
         let head = read_head(self.buf, self.pos).ok_or(Error::Malformed)?;

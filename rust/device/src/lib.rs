@@ -17,6 +17,7 @@ pub mod certs;
 pub mod csr;
 mod dispatch;
 pub mod factory;
+pub mod remote;
 pub mod shell;
 pub mod telemetry;
 pub mod text;

@@ -105,7 +105,7 @@ impl State {
     }
 }
 
-fn cose_err<E>(e: tfmprov_cose::Error<E>) -> Error
+pub(crate) fn cose_err<E>(e: tfmprov_cose::Error<E>) -> Error
 where
     E: Into<Error>,
 {
@@ -168,6 +168,11 @@ impl Device {
     /// Sets when sessions rotate.
     pub fn set_session_policy(&mut self, policy: SessionPolicy) {
         self.telemetry.policy = policy;
+    }
+
+    /// The telemetry key's ID (it may not exist).
+    pub(crate) fn telemetry_key_id(&self) -> u32 {
+        self.telemetry.key
     }
 
     fn telemetry_key(&mut self) -> Result<(DeviceKeyId, Kid), Error> {

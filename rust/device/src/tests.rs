@@ -749,3 +749,229 @@ fn the_certificate_walk_accepts_x509_and_refuses_the_rest() {
         let _ = certs::certificate_public_key(&m);
     }
 }
+
+// ---- remote commands (docs/remote.md) ---------------------------------------
+
+/// The server side of the remote tests, with RustCrypto: the cloud key
+/// signs commands and opens replies. Ephemeral keys and IVs come from a
+/// counter through SHA-256 (no RNG crate needed; fresh per message).
+struct CloudServer {
+    key: p256::SecretKey,
+    kid: tfmprov_cose::Kid,
+    n: u64,
+}
+
+fn kid_of_point(point: &[u8; 65]) -> tfmprov_cose::Kid {
+    use sha2::Digest;
+    let d: [u8; 32] = sha2::Sha256::digest(tfmprov_cose::p256_spki_der(point)).into();
+    tfmprov_cose::kid_from_spki_digest(&d)
+}
+
+fn point_of(pk: &p256::PublicKey) -> [u8; 65] {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    pk.to_encoded_point(false).as_bytes().try_into().unwrap()
+}
+
+impl CloudServer {
+    fn new(key: p256::SecretKey) -> CloudServer {
+        let public = point_of(&key.public_key());
+        CloudServer { kid: kid_of_point(&public), key, n: 0 }
+    }
+
+    fn fresh(&mut self, what: &str) -> [u8; 32] {
+        use sha2::Digest;
+        self.n += 1;
+        sha2::Sha256::digest(format!("{what} {}", self.n)).into()
+    }
+
+    /// A command envelope for `device` to `kak`, signed by `signer` (the
+    /// cloud key unless given).
+    fn command(&mut self, device: &str, kak: &[u8; 65], body: &Value, signer: Option<&p256::SecretKey>) -> Vec<u8> {
+        let mut pt = Vec::new();
+        ciborium::ser::into_writer(body, &mut pt).unwrap();
+        let eph = p256::SecretKey::from_slice(&self.fresh("eph")).unwrap();
+        let iv: [u8; 12] = self.fresh("iv")[..12].try_into().unwrap();
+        let crypto = tfmprov_cose::SessionCrypto::new(
+            move |peer: &[u8; 65]| -> Result<([u8; 65], [u8; 32]), ()> {
+                let pk = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| ())?;
+                let shared = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), pk.as_affine());
+                Ok((point_of(&eph.public_key()), (*shared.raw_secret_bytes()).into()))
+            },
+            |ikm: &[u8], info: &[u8], len: usize| {
+                let mut out = vec![0u8; len];
+                hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
+                Ok(out)
+            },
+            |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], pt: &[u8]| {
+                use aes_gcm::aead::{Aead, KeyInit, Payload};
+                aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().encrypt(iv.into(), Payload { msg: pt, aad }).map_err(|_| ())
+            },
+            move |buf: &mut [u8]| {
+                buf.copy_from_slice(&iv);
+                Ok(())
+            },
+        );
+        let sk = p256::ecdsa::SigningKey::from(signer.unwrap_or(&self.key));
+        tfmprov_cose::build_envelope(tfmprov_cose::Direction::Command, device, &pt, &kid_of_point(kak), kak, &self.kid, crypto, |tbs| {
+            use p256::ecdsa::signature::Signer;
+            let s: p256::ecdsa::Signature = sk.sign(tbs);
+            Ok(s.to_bytes().into())
+        })
+        .unwrap()
+    }
+
+    /// Opens a reply for `device`: (signer kid if signed, the reply map).
+    /// A signed reply is verified with `signer_pub`.
+    fn open_reply(&self, device: &str, msg: &[u8], signer_pub: Option<&[u8]>) -> (Option<tfmprov_cose::Kid>, Value) {
+        let env = tfmprov_cose::parse_envelope(tfmprov_cose::Direction::Reply, device, msg).unwrap();
+        assert_eq!(env.recipient_kid, self.kid);
+        match signer_pub {
+            Some(p) => env.verify(verifier(p)).unwrap(),
+            None => assert!(!env.is_signed(), "expected an unsigned reply"),
+        }
+        let key = self.key.clone();
+        let pt = env
+            .open(
+                move |eph: &[u8; 65]| -> Result<[u8; 32], ()> {
+                    let pk = p256::PublicKey::from_sec1_bytes(eph).map_err(|_| ())?;
+                    Ok((*p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), pk.as_affine()).raw_secret_bytes()).into())
+                },
+                |ikm: &[u8], info: &[u8], len: usize| {
+                    let mut out = vec![0u8; len];
+                    hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
+                    Ok(out)
+                },
+                |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], ct: &[u8]| {
+                    use aes_gcm::aead::{Aead, KeyInit, Payload};
+                    aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().decrypt(iv.into(), Payload { msg: ct, aad }).map_err(|_| ())
+                },
+            )
+            .unwrap();
+        (env.signer_kid, ciborium::de::from_reader(pt.as_slice()).unwrap())
+    }
+}
+
+fn command_map(cseq: u64, cid: u8, op: &str, args: Vec<(&str, Value)>) -> Value {
+    map(vec![("cseq", id(cseq)), ("cid", Value::Bytes(vec![cid; 16])), ("op", Value::Text(op.into())), ("args", map(args))])
+}
+
+/// A device with the factory keys (telemetry key 3) and a cloud certificate.
+fn remote_setup(factory: bool) -> (Sim, CloudServer, [u8; 65]) {
+    let mut s = Sim::new();
+    if factory {
+        s.dev().shell(&["factory"]).unwrap();
+    }
+    let (cloud, cloud_der) = cloud_identity(&s);
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0001)), ("cert", Value::Bytes(cloud_der))]));
+    assert_eq!(r, map(vec![]));
+    let kak = s.dev().kak_public().unwrap();
+    (s, CloudServer::new(cloud), kak)
+}
+
+#[test]
+fn remote_commands_run_once_in_order_and_are_signed() {
+    let (mut s, mut cloud, kak) = remote_setup(true);
+    let key3 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+
+    // status of key 3: signed by the telemetry key (3).
+    let cmd = cloud.command("dev-1", &kak, &command_map(1, 0xA1, "status", vec![("id", id(3))]), None);
+    let reply = s.dev().remote_command(&cmd).unwrap();
+    let (signer, r) = cloud.open_reply("dev-1", &reply, Some(&key3));
+    assert_eq!(signer, Some(kid_of_point(&key3)));
+    assert_eq!((uint(&r, "cseq"), bytes(&r, "cid"), uint(&r, "rc")), (1, vec![0xA1; 16], 0));
+    assert_eq!(get(&r, "res"), Some(&map(vec![("id", id(3)), ("present", Value::Bool(true))])));
+
+    // generate at an auto ID: the reply is signed by the new key.
+    let new_id = s.dev().psa().lowest_free_id().unwrap();
+    let gen = cloud.command("dev-1", &kak, &command_map(2, 0xA2, "generate", vec![]), None);
+    let reply = s.dev().remote_command(&gen).unwrap();
+    let env = tfmprov_cose::parse_envelope(tfmprov_cose::Direction::Reply, "dev-1", &reply).unwrap();
+    let new_pub = s.dev().psa().public_key(new_id).unwrap();
+    assert_eq!(env.signer_kid, Some(kid_of_point(&new_pub)), "proof of possession");
+    let (_, r) = cloud.open_reply("dev-1", &reply, Some(&new_pub));
+    assert_eq!(uint(&r, "rc"), 0);
+    assert_eq!(bytes(get(&r, "res").unwrap(), "pub"), new_pub.to_vec());
+
+    // The same command again (a QoS 1 redelivery): the same reply, not run again.
+    let next_free = s.dev().psa().lowest_free_id().unwrap();
+    assert_eq!(s.dev().remote_command(&gen).unwrap(), reply);
+    assert_eq!(s.dev().psa().lowest_free_id().unwrap(), next_free, "no second key");
+    // ... also after a restart.
+    s.restart();
+    assert_eq!(s.dev().remote_command(&gen).unwrap(), reply);
+    assert_eq!(s.dev().psa().lowest_free_id().unwrap(), next_free, "no second key");
+
+    // An older cseq (a new, valid command): STALE, nothing done.
+    let old = cloud.command("dev-1", &kak, &command_map(1, 0xA3, "destroy", vec![("id", id(3))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&old).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), u64::from(remote::RC_STALE));
+    assert!(s.dev().psa().key_present(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap());
+
+    // The group return codes come through: key 9 does not exist.
+    let cmd = cloud.command("dev-1", &kak, &command_map(3, 0xA4, "public", vec![("id", id(9))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), u64::from(GroupRc::NotFound.code()));
+    assert_eq!(get(&r, "res"), None);
+    // An op no group implements.
+    let cmd = cloud.command("dev-1", &kak, &command_map(4, 0xA5, "format", vec![]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), 1);
+}
+
+#[test]
+fn bad_remote_commands_change_nothing() {
+    let (mut s, mut cloud, kak) = remote_setup(true);
+    let destroy = command_map(1, 0xB1, "destroy", vec![("id", id(3))]);
+    let other = p256::SecretKey::from_slice(&[0x42; 32]).unwrap();
+    let other_kak = point_of(&p256::SecretKey::from_slice(&[0x43; 32]).unwrap().public_key());
+    let mut flipped = cloud.command("dev-1", &kak, &destroy, None);
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("signed by another key", cloud.command("dev-1", &kak, &destroy, Some(&other))),
+        ("for another device", cloud.command("dev-2", &kak, &destroy, None)),
+        ("one bit flipped", flipped),
+        ("encrypted to another key", cloud.command("dev-1", &other_kak, &destroy, None)),
+        ("not COSE", b"destroy 3".to_vec()),
+    ];
+    for (what, msg) in bad {
+        let reply = s.dev().remote_command(&msg).unwrap();
+        let (signer, r) = cloud.open_reply("dev-1", &reply, None);
+        assert_eq!(signer, None, "{what}: unsigned");
+        assert_eq!(r, map(vec![("rc", id(u64::from(remote::RC_BAD_COMMAND)))]), "{what}");
+        assert!(s.dev().psa().key_present(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap(), "{what}: key 3 kept");
+    }
+    // A command with a bad map inside a good envelope: refused the same way.
+    let broken = cloud.command("dev-1", &kak, &map(vec![("cseq", id(1)), ("op", Value::Text("status".into()))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&broken).unwrap(), None);
+    assert_eq!(uint(&r, "rc"), u64::from(remote::RC_BAD_COMMAND));
+    // None of them used up a cseq: the real cseq 1 still runs.
+    let ok = cloud.command("dev-1", &kak, &command_map(1, 0xB2, "status", vec![("id", id(3))]), None);
+    let key3 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&ok).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), 0);
+}
+
+#[test]
+fn a_device_without_keys_answers_unsigned_then_with_its_first_key() {
+    let (mut s, mut cloud, kak) = remote_setup(false);
+    let cmd = cloud.command("dev-1", &kak, &command_map(1, 0xC1, "status", vec![("id", id(5))]), None);
+    let reply = s.dev().remote_command(&cmd).unwrap();
+    assert_eq!(&reply[..2], [0xd8, 0x60], "bare COSE_Encrypt");
+    let (_, r) = cloud.open_reply("dev-1", &reply, None);
+    assert_eq!(bytes(&r, "cid"), vec![0xC1; 16], "the cid authenticates it to the server");
+    assert_eq!(get(&r, "res"), Some(&map(vec![("id", id(5)), ("present", Value::Bool(false))])));
+    // The seed's "request": the first key, generated remotely, signs its reply.
+    let gen = cloud.command("dev-1", &kak, &command_map(2, 0xC2, "generate", vec![("id", id(5))]), None);
+    let reply = s.dev().remote_command(&gen).unwrap();
+    let key5 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(5).unwrap()).unwrap();
+    let (signer, r) = cloud.open_reply("dev-1", &reply, Some(&key5));
+    assert_eq!(signer, Some(kid_of_point(&key5)));
+    assert_eq!(uint(&r, "rc"), 0);
+}
+
+#[test]
+fn no_cloud_certificate_is_a_clear_error() {
+    let mut s = Sim::new();
+    assert!(matches!(s.dev().remote_command(b"anything"), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
+}

@@ -260,7 +260,7 @@ fn is_blob_id(id: u32) -> bool {
     use crate::ids::*;
     let cert_slot = (DEVICE_KEY_MIN + CERT_OFFSET..=DEVICE_KEY_MAX + CERT_OFFSET).contains(&id);
     let peer = (PEER_MIN..=PEER_MAX).contains(&id);
-    let state = [STATE_RNG_BLOCK, STATE_SESSION_ID, STATE_SEQ].contains(&id);
+    let state = [STATE_RNG_BLOCK, STATE_SESSION_ID, STATE_SEQ, STATE_REMOTE].contains(&id);
     cert_slot || peer || state
 }
 
@@ -273,6 +273,9 @@ pub enum StateId {
     SessionId,
     /// Telemetry sequence-number reservation.
     Seq,
+    /// The last remote command executed: its `cseq` (u64 BE) and the reply
+    /// sent for it (docs/remote.md).
+    Remote,
 }
 
 impl StateId {
@@ -281,6 +284,7 @@ impl StateId {
             StateId::RngBlock => crate::ids::STATE_RNG_BLOCK,
             StateId::SessionId => crate::ids::STATE_SESSION_ID,
             StateId::Seq => crate::ids::STATE_SEQ,
+            StateId::Remote => crate::ids::STATE_REMOTE,
         }
     }
 }

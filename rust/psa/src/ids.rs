@@ -31,6 +31,12 @@ pub const STATE_SEQ: u32 = 0x3E00_0002;
 pub const STATE_BLOB_JOURNAL: u32 = 0x3E00_0003;
 /// The staged value of an atomic blob store.
 pub const STATE_BLOB_STAGING: u32 = 0x3E00_0004;
+/// The device key-agreement key (docs/remote.md): a P-256 key pair with
+/// usage DERIVE only, the static key remote commands are encrypted to. A key,
+/// not a record, in the state range so that no SMP command reaches it.
+pub const STATE_KAK: u32 = 0x3E00_0005;
+/// The last remote command executed and its reply ([`crate::StateId::Remote`]).
+pub const STATE_REMOTE: u32 = 0x3E00_0006;
 
 /// A device private key ID (0x00000001..=0x0FFFFFFF).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -24,6 +24,7 @@ extern crate std;
 
 pub mod ids;
 pub mod its;
+mod kak;
 mod keys;
 mod persist;
 mod primitives;

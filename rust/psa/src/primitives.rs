@@ -33,6 +33,15 @@ impl SessionKey {
     pub fn encrypt(&self, iv: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         gcm_encrypt(self.id, iv, aad, plaintext)
     }
+
+    /// AES-128-GCM decryption of ciphertext || 16-byte tag; a wrong tag (or
+    /// key, IV, AAD) is [`Error::Psa`] with `InvalidSignature`.
+    pub fn decrypt(&self, iv: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = vec![0u8; ciphertext.len().saturating_sub(16)];
+        let n = aead::decrypt(self.id, GCM, iv, aad, ciphertext, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    }
 }
 
 impl Drop for SessionKey {
@@ -71,6 +80,31 @@ impl Psa {
     pub fn verify_hash(&self, id: crate::ids::DeviceKeyId, digest: &[u8; 32], sig: &[u8; 64]) -> Result<(), Error> {
         let handle = Id::from_persistent_key_id(id.get()).map_err(|_| Error::NotFound(id.get()))?;
         asym_signature::verify_hash(handle, SIGN_ALG, digest, sig).map_err(Error::from)
+    }
+
+    /// Verifies a raw r||s ECDSA signature over `digest` (SHA-256) with a
+    /// public key that is not ours (the cloud key of a remote command): the
+    /// point is imported as a volatile public key for the check only.
+    pub fn verify_with_public(&self, public: &PublicKey, digest: &[u8; 32], sig: &[u8; 64]) -> Result<(), Error> {
+        let mut usage_flags = UsageFlags::default();
+        usage_flags.set_verify_hash();
+        let alg = psa_crypto::types::algorithm::AsymmetricSignature::Ecdsa {
+            hash_alg: psa_crypto::types::algorithm::SignHash::Specific(Hash::Sha256),
+        };
+        let attributes = Attributes {
+            lifetime: Lifetime::Volatile,
+            key_type: Type::EccPublicKey { curve_family: EccFamily::SecpR1 },
+            bits: 256,
+            policy: Policy { usage_flags, permitted_algorithms: alg.into() },
+        };
+        let id = key_management::import(attributes, None, public).map_err(|e| match e {
+            PsaStatus::InvalidArgument | PsaStatus::NotSupported => Error::InvalidArgument("not a P-256 public key"),
+            other => other.into(),
+        })?;
+        let res = asym_signature::verify_hash(id, alg, digest, sig).map_err(Error::from);
+        // SAFETY: a volatile key only this function knows about.
+        let _ = unsafe { key_management::destroy(id) };
+        res
     }
 
     /// Imports a 16-byte AES-128-GCM key as a volatile PSA key.

@@ -551,3 +551,71 @@ fn tfm_storage_errors_map_to_storage_full() {
         Error::Psa(PsaStatus::InvalidArgument)
     );
 }
+
+#[test]
+fn kak_is_derive_only_persistent_and_agrees_with_p256() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    with_psa(|mut psa, dir| {
+        assert!(!psa.kak_present().unwrap());
+        assert!(matches!(psa.kak_ecdh(&[4u8; 65]), Err(Error::NotFound(STATE_KAK))));
+        let public = psa.kak_public().unwrap();
+        assert_eq!(public[0], 0x04);
+        assert_eq!(psa.kak_public().unwrap(), public, "created once");
+        // DERIVE only: no signing, not exportable.
+        let handle = psa_crypto::types::key::Id::from_persistent_key_id(STATE_KAK).unwrap();
+        let attributes = psa_crypto::types::key::Attributes::from_key_id(handle).unwrap();
+        let usage = attributes.policy.usage_flags;
+        assert!(usage.derive() && !usage.sign_hash() && !usage.sign_message() && !usage.copy());
+        assert!(!attributes.is_exportable());
+        let mut buf = [0u8; 64];
+        assert!(psa_crypto::operations::key_management::export(handle, &mut buf).is_err());
+        // ECDH-ES as a sender does it (p256 ephemeral x our public) gives what PSA gives.
+        let eph = p256::SecretKey::from_slice(&A25_X).unwrap();
+        let eph_public: [u8; 65] = eph.public_key().to_encoded_point(false).as_bytes().try_into().unwrap();
+        let kak_point = p256::PublicKey::from_sec1_bytes(&public).unwrap();
+        let expected = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), kak_point.as_affine());
+        assert_eq!(&psa.kak_ecdh(&eph_public).unwrap()[..], &expected.raw_secret_bytes()[..]);
+        // Not a point on the curve.
+        let mut off = eph_public;
+        off[64] ^= 1;
+        assert!(matches!(psa.kak_ecdh(&off), Err(Error::InvalidArgument(_))));
+        // It survives a restart, and is not a device key.
+        psa.shutdown();
+        std::env::set_current_dir(dir).unwrap();
+        let mut psa = Psa::init().unwrap();
+        assert_eq!(psa.kak_public().unwrap(), public);
+        assert!(DeviceKeyId::new(STATE_KAK.into()).is_err(), "not reachable as a device key ID");
+    });
+}
+
+#[test]
+fn signatures_by_other_keys_verify_through_psa() {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    with_psa(|psa, _| {
+        let sk = p256::ecdsa::SigningKey::from_slice(&A25_X).unwrap();
+        let public: [u8; 65] = sk.verifying_key().to_encoded_point(false).as_bytes().try_into().unwrap();
+        let digest = psa.sha256(b"a remote command").unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+        let sig: [u8; 64] = sig.to_bytes().into();
+        psa.verify_with_public(&public, &digest, &sig).unwrap();
+        let mut bad = sig;
+        bad[10] ^= 1;
+        assert!(psa.verify_with_public(&public, &digest, &bad).is_err());
+        let other = psa.sha256(b"another command").unwrap();
+        assert!(psa.verify_with_public(&public, &other, &sig).is_err());
+        let mut not_a_point = public;
+        not_a_point[64] ^= 1;
+        assert!(matches!(psa.verify_with_public(&not_a_point, &digest, &sig), Err(Error::InvalidArgument(_))));
+    });
+}
+
+#[test]
+fn session_key_decrypts_what_it_encrypts_and_refuses_a_changed_aad() {
+    with_psa(|psa, _| {
+        let k = psa.session_key(&[7u8; 16]).unwrap();
+        let ct = k.encrypt(&[1u8; 12], b"binding", b"reply").unwrap();
+        assert_eq!(k.decrypt(&[1u8; 12], b"binding", &ct).unwrap(), b"reply");
+        assert!(k.decrypt(&[1u8; 12], b"other binding", &ct).is_err());
+        assert!(k.decrypt(&[1u8; 12], b"binding", &ct[..10]).is_err());
+    });
+}
