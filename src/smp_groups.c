@@ -98,6 +98,7 @@ TFMPROV_HANDLERS(64, 0)
 TFMPROV_HANDLERS(64, 1)
 TFMPROV_HANDLERS(64, 2)
 TFMPROV_HANDLERS(64, 3)
+TFMPROV_HANDLERS(64, 4)
 TFMPROV_HANDLERS(65, 0)
 TFMPROV_HANDLERS(66, 0)
 TFMPROV_HANDLERS(66, 1)
@@ -107,6 +108,7 @@ static const struct mgmt_handler keys_handlers[] = {
 	TFMPROV_ENTRY(64, 1), /* public */
 	TFMPROV_ENTRY(64, 2), /* status */
 	TFMPROV_ENTRY(64, 3), /* destroy */
+	TFMPROV_ENTRY(64, 4), /* kak: the key-agreement key's public key */
 };
 static const struct mgmt_handler csr_handlers[] = {
 	TFMPROV_ENTRY(65, 0), /* create */

@@ -76,6 +76,47 @@ pub fn register_device(
     expect(&[200, 201], answer(resp)?)
 }
 
+/// Register a device's key-agreement key (docs/remote.md): the
+/// uncompressed P-256 point the factory read from the device.
+pub fn set_kak(base_url: &str, device_id: &str, kak: &[u8], timeout: Duration) -> Result<(), Error> {
+    let body = serde_json::json!({ "kak": hex::encode(kak) }).to_string();
+    let resp = agent(timeout)
+        .put(url(base_url, &format!("/v1/devices/{}/kak", segment(device_id))))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let (status, text) = answer(resp)?;
+    if status == 204 {
+        Ok(())
+    } else {
+        Err(Error::Http { status, message: text.trim().to_owned() })
+    }
+}
+
+/// Queue and send a remote command (`op`, JSON `args`); its info.
+pub fn submit_command(base_url: &str, device_id: &str, op: &str, args: serde_json::Value) -> Result<crate::CommandInfo, Error> {
+    let body = serde_json::json!({ "op": op, "args": args }).to_string();
+    let resp = agent(Duration::from_secs(30))
+        .post(url(base_url, &format!("/v1/devices/{}/commands", segment(device_id))))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    expect(&[201], answer(resp)?)
+}
+
+/// A remote command's state and answer, `None` if there is no such command.
+pub fn command(base_url: &str, device_id: &str, cid: &str) -> Result<Option<crate::CommandInfo>, Error> {
+    let resp = agent(Duration::from_secs(10))
+        .get(url(base_url, &format!("/v1/devices/{}/commands/{}", segment(device_id), segment(cid))))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let (status, text) = answer(resp)?;
+    if status == 404 {
+        return Ok(None);
+    }
+    expect(&[200], (status, text)).map(Some)
+}
+
 /// The device's record, `None` if it is not registered.
 pub fn device(base_url: &str, device_id: &str) -> Result<Option<DeviceInfo>, Error> {
     let resp = agent(DEFAULT_TIMEOUT)

@@ -104,6 +104,35 @@ impl CloudKey {
     }
 }
 
+impl CloudKey {
+    /// ES256 over the ToBeSigned bytes (RFC 6979 deterministic, as the
+    /// device signs): remote commands.
+    pub(crate) fn sign(&self, tbs: &[u8]) -> Result<[u8; 64], CryptoFailed> {
+        use p256::ecdsa::signature::Signer;
+        let sk = p256::ecdsa::SigningKey::from(&self.secret);
+        let sig: p256::ecdsa::Signature = sk.sign(tbs);
+        Ok(sig.to_bytes().into())
+    }
+}
+
+/// ECDH-ES sender side: a fresh ephemeral key with the peer's static point;
+/// (ephemeral public point, shared x-coordinate).
+pub(crate) fn ecdh_ephemeral(peer: &[u8; 65]) -> Result<([u8; 65], [u8; 32]), CryptoFailed> {
+    let peer = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoFailed)?;
+    let eph = p256::ecdh::EphemeralSecret::random(&mut rand_core::OsRng);
+    let ep = p256::PublicKey::from(&eph).to_encoded_point(false);
+    let mut public = [0u8; P256_POINT_LEN];
+    public.copy_from_slice(ep.as_bytes());
+    let mut shared = [0u8; 32];
+    shared.copy_from_slice(eph.diffie_hellman(&peer).raw_secret_bytes());
+    Ok((public, shared))
+}
+
+/// AES-128-GCM encryption: ciphertext || tag.
+pub(crate) fn aes128gcm_encrypt(key: &[u8; 16], iv: &[u8; 12], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>, CryptoFailed> {
+    Aes128Gcm::new(key.into()).encrypt(iv.into(), Payload { msg: pt, aad }).map_err(|_| CryptoFailed)
+}
+
 /// HKDF-SHA256 without salt.
 pub(crate) fn hkdf_sha256(ikm: &[u8], info: &[u8], len: usize) -> Result<Vec<u8>, CryptoFailed> {
     let mut out = vec![0u8; len];

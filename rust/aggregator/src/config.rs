@@ -166,7 +166,13 @@ pub struct Config {
     /// instances: the broker keeps the persistent session (and the messages
     /// the instance had not acknowledged) by client id.
     pub instance: Option<String>,
+    /// A remote command not answered within this reads as `timed_out`
+    /// (default [`DEFAULT_COMMAND_TIMEOUT`]).
+    pub command_timeout: Duration,
 }
+
+/// Default [`Config::command_timeout`]: 10 minutes.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Config {
     /// A configuration with the defaults: embedded broker on 127.0.0.1:1883,
@@ -187,6 +193,7 @@ impl Config {
             early_sealed_wait: DEFAULT_EARLY_SEALED_WAIT,
             share_group: None,
             instance: None,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
         }
     }
 

@@ -18,7 +18,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub cloud_chain_pem: Option<String>,
     /// The pipeline's queue depths now (for `/metrics`).
     pub depths: Box<dyn Fn() -> Vec<(crate::stats::Queue, usize)> + Send + Sync>,
+    /// Remote provisioning commands.
+    pub remote: Arc<crate::remote::Remote>,
 }
 
 /// A device record as the API returns it.
@@ -125,6 +127,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/devices", post(post_device))
         .route("/v1/devices/{id}", get(get_device).delete(delete_device))
         .route("/v1/devices/{id}/messages", get(get_messages))
+        .route("/v1/devices/{id}/kak", put(put_kak))
+        .route("/v1/devices/{id}/commands", post(post_command))
+        .route("/v1/devices/{id}/commands/{cid}", get(get_command))
         .route("/v1/stats", get(get_stats))
         .route("/metrics", get(get_metrics))
         .route("/v1/cloud", get(get_cloud))
@@ -282,6 +287,55 @@ async fn get_stats(State(st): State<Arc<AppState>>) -> Json<crate::Stats> {
 async fn get_metrics(State(st): State<Arc<AppState>>) -> Response {
     let body = st.counters.metrics_text(&(st.depths)());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct KakJson {
+    /// The uncompressed P-256 point, hex.
+    kak: String,
+}
+
+/// Register the device's key-agreement key (docs/remote.md).
+async fn put_kak(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+    let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
+    let j: KakJson = serde_json::from_slice(&body).map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"kak\": hex}}: {e}")))?;
+    let kak = hex::decode(&j.kak).map_err(|_| Refusal::BadRequest("kak is not hex".into()))?;
+    let reg = st.registry.clone();
+    let id2 = id.clone();
+    match blocking(move || reg.set_kak(&id2, &kak)).await? {
+        Some(()) => Ok((StatusCode::NO_CONTENT, "").into_response()),
+        None => Ok(not_found(&id)),
+    }
+}
+
+#[derive(Deserialize)]
+struct CommandJson {
+    op: String,
+    #[serde(default)]
+    args: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Queue and send a remote command: 201 with its info (`cid`, `cseq`, `state`).
+async fn post_command(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+    let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
+    let j: CommandJson = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"op\", \"args\"?}}: {e}")))?;
+    let remote = st.remote.clone();
+    let info = blocking(move || remote.submit(&id, &j.op, &j.args)).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// A command's state and answer.
+async fn get_command(State(st): State<Arc<AppState>>, Path((id, cid)): Path<(String, String)>) -> Result<Response, Error> {
+    let Ok(cid_bytes) = hex::decode(&cid) else {
+        return Ok(not_found(&id));
+    };
+    let remote = st.remote.clone();
+    let id2 = id.clone();
+    match blocking(move || remote.info(&id2, &cid_bytes)).await? {
+        Some(info) => Ok(Json(info).into_response()),
+        None => Ok((StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("no command {cid} for {id}\n")).into_response()),
+    }
 }
 
 async fn get_cloud(State(st): State<Arc<AppState>>) -> Response {

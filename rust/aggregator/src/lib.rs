@@ -44,6 +44,7 @@ mod http;
 mod ingest;
 mod mqtt;
 mod registry;
+mod remote;
 mod sessions;
 mod stats;
 mod store;
@@ -62,12 +63,13 @@ pub use chain::MAX_CHAIN_CERTS;
 pub use cloud::{CloudIdentity, CLOUD_CERT_FILE, CLOUD_CN, CLOUD_KEY_FILE, ENROLL_TIMEOUT, STORAGE_KEY_FILE};
 pub use sessions::SESSIONS_KEPT;
 pub use config::{
-    BrokerChoice, Config, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
+    BrokerChoice, Config, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
     MAX_EARLY_SEALED_WAIT,
 };
 pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
 pub use error::{Error, Refusal};
 pub use http::{DeviceInfo, StoredMessage, MAX_BODY_BYTES};
+pub use remote::{CommandInfo, OPS as REMOTE_OPS};
 pub use tfmprov_db::{DbChoice, DbError};
 pub use stats::Stats;
 pub use store::DB_FILE;
@@ -117,6 +119,15 @@ fn client_id(state_dir: &std::path::Path, instance: Option<&str>) -> String {
     }
 }
 
+/// `{prefix}/+/reply` (shared in a group): remote provisioning replies.
+fn reply_filter(cfg: &Config) -> String {
+    let plain = format!("{}/+/reply", cfg.topic_prefix);
+    match &cfg.share_group {
+        Some(g) => format!("$share/{g}/{plain}"),
+        None => plain,
+    }
+}
+
 /// The subscription filter for `kind`, shared (`$share/{group}/…`) when the
 /// aggregator runs as one of a group of instances.
 fn filter(cfg: &Config, kind: Kind) -> String {
@@ -155,7 +166,7 @@ impl Aggregator {
             let storage = cloud::StorageKey::open(&state_dir)?;
             let session_db = store::open(&db_choice, &state_dir, false)?;
             let ids = store::load_session_ids(&session_db)?;
-            let sessions = sessions::Sessions::new(cloud, storage, session_db, ids);
+            let sessions = sessions::Sessions::new(cloud.map(Arc::new), storage, session_db, ids);
             Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions))
         })
         .await
@@ -190,6 +201,13 @@ impl Aggregator {
         let opts = broker::client_options(&client_id(&cfg.state_dir, cfg.instance.as_deref()), &cfg.broker, embedded)?;
 
         let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let remote = Arc::new(remote::Remote {
+            registry: registry.clone(),
+            cloud: sessions.cloud_shared(),
+            prefix: cfg.topic_prefix.clone(),
+            out: out_tx.clone(),
+            timeout_ms: i64::try_from(cfg.command_timeout.as_millis()).unwrap_or(i64::MAX),
+        });
         let shared = Arc::new(ingest::Shared::new(
             registry.clone(),
             counters.clone(),
@@ -200,6 +218,7 @@ impl Aggregator {
             sessions,
             cfg.early_sealed_wait,
             cfg.share_group.is_some(),
+            remote.clone(),
             out_tx.clone(),
         ));
         let (pipeline, dispatcher) = ingest::Pipeline::start(shared.clone(), writer_db, cfg.workers)?;
@@ -209,6 +228,7 @@ impl Aggregator {
             (filter(&cfg, Kind::Data), Kind::Data.qos()),
             (filter(&cfg, Kind::Session), SESSION_SUBSCRIBE_QOS),
             (filter(&cfg, Kind::Sealed), Kind::Sealed.qos()),
+            (reply_filter(&cfg), 1),
         ];
         let link = match mqtt::start(opts, subs, dispatcher, shared.clone(), out_tx.clone(), out_rx, CONNECT_TIMEOUT).await {
             Ok(l) => l,
@@ -225,6 +245,7 @@ impl Aggregator {
             counters: counters.clone(),
             cloud_chain_pem,
             depths: Box::new(move || metrics_view.depths()),
+            remote,
         }));
         let http_task = tokio::spawn(async move {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {

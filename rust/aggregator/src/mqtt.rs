@@ -172,6 +172,7 @@ async fn outbox(client: AsyncClient, mut rx: UnboundedReceiver<Out>, shared: Arc
                 shared.report_backlog.fetch_sub(1, Ordering::Relaxed);
                 client.publish(topic, QoS::AtLeastOnce, false, body).await
             }
+            Out::Publish { topic, body } => client.publish(topic, QoS::AtLeastOnce, false, body).await,
             Out::Subscribe => {
                 let mut r = Ok(());
                 for (f, q) in &subs {

@@ -163,6 +163,25 @@ impl Registry {
         Ok(row)
     }
 
+    /// `f` with the registry's connection (blocking).
+    pub(crate) fn with_db<T>(&self, f: impl FnOnce(&Db) -> Result<T, tfmprov_db::DbError>) -> Result<T, Error> {
+        Ok(f(&self.db())?)
+    }
+
+    /// The device's key-agreement key, if registered (docs/remote.md).
+    pub(crate) fn kak(&self, id: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(store::kak(&self.db(), id)?)
+    }
+
+    /// Register the device's key-agreement key: a P-256 point. `None`: no
+    /// such device.
+    pub(crate) fn set_kak(&self, id: &str, kak: &[u8]) -> Result<Option<()>, Error> {
+        if p256::PublicKey::from_sec1_bytes(kak).is_err() || kak.len() != P256_POINT_LEN {
+            return Err(Refusal::KeyNotP256("the key-agreement key is not an uncompressed P-256 point".into()).into());
+        }
+        Ok(store::set_kak(&self.db(), id, kak)?.then_some(()))
+    }
+
     /// Stored messages of a device (oldest first).
     pub(crate) fn messages(&self, id: &str, limit: u32) -> Result<Vec<store::MessageRow>, Error> {
         Ok(store::messages(&self.db(), id, limit)?)

@@ -61,7 +61,7 @@ impl DeviceSessions {
 
 /// The session state shared by the pipeline.
 pub(crate) struct Sessions {
-    cloud: Option<CloudKey>,
+    cloud: Option<Arc<CloudKey>>,
     storage: StorageKey,
     db: Mutex<Db>,
     devices: Mutex<HashMap<String, DeviceSessions>>,
@@ -95,7 +95,7 @@ impl Sessions {
     /// `db`: a connection for lazy key loads; `ids`: the accepted session ids
     /// from the table.
     pub(crate) fn new(
-        cloud: Option<CloudKey>,
+        cloud: Option<Arc<CloudKey>>,
         storage: StorageKey,
         db: Db,
         ids: HashMap<String, BTreeSet<u32>>,
@@ -113,7 +113,12 @@ impl Sessions {
 
     /// The cloud identity, if the aggregator has one.
     pub(crate) fn cloud(&self) -> Option<&CloudKey> {
-        self.cloud.as_ref()
+        self.cloud.as_deref()
+    }
+
+    /// The cloud identity, shared (remote commands sign with it).
+    pub(crate) fn cloud_shared(&self) -> Option<Arc<CloudKey>> {
+        self.cloud.clone()
     }
 
     /// The cloud key's kid (what a session message must name).

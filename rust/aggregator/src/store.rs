@@ -38,7 +38,8 @@ pub const DB_FILE: &str = "aggregator.sqlite";
 const MIGRATION_LOCK: i64 = 0x7466_6d70_2d61_6767;
 
 /// The schema, version by version.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[
+Migration {
     version: 1,
     what: "devices, messages, sessions, replay windows",
     sqlite: "
@@ -117,7 +118,46 @@ CREATE TABLE IF NOT EXISTS replay (
     PRIMARY KEY (device_id, kid)
 );
 ",
-}];
+},
+Migration {
+    version: 2,
+    what: "remote provisioning: device key-agreement keys, commands",
+    sqlite: "
+ALTER TABLE devices ADD COLUMN kak BLOB;
+CREATE TABLE commands (
+    cid         BLOB PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    cseq        INTEGER NOT NULL,
+    op          TEXT NOT NULL,
+    args        BLOB NOT NULL,
+    state       TEXT NOT NULL,
+    rc          INTEGER,
+    result      BLOB,
+    created_at  INTEGER NOT NULL,
+    sent_at     INTEGER,
+    answered_at INTEGER,
+    UNIQUE (device_id, cseq)
+);
+",
+    postgres: "
+ALTER TABLE devices ADD COLUMN kak BYTEA;
+CREATE TABLE commands (
+    cid         BYTEA PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    cseq        BIGINT NOT NULL,
+    op          TEXT NOT NULL,
+    args        BYTEA NOT NULL,
+    state       TEXT NOT NULL,
+    rc          BIGINT,
+    result      BYTEA,
+    created_at  BIGINT NOT NULL,
+    sent_at     BIGINT,
+    answered_at BIGINT,
+    UNIQUE (device_id, cseq)
+);
+",
+},
+];
 
 /// Open a connection to the configured database (creating the state
 /// directory; SQLite: the file in it). `migrate`: bring the schema up to date
@@ -413,4 +453,90 @@ pub(crate) fn delete_sessions(db: &Db, id: &str, session_ids: &[u32]) -> Result<
         )?;
     }
     Ok(())
+}
+
+/// Store a device's key-agreement key (docs/remote.md); false for an
+/// unknown id.
+pub(crate) fn set_kak(db: &Db, id: &str, kak: &[u8]) -> Result<bool, DbError> {
+    Ok(db.execute("UPDATE devices SET kak = $1, updated_at = $2 WHERE device_id = $3", vec![kak.into(), now_ms().into(), id.into()])? == 1)
+}
+
+/// A device's key-agreement key, if registered.
+pub(crate) fn kak(db: &Db, id: &str) -> Result<Option<Vec<u8>>, DbError> {
+    match db.query_opt("SELECT kak FROM devices WHERE device_id = $1", vec![id.into()])? {
+        Some(r) => r.opt_blob(0),
+        None => Ok(None),
+    }
+}
+
+/// A row of `commands`.
+#[derive(Clone, Debug)]
+pub(crate) struct CommandRow {
+    pub cid: Vec<u8>,
+    pub cseq: u64,
+    pub op: String,
+    pub state: String,
+    pub rc: Option<i64>,
+    pub result: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub answered_at: Option<i64>,
+}
+
+/// Queue a command: the next `cseq` of the device, in one transaction (the
+/// unique (device, cseq) makes it exact across instances: a conflict is an
+/// error the caller retries).
+pub(crate) fn insert_command(db: &Db, cid: &[u8], id: &str, op: &str, args: &[u8]) -> Result<u64, DbError> {
+    db.transaction(|tx| {
+        let next = tx
+            .query_opt("SELECT COALESCE(MAX(cseq), 0) FROM commands WHERE device_id = $1", vec![id.into()])?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0)
+            + 1;
+        tx.execute(
+            "INSERT INTO commands (cid, device_id, cseq, op, args, state, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
+            vec![cid.into(), id.into(), next.into(), op.into(), args.into(), now_ms().into()],
+        )?;
+        Ok(seq_from_db(next))
+    })
+}
+
+/// Mark a command sent.
+pub(crate) fn command_sent(db: &Db, cid: &[u8]) -> Result<(), DbError> {
+    db.execute("UPDATE commands SET state = 'sent', sent_at = $1 WHERE cid = $2 AND state = 'queued'", vec![now_ms().into(), cid.into()])?;
+    Ok(())
+}
+
+/// Record the answer to a sent command of `id`; false if there is no such
+/// command waiting (unknown cid, another device's, answered already).
+pub(crate) fn command_answered(db: &Db, id: &str, cid: &[u8], cseq: u64, rc: i64, result: Option<&[u8]>) -> Result<bool, DbError> {
+    Ok(db.execute(
+        "UPDATE commands SET state = 'answered', rc = $1, result = $2, answered_at = $3
+         WHERE cid = $4 AND device_id = $5 AND cseq = $6 AND state = 'sent'",
+        vec![rc.into(), result.map(<[u8]>::to_vec).into(), now_ms().into(), cid.into(), id.into(), seq_to_db(cseq).into()],
+    )? == 1)
+}
+
+/// A command of `id` by cid.
+pub(crate) fn command(db: &Db, id: &str, cid: &[u8]) -> Result<Option<CommandRow>, DbError> {
+    db.query_opt(
+        "SELECT cid, cseq, op, state, rc, result, created_at, sent_at, answered_at
+         FROM commands WHERE cid = $1 AND device_id = $2",
+        vec![cid.into(), id.into()],
+    )?
+    .map(|r| {
+        Ok(CommandRow {
+            cid: r.blob(0)?,
+            cseq: seq_from_db(r.int(1)?),
+            op: r.text(2)?,
+            state: r.text(3)?,
+            rc: r.opt_int(4)?,
+            result: r.opt_blob(5)?,
+            created_at: r.int(6)?,
+            sent_at: r.opt_int(7)?,
+            answered_at: r.opt_int(8)?,
+        })
+    })
+    .transpose()
 }

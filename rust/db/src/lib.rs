@@ -152,6 +152,14 @@ impl Row {
         }
     }
 
+    /// Column `i` as bytes or NULL.
+    pub fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.blob(i).map(Some),
+        }
+    }
+
     /// Column `i` as bytes (not NULL).
     pub fn blob(&self, i: usize) -> Result<Vec<u8>, DbError> {
         match self.at(i)? {

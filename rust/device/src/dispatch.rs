@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use tfmprov_psa::ids::{CertTarget, DeviceKeyId};
 use tfmprov_psa::{KeyOrigin, PublicKey};
 use tfmprov_smp::{
-    cmd, decode_request, encode_body, group, CertGetReq, CertGetRsp, CertStoreReq, CsrCreateReq, CsrCreateRsp,
+    cmd, decode_request, encode_body, group, CertGetReq, EmptyReq, CertGetRsp, CertStoreReq, CsrCreateReq, CsrCreateRsp,
     EmptyRsp, HandlerError, KeyGenerateReq, KeyGenerateRsp, KeyIdReq, KeyStatusRsp, MgmtErr, Op,
 };
 
@@ -102,6 +102,11 @@ impl Device {
                 let id = key_id(decode_request::<KeyIdReq>(body)?.id)?;
                 self.destroy_key_and_cert(id).map_err(group_err)?;
                 Ok(Response::Empty)
+            }
+            (group::KEYS, cmd::KEYS_KAK, Op::Read) => {
+                decode_request::<EmptyReq>(body)?;
+                let public = self.psa.kak_public().map_err(|e| group_err(e.into()))?;
+                Ok(Response::Key { id: tfmprov_psa::ids::STATE_KAK, public })
             }
             (group::CSR, cmd::CSR_CREATE, Op::Write) => {
                 let req: CsrCreateReq = decode_request(body)?;

@@ -975,3 +975,18 @@ fn no_cloud_certificate_is_a_clear_error() {
     let mut s = Sim::new();
     assert!(matches!(s.dev().remote_command(b"anything"), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
 }
+
+#[test]
+fn smp_reads_the_key_agreement_key() {
+    let mut s = Sim::new();
+    let r = s.req(Op::Read, KEYS, 4, map(vec![]));
+    assert_eq!(uint(&r, "id"), 0x3E00_0005);
+    let public = bytes(&r, "pub");
+    assert_eq!(public.len(), 65);
+    assert_eq!(public, s.dev().kak_public().unwrap().to_vec(), "created once, then the same");
+    // Read only; not a device key for the other commands.
+    let (_, v) = s.raw(Op::Write, KEYS, 4, &[0xa0]);
+    assert_eq!(get(&v, "rc").and_then(|x| x.as_integer()).map(|i| u64::try_from(i).unwrap()), Some(MgmtErr::ENotSup as u64));
+    let r = s.req(Op::Read, KEYS, 1, map(vec![("id", id(0x3E00_0005))]));
+    assert_eq!(group_rc(&r, KEYS), Some(GroupRc::InvalidArgument.code().into()));
+}

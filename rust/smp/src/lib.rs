@@ -42,7 +42,7 @@ pub use codes::{GroupRc, HandlerError, MgmtErr};
 pub use header::{Header, Op, HEADER_LEN};
 pub use msg::*;
 pub use packet::handle_packet;
-pub use request::{decode_request, Request};
+pub use request::{decode_request, EmptyReq, Request};
 
 /// SMP group ids (DESIGN.md "SMP (mcumgr) groups"; OS is Zephyr's group 0).
 pub mod group {
@@ -70,6 +70,10 @@ pub mod cmd {
     pub const KEYS_STATUS: u8 = 2;
     /// Keys group: destroy a key and its certificate (write).
     pub const KEYS_DESTROY: u8 = 3;
+    /// Keys group: the public key of the device's key-agreement key (read,
+    /// `{}` -> `{"id": 0x3E000005, "pub": bstr}`; docs/remote.md). Created on
+    /// first read.
+    pub const KEYS_KAK: u8 = 4;
     /// CSR group: create a PKCS#10 request signed by the key (write).
     pub const CSR_CREATE: u8 = 0;
     /// Certs group: store a DER certificate (write).

@@ -70,6 +70,18 @@ fn read_id(r: &mut MapReader<'_>) -> Result<u64, CborError> {
     id.ok_or(CborError::Missing("id"))
 }
 
+/// A request with no fields (`{}`; unknown keys are ignored as always).
+pub struct EmptyReq;
+
+impl Request for EmptyReq {
+    fn read(r: &mut MapReader<'_>) -> Result<Self, CborError> {
+        while r.next_key()?.is_some() {
+            r.skip()?;
+        }
+        Ok(EmptyReq)
+    }
+}
+
 impl Request for KeyIdReq {
     fn read(r: &mut MapReader<'_>) -> Result<Self, CborError> {
         read_id(r).map(|id| KeyIdReq { id })

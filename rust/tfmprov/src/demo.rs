@@ -119,6 +119,9 @@ pub struct AggregatorArgs {
     /// (a URL with a password is better given in the environment).
     #[arg(long, env = "TFMPROV_AGGREGATOR_DB", default_value = "sqlite", hide_env_values = true)]
     pub db: String,
+    /// A remote command not answered within this many seconds reads as timed_out.
+    #[arg(long, default_value_t = tfmprov_aggregator::DEFAULT_COMMAND_TIMEOUT.as_secs())]
+    pub command_timeout: u64,
 }
 
 impl AggregatorArgs {
@@ -140,6 +143,7 @@ impl AggregatorArgs {
         cfg.topic_prefix = self.topic_prefix.clone();
         cfg.replay_horizon = self.replay_horizon;
         cfg.share_group = self.share_group.clone();
+        cfg.command_timeout = std::time::Duration::from_secs(self.command_timeout);
         cfg.database = tfmprov_aggregator::DbChoice::parse(&self.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         cfg.instance = self.instance.clone();
         Ok(cfg)

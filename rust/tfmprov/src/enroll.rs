@@ -100,6 +100,14 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
         tfmprov_aggregator::client::register(url, device_id, &chain_pem, opts.http_timeout)
             .context("registering at the aggregator")?;
         registered = true;
+        // The key-agreement key (remote provisioning, docs/remote.md), read
+        // over this trusted link. A device whose firmware predates it
+        // answers "not supported": enrollment goes on without it.
+        match client.kak_public() {
+            Ok(kak) => tfmprov_aggregator::client::set_kak(url, device_id, &kak, opts.http_timeout)
+                .context("registering the key-agreement key")?,
+            Err(e) => tracing::warn!("{device_id}: no key-agreement key ({e}): no remote provisioning"),
+        }
         // The cloud certificate (for session keys), when the aggregator has one.
         match tfmprov_aggregator::client::cloud_certificate(url, opts.http_timeout) {
             Ok(cloud_pem) => client

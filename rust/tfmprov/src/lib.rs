@@ -10,5 +10,6 @@
 pub mod batch;
 pub mod demo;
 pub mod enroll;
+pub mod remote;
 pub mod sim;
 pub mod target;

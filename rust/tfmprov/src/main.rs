@@ -43,6 +43,9 @@ enum Command {
     Factory(FactoryArgs),
     /// The whole system on its embedded defaults: CA, aggregator, simulated devices.
     Demo(tfmprov::demo::DemoArgs),
+    /// A key or certificate operation on a device in the field, through the
+    /// aggregator and MQTT, end to end encrypted (docs/remote.md).
+    Remote(tfmprov::remote::RemoteArgs),
 }
 
 #[derive(Args)]
@@ -173,6 +176,11 @@ enum KeysCommand {
         link: LinkArgs,
         #[arg(long, value_parser = parse_id)]
         id: u32,
+    },
+    /// Read the device's key-agreement key (remote provisioning; created on first read).
+    Kak {
+        #[command(flatten)]
+        link: LinkArgs,
     },
 }
 
@@ -376,6 +384,21 @@ fn run(cli: Cli) -> Result<bool> {
             tfmprov::demo::serve_aggregator(a)?;
             Ok(true)
         }
+        Command::Remote(a) => {
+            let info = tfmprov::remote::run(&a)?;
+            println!(
+                "{} {} cseq {}: {}{}",
+                a.device,
+                info.op,
+                info.cseq,
+                info.state,
+                info.rc.map(|rc| format!(" rc {rc}")).unwrap_or_default()
+            );
+            if let Some(r) = &info.result {
+                println!("{r}");
+            }
+            Ok(info.rc.is_none_or(|rc| rc == 0))
+        }
         Command::Keys(k) => {
             match k {
                 KeysCommand::Generate { link, id, private_hex, replace } => {
@@ -394,6 +417,10 @@ fn run(cli: Cli) -> Result<bool> {
                 KeysCommand::Destroy { link, id } => {
                     link.client()?.key_destroy(id)?;
                     println!("id 0x{id:08x} destroyed");
+                }
+                KeysCommand::Kak { link } => {
+                    let public = link.client()?.kak_public()?;
+                    println!("kak pub {}", hex::encode(public));
                 }
             }
             Ok(true)

@@ -135,10 +135,17 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     let device_id = lock(dev).device_id().to_string();
     let mut options = MqttOptions::new(format!("sim-{device_id}"), host, port);
     options.set_keep_alive(Duration::from_secs(30));
+    // Persistent: remote commands queued while the device is away reach it.
+    options.set_clean_session(false);
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
     let (client, mut connection) = Client::new(options, 64);
     let errors_topic = topic(&cfg.prefix, &device_id, Kind::Errors);
+    let cmd_topic = tfmprov_cose::envelope_topic(&cfg.prefix, &device_id, tfmprov_cose::Direction::Command);
+    let reply_topic = tfmprov_cose::envelope_topic(&cfg.prefix, &device_id, tfmprov_cose::Direction::Reply);
     client.subscribe(&errors_topic, QoS::AtLeastOnce)?;
+    client.subscribe(&cmd_topic, QoS::AtLeastOnce)?;
     let id_for_log = device_id.clone();
+    let (dev_for_cmds, client_for_replies) = (dev.clone(), client.clone());
     // Set once we disconnect on purpose: connection errors after that end
     // the event loop instead of reconnecting.
     let closing = Arc::new(AtomicBool::new(false));
@@ -146,6 +153,20 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     let events = std::thread::spawn(move || {
         for event in connection.iter() {
             match event {
+                // A remote command: the device's Rust core does everything;
+                // this loop only hands the bytes over and publishes the reply
+                // (what the firmware's C glue does).
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
+                    let reply = lock(&dev_for_cmds).remote_command(&p.payload);
+                    match reply {
+                        Ok(r) => {
+                            if let Err(e) = client_for_replies.try_publish(&reply_topic, QoS::AtLeastOnce, false, r) {
+                                tracing::warn!("{id_for_log}: cannot publish a reply: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("{id_for_log}: remote command not answered: {e}"),
+                    }
+                }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     tracing::warn!(
                         "{id_for_log}: errors topic: {}",
@@ -168,7 +189,17 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
         let now_ms = start.elapsed().as_millis() as u64;
         let payload = tfmprov_device::telemetry::sample_payload(sent, now_ms);
         let mut d = lock(dev);
-        let data = d.data_message(&payload).map_err(|e| anyhow::anyhow!("data message: {e}"))?;
+        let data = match d.data_message(&payload) {
+            Ok(m) => m,
+            // No telemetry key yet: stay connected (remote commands may
+            // create it: the seed's "request"), publish nothing.
+            Err(tfmprov_device::Error::Psa(tfmprov_psa::Error::NotFound(_))) => {
+                drop(d);
+                std::thread::sleep(cfg.interval.min(Duration::from_millis(200)));
+                continue;
+            }
+            Err(e) => return Err(anyhow::anyhow!("data message: {e}")),
+        };
         client.publish(topic(&cfg.prefix, &device_id, Kind::Data), QoS::AtLeastOnce, false, data)?;
         let cloud_present = d
             .psa()

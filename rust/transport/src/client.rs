@@ -252,6 +252,13 @@ impl Client {
         self.call(Op::Read, group::KEYS, cmd::KEYS_PUBLIC, &req)
     }
 
+    /// Keys group, the public key of the device's key-agreement key
+    /// (docs/remote.md; created on the device at the first read).
+    pub fn kak_public(&mut self) -> Result<Vec<u8>, Error> {
+        let rsp: KeyPublicRsp = self.call(Op::Read, group::KEYS, cmd::KEYS_KAK, &tfmprov_smp::EmptyRsp {})?;
+        Ok(rsp.public)
+    }
+
     /// Keys group, whether a key exists at `id`.
     pub fn key_status(&mut self, id: u32) -> Result<bool, Error> {
         let req = KeyIdReq { id: u64::from(id) };

@@ -66,6 +66,8 @@ pub(crate) enum Out {
     Ack(rumqttc::Publish, u64),
     /// An `errors` body to publish (QoS 1).
     Report { topic: String, body: Vec<u8> },
+    /// A remote command to publish (QoS 1).
+    Publish { topic: String, body: Vec<u8> },
     /// (Re)subscribe after a connection.
     Subscribe,
     /// Disconnect cleanly (shutdown; everything queued before it is sent first).
@@ -162,6 +164,8 @@ pub(crate) struct Shared {
     /// One of several instances (a share group): another instance may be
     /// storing any session of any device right now.
     pub multi_instance: bool,
+    /// Remote provisioning (replies come through the MQTT task).
+    pub remote: Arc<crate::remote::Remote>,
     parked: Mutex<Parked>,
 }
 
@@ -193,6 +197,7 @@ impl Shared {
         sessions: Arc<Sessions>,
         early_sealed_wait: Duration,
         multi_instance: bool,
+        remote: Arc<crate::remote::Remote>,
         out: UnboundedSender<Out>,
     ) -> Shared {
         let mut w: HashMap<String, HashMap<KeyId, ReplayWindow>> = HashMap::new();
@@ -213,6 +218,7 @@ impl Shared {
             write_queued: AtomicUsize::new(0),
             early_sealed_wait,
             multi_instance,
+            remote,
             parked: Mutex::new(Parked::default()),
         }
     }
@@ -541,6 +547,12 @@ impl Dispatcher {
     /// verify queue is full; everything rejected here never reaches a queue.
     pub(crate) async fn dispatch(&self, ticket: Ticket, topic_name: &str, payload: &[u8], received_at: i64) {
         let sh = &self.shared;
+        if let Some(id) = reply_device(&sh.prefix, topic_name) {
+            let (remote, id, payload) = (sh.remote.clone(), id.to_owned(), payload.to_vec());
+            let _ = tokio::task::spawn_blocking(move || remote.reply(&id, &payload)).await;
+            sh.finish(ticket, true);
+            return;
+        }
         let Some((id, kind)) = parse_topic(&sh.prefix, topic_name) else {
             sh.reject(ticket, None, Rejection::new(RejectCode::UnknownDevice));
             return;
@@ -589,6 +601,12 @@ impl Dispatcher {
             Err(r) => self.shared.reject(ticket, Some(id), r),
         }
     }
+}
+
+/// The device id of a `{prefix}/{id}/reply` topic.
+fn reply_device<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
+    let id = topic.strip_prefix(prefix)?.strip_prefix('/')?.strip_suffix("/reply")?;
+    tfmprov_cose::valid_device_id(id).then_some(id)
 }
 
 fn worker(mut rx: tokio::sync::mpsc::Receiver<Job>, tx: SyncSender<Write>, sh: Arc<Shared>) {

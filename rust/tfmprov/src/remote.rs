@@ -1,0 +1,77 @@
+//! `tfmprov remote …`: remote provisioning through the aggregator
+//! (docs/remote.md). Thin: it posts the command, then polls its state until
+//! the device answered or the wait is over.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tfmprov_aggregator::CommandInfo;
+
+/// Arguments shared by every `remote` operation.
+#[derive(Args, Clone, Debug)]
+pub struct RemoteArgs {
+    /// The operation: status, public, generate, destroy, csr, store-cert, get-cert.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(tfmprov_aggregator::REMOTE_OPS))]
+    pub op: String,
+    /// The device id.
+    #[arg(long)]
+    pub device: String,
+    /// The aggregator's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub aggregator: String,
+    /// Key ID (decimal or 0x hex).
+    #[arg(long, value_parser = parse_u32)]
+    pub id: Option<u32>,
+    /// generate: replace an existing key.
+    #[arg(long)]
+    pub replace: bool,
+    /// csr: subject CN.
+    #[arg(long)]
+    pub cn: Option<String>,
+    /// store-cert: the DER certificate file.
+    #[arg(long)]
+    pub cert: Option<std::path::PathBuf>,
+    /// How long to wait for the device's answer, in seconds (0: do not wait).
+    #[arg(long, default_value_t = 30)]
+    pub wait: u64,
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    v.map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Runs one remote command; the command's final info.
+pub fn run(a: &RemoteArgs) -> Result<CommandInfo> {
+    let mut args = serde_json::Map::new();
+    if let Some(id) = a.id {
+        args.insert("id".into(), id.into());
+    }
+    if a.replace {
+        args.insert("replace".into(), true.into());
+    }
+    if let Some(cn) = &a.cn {
+        args.insert("cn".into(), cn.clone().into());
+    }
+    if let Some(path) = &a.cert {
+        let der = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        args.insert("cert".into(), hex::encode(der).into());
+    }
+    let info = tfmprov_aggregator::client::submit_command(&a.aggregator, &a.device, &a.op, args.into())
+        .context("the aggregator refused the command")?;
+    let deadline = Instant::now() + Duration::from_secs(a.wait);
+    let mut info = info;
+    while info.state == "sent" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        info = tfmprov_aggregator::client::command(&a.aggregator, &a.device, &info.cid)?
+            .context("the command vanished from the aggregator")?;
+    }
+    if a.wait > 0 && info.state == "sent" {
+        bail!("no answer from {} within {} s (command {} is still pending)", a.device, a.wait, info.cid);
+    }
+    Ok(info)
+}

@@ -1,0 +1,150 @@
+"""Remote provisioning (docs/remote.md) with an implementation nobody here
+wrote: pycose builds a command (Sign1 by the cloud key over a COSE_Encrypt to
+the device's key-agreement key, external AAD = the binding), paho publishes
+it on a real mosquitto, the simulated device executes it, and pycose opens
+its reply (Sign1 by the device key over a COSE_Encrypt to the cloud key).
+
+The device gets its key 3 (known value) and the cloud certificate over
+SMP/UDP with the `tfmprov` CLI and the test reads its key-agreement key the
+same way (`tfmprov keys kak`), as a factory would.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import cbor2
+import paho.mqtt.client as mqtt
+from pycose.algorithms import A128GCM, EcdhEsHKDF256, Es256
+from pycose.headers import IV, KID, Algorithm, EphemeralKey, StaticKey
+from pycose.keys.curves import P256
+from pycose.keys.ec2 import EC2Key
+from pycose.messages import CoseMessage, EncMessage, Sign1Message
+from pycose.messages.recipient import DirectKeyAgreement
+
+from test_sim_session_pycose import DEVICE_ID, DEVICE_PRIV, Sim, cloud_identity, device_key, mosquitto  # noqa: F401
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+
+def kid_of(key: EC2Key) -> bytes:
+    """First 8 bytes of SHA-256 over the SubjectPublicKeyInfo DER (DESIGN.md)."""
+    pub = ec.EllipticCurvePublicNumbers(int.from_bytes(key.x, "big"), int.from_bytes(key.y, "big"), ec.SECP256R1()).public_key()
+    spki = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    h = hashes.Hash(hashes.SHA256())
+    h.update(spki)
+    return h.finalize()[:8]
+
+
+def binding(direction: str, device_id: str) -> bytes:
+    return f"tfmprov/{direction}/{device_id}".encode()
+
+
+def build_command(cloud: EC2Key, kak: EC2Key, device_id: str, body: dict) -> bytes:
+    ephemeral = EC2Key.generate_key(crv=P256)
+    rcpt = DirectKeyAgreement(
+        phdr={Algorithm: EcdhEsHKDF256},
+        uhdr={KID: kid_of(kak), EphemeralKey: EC2Key(crv=P256, x=ephemeral.x, y=ephemeral.y)},
+    )
+    rcpt.key = ephemeral
+    rcpt.local_attrs = {StaticKey: kak}
+    enc = EncMessage(phdr={Algorithm: A128GCM}, uhdr={IV: os.urandom(12)}, payload=cbor2.dumps(body), recipients=[rcpt])
+    enc.external_aad = binding("cmd", device_id)
+    outer = Sign1Message(phdr={Algorithm: Es256, KID: kid_of(cloud)}, payload=enc.encode())
+    outer.external_aad = binding("cmd", device_id)
+    outer.key = cloud
+    return outer.encode()
+
+
+def open_reply(raw: bytes, cloud: EC2Key, signer: EC2Key | None) -> dict:
+    msg = CoseMessage.decode(raw)
+    if signer is None:
+        assert isinstance(msg, EncMessage), "expected an unsigned reply"
+        enc = msg
+    else:
+        assert isinstance(msg, Sign1Message)
+        msg.external_aad = binding("reply", DEVICE_ID)
+        msg.key = signer
+        assert msg.verify_signature(), "the reply is signed by the device key"
+        enc = CoseMessage.decode(msg.payload)
+    enc.external_aad = binding("reply", DEVICE_ID)
+    [rcpt] = enc.recipients
+    assert rcpt.uhdr[KID] == kid_of(cloud)
+    rcpt.key = cloud
+    return cbor2.loads(enc.decrypt(rcpt))
+
+
+class Replies:
+    """paho: publishes commands, collects the device's replies."""
+
+    def __init__(self, port: int):
+        self.got: list[bytes] = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pytest-remote")
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(f"prov/{DEVICE_ID}/reply", qos=1)
+        self.c.on_subscribe = lambda c, u, mid, rc, p: ready.set()
+        self.c.on_message = lambda c, u, m: self._add(bytes(m.payload))
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert ready.wait(10), "subscription"
+
+    def _add(self, p: bytes):
+        with self.lock:
+            self.got.append(p)
+
+    def send(self, payload: bytes) -> bytes:
+        with self.lock:
+            n = len(self.got)
+        self.c.publish(f"prov/{DEVICE_ID}/cmd", payload, qos=1).wait_for_publish(10)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.got) > n:
+                    return self.got[n]
+            time.sleep(0.05)
+        raise AssertionError("no reply within 20 s")
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mosquitto):
+    state = tmp_path / "state"
+    cloud_pem, cloud = cloud_identity(tmp_path)
+    sim = Sim(state, [])
+    sim.cli("keys", "generate", "--id", "3", "--private-hex", DEVICE_PRIV.hex())
+    sim.cli("certs", "store", "--id", "0x3F000001", "--file", str(cloud_pem))
+    kak_hex = sim.cli("keys", "kak").split()[-1]
+    kak_point = bytes.fromhex(kak_hex)
+    assert len(kak_point) == 65 and kak_point[0] == 4
+    kak = EC2Key(crv=P256, x=kak_point[1:33], y=kak_point[33:])
+    sim.stop()
+
+    sim = Sim(state, ["--mqtt", f"mqtt://127.0.0.1:{mosquitto}", "--interval", "200"])
+    replies = Replies(mosquitto)
+    try:
+        cid = os.urandom(16)
+        command = build_command(cloud, kak, DEVICE_ID, {"cseq": 1, "cid": cid, "op": "status", "args": {"id": 3}})
+        raw = replies.send(command)
+        assert open_reply(raw, cloud, device_key()) == {"cseq": 1, "cid": cid, "rc": 0, "res": {"id": 3, "present": True}}
+
+        # The same command again (a redelivery): the same reply, byte for byte.
+        assert replies.send(command) == raw
+
+        # The group return code of a failing operation: no key at 9.
+        cid2 = os.urandom(16)
+        r = open_reply(replies.send(build_command(cloud, kak, DEVICE_ID, {"cseq": 2, "cid": cid2, "op": "public", "args": {"id": 9}})), cloud, device_key())
+        assert (r["cseq"], r["cid"], r["rc"]) == (2, cid2, 2)
+
+        # Bound to another device: refused, unsigned, nothing executed.
+        other = build_command(cloud, kak, "another-device", {"cseq": 3, "cid": os.urandom(16), "op": "destroy", "args": {"id": 3}})
+        assert open_reply(replies.send(other), cloud, None) == {"rc": 11}
+        r = open_reply(replies.send(build_command(cloud, kak, DEVICE_ID, {"cseq": 3, "cid": os.urandom(16), "op": "status", "args": {"id": 3}})), cloud, device_key())
+        assert r["res"] == {"id": 3, "present": True}, "key 3 survived the refused destroy"
+    finally:
+        replies.close()
+        sim.stop()
