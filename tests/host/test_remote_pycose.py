@@ -117,6 +117,9 @@ def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mo
     cloud_pem, cloud = cloud_identity(tmp_path)
     sim = Sim(state, [])
     sim.cli("keys", "generate", "--id", "3", "--private-hex", DEVICE_PRIV.hex())
+    # The device checks the cloud certificate's chain to its CA root: this
+    # self-signed one is its own root.
+    sim.cli("certs", "store", "--id", "0x3F000000", "--file", str(cloud_pem))
     sim.cli("certs", "store", "--id", "0x3F000001", "--file", str(cloud_pem))
     kak_hex = sim.cli("keys", "kak").split()[-1]
     kak_point = bytes.fromhex(kak_hex)

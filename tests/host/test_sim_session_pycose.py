@@ -187,6 +187,9 @@ def test_pycose_opens_what_the_simulator_publishes(tmp_path, mosquitto):
     cloud_pem, cloud = cloud_identity(tmp_path)
     sim = Sim(state, [])
     sim.cli("keys", "generate", "--id", "3", "--private-hex", DEVICE_PRIV.hex())
+    # The device checks the cloud certificate's chain to its CA root: this
+    # self-signed one is its own root.
+    sim.cli("certs", "store", "--id", "0x3F000000", "--file", str(cloud_pem))
     sim.cli("certs", "store", "--id", "0x3F000001", "--file", str(cloud_pem))
     sim.stop()
 

@@ -73,9 +73,215 @@ pub fn certificate_public_key(der: &[u8]) -> Result<&[u8], Error> {
     spki.subject_public_key.as_bytes().ok_or(Error::InvalidArgument("certificate public key has unused bits"))
 }
 
+/// What a chain check needs of a certificate, borrowed from its DER.
+#[derive(Debug)]
+pub struct ChainParts<'a> {
+    /// The TBSCertificate, as signed.
+    pub tbs: &'a [u8],
+    /// Issuer and subject Names, DER (compared byte for byte).
+    pub issuer: &'a [u8],
+    /// See `issuer`.
+    pub subject: &'a [u8],
+    /// The subject public key (an uncompressed P-256 point when it is one).
+    pub public_key: &'a [u8],
+    /// The signature, raw r || s (ecdsa-with-SHA256 only).
+    pub signature: [u8; 64],
+    /// basicConstraints cA is TRUE.
+    pub is_ca: bool,
+}
+
+/// OID 2.5.29.19 (basicConstraints), the OID's value bytes.
+const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+/// OID 1.2.840.10045.4.3.2 (ecdsa-with-SHA256), the OID's value bytes.
+const ECDSA_WITH_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+
+/// One DER element at `pos` in `buf`: (tag, value start, end). Definite
+/// lengths of at most 4 bytes, inside `buf`; single-byte tags (all an
+/// X.509 certificate uses). A plain walker, not `der`'s typed decoders: it
+/// keeps the chain check to a few hundred bytes of code and stack on the
+/// device (measured; docs/firmware.md).
+fn tlv(buf: &[u8], pos: usize) -> Option<(u8, usize, usize)> {
+    let tag = *buf.get(pos)?;
+    let first = *buf.get(pos + 1)?;
+    let (len, hdr) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | usize::from(*buf.get(pos + 2 + i)?);
+        }
+        (len, 2 + n)
+    };
+    let start = pos.checked_add(hdr)?;
+    let end = start.checked_add(len)?;
+    (end <= buf.len()).then_some((tag, start, end))
+}
+
+/// The element at `pos` with tag `want`: (value start, end).
+fn expect_tlv(buf: &[u8], pos: usize, want: u8) -> Option<(usize, usize)> {
+    let (tag, start, end) = tlv(buf, pos)?;
+    (tag == want).then_some((start, end))
+}
+
+/// A DER INTEGER's value as a 32-byte big-endian number (leading zero
+/// bytes dropped; longer is refused).
+fn int32(v: &[u8]) -> Option<[u8; 32]> {
+    let mut v = v;
+    while v.len() > 1 && v[0] == 0 {
+        v = &v[1..];
+    }
+    if v.len() > 32 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    out[32 - v.len()..].copy_from_slice(v);
+    Some(out)
+}
+
+/// Walks a certificate for [`ChainParts`]. Only ecdsa-with-SHA256
+/// signatures are accepted (DESIGN.md: the whole PKI is P-256).
+pub fn chain_parts(cert: &[u8]) -> Result<ChainParts<'_>, Error> {
+    walk_chain_parts(cert).ok_or(Error::InvalidArgument("certificate is not an ecdsa-with-SHA256 X.509 certificate"))
+}
+
+fn walk_chain_parts(c: &[u8]) -> Option<ChainParts<'_>> {
+    const SEQ: u8 = 0x30;
+    let (start, end) = expect_tlv(c, 0, SEQ)?;
+    if end != c.len() {
+        return None;
+    }
+    // tbsCertificate, signatureAlgorithm, signatureValue
+    let (tbs_start, tbs_end) = expect_tlv(c, start, SEQ)?;
+    let (alg_start, alg_end) = expect_tlv(c, tbs_end, SEQ)?;
+    let (sig_start, sig_end) = expect_tlv(c, alg_end, 0x03)?;
+    if sig_end != end {
+        return None;
+    }
+    let (oid_start, oid_end) = expect_tlv(c, alg_start, 0x06)?;
+    if &c[oid_start..oid_end] != ECDSA_WITH_SHA256 {
+        return None;
+    }
+    // BIT STRING with no unused bits around SEQUENCE { r INTEGER, s INTEGER }
+    if c.get(sig_start) != Some(&0) {
+        return None;
+    }
+    let (rs_start, rs_end) = expect_tlv(c, sig_start + 1, SEQ)?;
+    let (r_start, r_end) = expect_tlv(c, rs_start, 0x02)?;
+    let (s_start, s_end) = expect_tlv(c, r_end, 0x02)?;
+    if s_end != rs_end {
+        return None;
+    }
+    let mut signature = [0u8; 64];
+    signature[..32].copy_from_slice(&int32(&c[r_start..r_end])?);
+    signature[32..].copy_from_slice(&int32(&c[s_start..s_end])?);
+
+    // TBSCertificate fields.
+    let mut pos = tbs_start;
+    if tlv(c, pos)?.0 == 0xa0 {
+        pos = tlv(c, pos)?.2; // [0] version
+    }
+    pos = expect_tlv(c, pos, 0x02)?.1; // serialNumber
+    pos = expect_tlv(c, pos, SEQ)?.1; // signature
+    let issuer_end = expect_tlv(c, pos, SEQ)?.1;
+    let issuer = &c[pos..issuer_end];
+    let validity_end = expect_tlv(c, issuer_end, SEQ)?.1;
+    let subject_end = expect_tlv(c, validity_end, SEQ)?.1;
+    let subject = &c[validity_end..subject_end];
+    let (spki_start, spki_end) = expect_tlv(c, subject_end, SEQ)?;
+    let key_alg_end = expect_tlv(c, spki_start, SEQ)?.1;
+    let (key_start, key_end) = expect_tlv(c, key_alg_end, 0x03)?;
+    if c.get(key_start) != Some(&0) || key_end != spki_end {
+        return None;
+    }
+    let public_key = &c[key_start + 1..key_end];
+    let mut is_ca = false;
+    pos = spki_end;
+    while pos < tbs_end {
+        let (tag, v_start, v_end) = tlv(c, pos)?;
+        if tag == 0xa3 {
+            // extensions: SEQUENCE OF SEQUENCE { OID, critical BOOLEAN?, OCTET STRING }
+            let (mut e, exts_end) = expect_tlv(c, v_start, SEQ)?;
+            while e < exts_end {
+                let (ext_start, ext_end) = expect_tlv(c, e, SEQ)?;
+                let (oid_s, oid_e) = expect_tlv(c, ext_start, 0x06)?;
+                let mut q = oid_e;
+                if tlv(c, q)?.0 == 0x01 {
+                    q = tlv(c, q)?.2;
+                }
+                let (val_s, _) = expect_tlv(c, q, 0x04)?;
+                if &c[oid_s..oid_e] == BASIC_CONSTRAINTS {
+                    // BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, ... }
+                    let (bc_s, bc_e) = expect_tlv(c, val_s, SEQ)?;
+                    if bc_s < bc_e {
+                        if let Some((0x01, b_s, b_e)) = tlv(c, bc_s) {
+                            is_ca = b_e == b_s + 1 && c[b_s] != 0;
+                        }
+                    }
+                }
+                e = ext_end;
+            }
+        }
+        pos = v_end;
+    }
+    if pos != tbs_end {
+        return None;
+    }
+    Some(ChainParts { tbs: &c[start..tbs_end], issuer, subject, public_key, signature, is_ca })
+}
+
+/// `child` is signed by `issuer`: the names match and the signature
+/// verifies with the issuer's key (through PSA).
+fn issued_by(psa: &Psa, child: &ChainParts<'_>, issuer: &ChainParts<'_>) -> Result<(), Error> {
+    const BROKEN: Error = Error::InvalidArgument("cloud certificate does not chain to the CA root on the device");
+    if child.issuer != issuer.subject {
+        return Err(BROKEN);
+    }
+    let key: tfmprov_psa::PublicKey = issuer.public_key.try_into().map_err(|_| BROKEN)?;
+    let digest = psa.sha256(child.tbs)?;
+    psa.verify_with_public(&key, &digest, &child.signature).map_err(|_| BROKEN)
+}
+
+/// The cloud certificate `der` chains to the CA root stored on the device
+/// (0x3F000000): signed by the root, or by the intermediate at
+/// [`tfmprov_psa::ids::PEER_INTERMEDIATE`], which must be a CA signed by the
+/// root. Checked when it is stored and each time its key is used (a root
+/// replaced later makes it unusable). No clock on the device: validity
+/// dates are not checked.
+pub fn check_cloud_chain(psa: &Psa, der: &[u8]) -> Result<(), Error> {
+    use tfmprov_psa::ids::{PeerId, PEER_CA_ROOT, PEER_INTERMEDIATE};
+    let load = |id: u32| -> Result<Option<Vec<u8>>, Error> {
+        let slot = CertTarget::Peer(PeerId::new(id.into())?).slot();
+        if psa.cert_present(slot)? {
+            Ok(Some(psa.load_cert(slot)?))
+        } else {
+            Ok(None)
+        }
+    };
+    let root_der = load(PEER_CA_ROOT)?
+        .ok_or(Error::InvalidArgument("no CA root on the device to check the cloud certificate against"))?;
+    let root = chain_parts(&root_der)?;
+    let leaf = chain_parts(der)?;
+    if issued_by(psa, &leaf, &root).is_ok() {
+        return Ok(());
+    }
+    let inter_der =
+        load(PEER_INTERMEDIATE)?.ok_or(Error::InvalidArgument("cloud certificate does not chain to the CA root on the device"))?;
+    let inter = chain_parts(&inter_der)?;
+    if !inter.is_ca {
+        return Err(Error::InvalidArgument("the intermediate certificate on the device is not a CA"));
+    }
+    issued_by(psa, &inter, &root)?;
+    issued_by(psa, &leaf, &inter)
+}
+
 /// Stores a certificate. At a device key ID the certificate's public key must
-/// be that key's ([`Error::Mismatch`] otherwise); a peer certificate is
-/// stored without that check. Larger than one ITS asset holds
+/// be that key's ([`Error::Mismatch`] otherwise); the cloud certificate
+/// (0x3F000001) must chain to the CA root on the device
+/// ([`check_cloud_chain`]); other peer certificates are stored as they are. Larger than one ITS asset holds
 /// ([`MAX_BLOB_LEN`], derived from the TF-M configuration) is
 /// [`Error::TooLarge`], before PSA sees it. A refused or failed store leaves
 /// the previous certificate as it was (`tfmprov_psa`'s atomic blob store).
@@ -92,6 +298,9 @@ pub fn store(psa: &mut Psa, target: CertTarget, der: &[u8]) -> Result<(), Error>
         if cert_key != psa.public_key(id)?.as_slice() {
             return Err(Error::Mismatch);
         }
+    }
+    if target.slot() == CertTarget::Peer(tfmprov_psa::ids::PeerId::new(tfmprov_psa::ids::PEER_CLOUD.into())?).slot() {
+        check_cloud_chain(psa, der)?;
     }
     psa.store_cert(target.slot(), der)?;
     Ok(())

@@ -17,8 +17,8 @@
 //!    (proof of possession); with no key at all it goes unsigned. It is
 //!    stored with its `cseq` before it is returned.
 //!
-//! Not yet here (docs/remote.md): checking the cloud certificate's chain to
-//! the root at use, and `exp`.
+//! The cloud certificate's chain to the CA root is checked at each command
+//! ([`crate::certs::check_cloud_chain`]). Not yet here (docs/remote.md): `exp`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -169,6 +169,7 @@ impl Device {
 
     fn cloud_public(&self) -> Result<PublicKey, Error> {
         let der = certs::get(&self.psa, CertTarget::Peer(PeerId::new(PEER_CLOUD.into())?))?;
+        certs::check_cloud_chain(&self.psa, &der)?;
         certs::certificate_public_key(&der)?
             .try_into()
             .map_err(|_| Error::InvalidArgument("cloud certificate key is not an uncompressed P-256 point"))

@@ -214,6 +214,7 @@ impl Device {
     pub fn session_message(&mut self, now_ms: u64) -> Result<Vec<u8>, Error> {
         let (key, device_kid) = self.telemetry_key()?;
         let cloud_der = certs::get(&self.psa, tfmprov_psa::ids::CertTarget::Peer(PeerId::new(PEER_CLOUD.into())?))?;
+        certs::check_cloud_chain(&self.psa, &cloud_der)?;
         let cloud: PublicKey = certs::certificate_public_key(&cloud_der)?
             .try_into()
             .map_err(|_| Error::InvalidArgument("cloud certificate key is not an uncompressed P-256 point"))?;

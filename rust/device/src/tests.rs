@@ -429,15 +429,90 @@ fn data_messages_verify_and_seq_survives_restart() {
     assert!(matches!(s.dev().data_message(b"x"), Err(Error::Psa(tfmprov_psa::Error::NotFound(3)))));
 }
 
-fn cloud_identity(s: &Sim) -> (p256::SecretKey, Vec<u8>) {
+/// A CA chain made with openssl in the test directory: a root, an
+/// intermediate (CA:TRUE) and a "cloud" leaf it issued, all P-256 /
+/// ecdsa-with-SHA256. `tag` keeps several chains apart.
+struct CloudChain {
+    key: p256::SecretKey,
+    root: Vec<u8>,
+    intermediate: Vec<u8>,
+    cloud: Vec<u8>,
+}
+
+fn cloud_chain(s: &Sim, tag: &str) -> CloudChain {
     let d = s.dir.path();
-    let key = d.join("cloud.key");
-    let cert = d.join("cloud.der");
-    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-subj", "/CN=cloud", "-days", "1", "-keyout", key.to_str().unwrap(), "-outform", "DER", "-out", cert.to_str().unwrap()]);
+    let p = |n: &str| d.join(format!("{tag}-{n}")).to_str().unwrap().to_owned();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    std::fs::write(p("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n").unwrap();
+    openssl(&[&["req", "-x509"][..], &ec, &["-subj", &format!("/CN={tag} root"), "-days", "1", "-keyout", &p("root.key"), "-outform", "DER", "-out", &p("root.der")]].concat());
+    openssl(&[&["req"][..], &ec, &["-subj", &format!("/CN={tag} intermediate"), "-keyout", &p("inter.key"), "-out", &p("inter.csr")]].concat());
+    openssl(&["x509", "-req", "-in", &p("inter.csr"), "-CA", &p("root.der"), "-CAform", "DER", "-CAkey", &p("root.key"),
+        "-set_serial", "2", "-days", "1", "-extfile", &p("ca.ext"), "-outform", "DER", "-out", &p("inter.der")]);
+    openssl(&[&["req"][..], &ec, &["-subj", "/CN=cloud", "-keyout", &p("cloud.key"), "-out", &p("cloud.csr")]].concat());
+    openssl(&["x509", "-req", "-in", &p("cloud.csr"), "-CA", &p("inter.der"), "-CAform", "DER", "-CAkey", &p("inter.key"),
+        "-set_serial", "3", "-days", "1", "-outform", "DER", "-out", &p("cloud.der")]);
     use p256::pkcs8::DecodePrivateKey;
-    let sk = p256::SecretKey::from_pkcs8_pem(&std::fs::read_to_string(key).unwrap()).unwrap();
-    (sk, std::fs::read(cert).unwrap())
+    let key = p256::SecretKey::from_pkcs8_pem(&std::fs::read_to_string(p("cloud.key")).unwrap()).unwrap();
+    CloudChain {
+        key,
+        root: std::fs::read(p("root.der")).unwrap(),
+        intermediate: std::fs::read(p("inter.der")).unwrap(),
+        cloud: std::fs::read(p("cloud.der")).unwrap(),
+    }
+}
+
+/// Stores a chain as enrollment does: root, intermediate, then the cloud
+/// certificate (the one checked). The group rc of the last store, if any.
+fn store_chain(s: &mut Sim, c: &CloudChain) -> Option<u64> {
+    for (peer, der) in [(0x3F00_0000u64, &c.root), (0x3F00_0002, &c.intermediate)] {
+        let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(peer)), ("cert", Value::Bytes(der.clone()))]));
+        assert_eq!(r, map(vec![]), "peer {peer:#x}");
+    }
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0001)), ("cert", Value::Bytes(c.cloud.clone()))]));
+    group_rc(&r, CERTS)
+}
+
+/// A cloud identity whose chain is on the device: (cloud private key, cloud certificate).
+fn cloud_identity(s: &mut Sim) -> (p256::SecretKey, Vec<u8>) {
+    let c = cloud_chain(s, "cloud");
+    assert_eq!(store_chain(s, &c), None);
+    (c.key, c.cloud)
+}
+
+#[test]
+fn the_cloud_certificate_must_chain_to_the_root_at_store_and_at_use() {
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let good = cloud_chain(&s, "good");
+    let other = cloud_chain(&s, "other");
+    let store_cloud = |s: &mut Sim, der: &[u8]| {
+        let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0001)), ("cert", Value::Bytes(der.to_vec()))]));
+        group_rc(&r, CERTS)
+    };
+    let invalid = Some(u64::from(GroupRc::InvalidArgument.code()));
+    // No root on the device yet: refused.
+    assert_eq!(store_cloud(&mut s, &good.cloud), invalid);
+    // Root but no intermediate: refused.
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0000)), ("cert", Value::Bytes(good.root.clone()))]));
+    assert_eq!(r, map(vec![]));
+    assert_eq!(store_cloud(&mut s, &good.cloud), invalid);
+    // A leaf in the intermediate's place (not a CA): refused.
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0002)), ("cert", Value::Bytes(good.cloud.clone()))]));
+    assert_eq!(r, map(vec![]));
+    assert_eq!(store_cloud(&mut s, &good.cloud), invalid);
+    // The whole chain: accepted.
+    assert_eq!(store_chain(&mut s, &good), None);
+    // A cloud certificate from another CA: refused, the good one kept.
+    assert_eq!(store_cloud(&mut s, &other.cloud), invalid);
+    let r = s.req(Op::Read, CERTS, 1, map(vec![("id", id(0x3F00_0001))]));
+    assert_eq!(bytes(&r, "cert"), good.cloud);
+    s.dev().session_message(0).expect("a session with the checked cloud key");
+    // At use: the root replaced by another CA's, the stored cloud
+    // certificate no longer chains, and its key is not used.
+    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0000)), ("cert", Value::Bytes(other.root.clone()))]));
+    assert_eq!(r, map(vec![]));
+    assert!(matches!(s.dev().session_message(1), Err(Error::InvalidArgument(m)) if m.contains("does not chain")));
+    assert!(matches!(s.dev().remote_command(b"any"), Err(Error::InvalidArgument(_))));
 }
 
 fn open_session(msg: &[u8], device_pub: &[u8], cloud: &p256::SecretKey) -> (u32, [u8; 16]) {
@@ -472,9 +547,7 @@ fn sessions_and_sealed_messages() {
     // No cloud certificate yet: refused clearly; no session: sealed refused.
     assert!(matches!(s.dev().session_message(0), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
     assert_eq!(s.dev().sealed_message(b"x"), Err(Error::NoSession));
-    let (cloud, cloud_der) = cloud_identity(&s);
-    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0001)), ("cert", Value::Bytes(cloud_der))]));
-    assert_eq!(r, map(vec![]));
+    let (cloud, _) = cloud_identity(&mut s);
     assert!(s.dev().session_due(0));
     let msg = s.dev().session_message(0).unwrap();
     let (sid, key) = open_session(&msg, &public, &cloud);
@@ -861,9 +934,7 @@ fn remote_setup(factory: bool) -> (Sim, CloudServer, [u8; 65]) {
     if factory {
         s.dev().shell(&["factory"]).unwrap();
     }
-    let (cloud, cloud_der) = cloud_identity(&s);
-    let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0001)), ("cert", Value::Bytes(cloud_der))]));
-    assert_eq!(r, map(vec![]));
+    let (cloud, _) = cloud_identity(&mut s);
     let kak = s.dev().kak_public().unwrap();
     (s, CloudServer::new(cloud), kak)
 }

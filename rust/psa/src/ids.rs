@@ -20,6 +20,9 @@ pub const PEER_MAX: u32 = 0x3FFF_FFFF;
 pub const PEER_CA_ROOT: u32 = PEER_MIN;
 /// Peer ID where enrollment stores the cloud (aggregator) certificate.
 pub const PEER_CLOUD: u32 = PEER_MIN + 1;
+/// Peer ID where enrollment stores the intermediate CA certificate that
+/// issued the cloud certificate (its chain is checked to the root).
+pub const PEER_INTERMEDIATE: u32 = PEER_MIN + 2;
 /// Device state records (docs/ARCHITECTURE.md): not reachable over SMP.
 pub const STATE_RNG_BLOCK: u32 = 0x3E00_0000;
 /// Session id high-water mark.

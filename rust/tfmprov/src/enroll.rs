@@ -6,7 +6,7 @@
 use crate::target::{connect, LinkOptions, Target};
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
-use tfmprov_psa::ids::{AUTO_ASSIGN_MIN, PEER_CA_ROOT, PEER_CLOUD};
+use tfmprov_psa::ids::{AUTO_ASSIGN_MIN, PEER_CA_ROOT, PEER_CLOUD, PEER_INTERMEDIATE};
 use tfmprov_transport::Client;
 
 /// What to enroll and where.
@@ -110,9 +110,17 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
         }
         // The cloud certificate (for session keys), when the aggregator has one.
         match tfmprov_aggregator::client::cloud_certificate(url, opts.http_timeout) {
-            Ok(cloud_pem) => client
-                .cert_store(PEER_CLOUD, &first_pem_der(&cloud_pem)?)
-                .context("storing the cloud certificate")?,
+            Ok(cloud_pem) => {
+                // Its issuer first: the device checks the cloud certificate's
+                // chain to the root it holds (docs/remote.md).
+                let chain = pem_chain_der(&cloud_pem)?;
+                if let Some(issuer) = chain.get(1) {
+                    client.cert_store(PEER_INTERMEDIATE, issuer).context("storing the cloud certificate's issuer")?;
+                }
+                client
+                    .cert_store(PEER_CLOUD, &chain[0])
+                    .context("storing the cloud certificate (it must chain to the CA root on the device)")?
+            }
             Err(tfmprov_aggregator::Error::Http { status: 404, .. }) => {
                 tracing::warn!("{device_id}: the aggregator has no cloud certificate: no sealed telemetry")
             }
@@ -120,6 +128,15 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
         }
     }
     Ok(Enrolled { device_id: device_id.to_string(), key_id, public, leaf_der, chain_pem, registered })
+}
+
+/// Every certificate of a PEM chain, DER, in order (at least one).
+pub fn pem_chain_der(pem: &str) -> Result<Vec<Vec<u8>>> {
+    let certs = x509_cert::Certificate::load_pem_chain(pem.as_bytes()).context("PEM certificate chain")?;
+    if certs.is_empty() {
+        bail!("no certificate in the PEM chain");
+    }
+    certs.iter().map(|c| der::Encode::to_der(c).context("re-encoding a certificate")).collect()
 }
 
 /// Enrolls one device.
