@@ -198,6 +198,12 @@ pub struct Servers {
 impl Servers {
     /// Starts the CA and the aggregator (embedded broker) with state under `dir`.
     pub fn start(dir: &std::path::Path) -> Result<Servers> {
+        Servers::start_on(dir, tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse()? })
+    }
+
+    /// [`Servers::start`] with the aggregator on `broker` (an external one:
+    /// mosquitto in the tests).
+    pub fn start_on(dir: &std::path::Path, broker: tfmprov_aggregator::BrokerChoice) -> Result<Servers> {
         let rt = runtime()?;
         let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&tfmprov_ca::CaConfig::new(dir.join("ca"))).context("CA")?);
         let root_pem = ca.root_pem();
@@ -218,7 +224,7 @@ impl Servers {
             Ok::<_, anyhow::Error>(format!("http://{addr}"))
         })?;
         let mut cfg = tfmprov_aggregator::Config::new(dir.join("aggregator"), "127.0.0.1:0".parse()?, root_pem.clone());
-        cfg.broker = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse()? };
+        cfg.broker = broker;
         // The cloud key pair gets its certificate from the same CA on first start.
         cfg.cloud = tfmprov_aggregator::CloudIdentity::EnrollAt { ca_url: ca_url.clone() };
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;

@@ -1,8 +1,12 @@
 //! Remote provisioning end to end (issue 12, docs/remote.md): the CA and the
-//! aggregator (embedded broker) in this process, a real `tfmprov device-sim`
-//! enrolled by `tfmprov factory` (which registers its key-agreement key), and
-//! commands sent with `tfmprov remote` through MQTT. A subscriber to `#`
-//! records everything the broker carries.
+//! aggregator in this process, on the embedded broker and on a real
+//! mosquitto, a real `tfmprov device-sim` enrolled by `tfmprov factory`
+//! (which registers its key-agreement key), and commands sent with
+//! `tfmprov remote` through MQTT. A subscriber to `#` records everything the
+//! broker carries.
+
+#[path = "../../aggregator/tests/common/mod.rs"]
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -64,10 +68,23 @@ fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn remote_commands_through_the_broker_end_to_end_encrypted() {
+fn on_the_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::start(dir.path()).unwrap();
-    let state = dir.path().join("dev-r");
+    remote_commands_through_the_broker_end_to_end_encrypted(dir.path(), &servers);
+}
+
+#[test]
+fn on_mosquitto() {
+    let mosq = common::Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = tfmprov_aggregator::BrokerChoice::External { url: mosq.url(), ca_file: None, client_cert: None };
+    let servers = Servers::start_on(dir.path(), broker).unwrap();
+    remote_commands_through_the_broker_end_to_end_encrypted(dir.path(), &servers);
+}
+
+fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: &Servers) {
+    let state = dir.join("dev-r");
     // Enrolled at the factory (SMP over UDP): key 3, its chain, the cloud
     // certificate, and the key-agreement key registered at the aggregator.
     let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-r", &[]).unwrap();
