@@ -24,7 +24,7 @@ from pycose.keys.ec2 import EC2Key
 from pycose.messages import CoseMessage, EncMessage, Sign1Message
 from pycose.messages.recipient import DirectKeyAgreement
 
-from test_sim_session_pycose import DEVICE_ID, DEVICE_PRIV, Sim, cloud_identity, device_key, mosquitto  # noqa: F401
+from test_sim_session_pycose import DEVICE_ID, Sim, cloud_identity, device_key, mosquitto, provision  # noqa: F401
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -116,11 +116,7 @@ def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mo
     state = tmp_path / "state"
     cloud_pem, cloud = cloud_identity(tmp_path)
     sim = Sim(state, [])
-    sim.cli("keys", "generate", "--id", "3", "--private-hex", DEVICE_PRIV.hex())
-    # The device checks the cloud certificate's chain to its CA root: this
-    # self-signed one is its own root.
-    sim.cli("certs", "store", "--id", "0x3F000000", "--file", str(cloud_pem))
-    sim.cli("certs", "store", "--id", "0x3F000001", "--file", str(cloud_pem))
+    provision(sim, cloud_pem)
     kak_hex = sim.cli("keys", "kak").split()[-1]
     kak_point = bytes.fromhex(kak_hex)
     assert len(kak_point) == 65 and kak_point[0] == 4

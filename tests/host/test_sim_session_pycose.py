@@ -156,6 +156,15 @@ def cloud_identity(tmp_path: Path):
     return path, cose_key
 
 
+def provision(sim: Sim, cloud_pem: Path) -> None:
+    """Key 3 (known value) and the cloud certificate, as a factory would. The
+    device checks the cloud certificate's chain to its CA root: this
+    self-signed one is its own root."""
+    sim.cli("keys", "generate", "--id", "3", "--private-hex", DEVICE_PRIV.hex())
+    sim.cli("certs", "store", "--id", "0x3F000000", "--file", str(cloud_pem))
+    sim.cli("certs", "store", "--id", "0x3F000001", "--file", str(cloud_pem))
+
+
 def device_key() -> EC2Key:
     pub = ec.derive_private_key(int.from_bytes(DEVICE_PRIV, "big"), ec.SECP256R1()).public_key().public_numbers()
     return EC2Key(crv=P256, x=pub.x.to_bytes(32, "big"), y=pub.y.to_bytes(32, "big"))
@@ -186,11 +195,7 @@ def test_pycose_opens_what_the_simulator_publishes(tmp_path, mosquitto):
     state = tmp_path / "state"
     cloud_pem, cloud = cloud_identity(tmp_path)
     sim = Sim(state, [])
-    sim.cli("keys", "generate", "--id", "3", "--private-hex", DEVICE_PRIV.hex())
-    # The device checks the cloud certificate's chain to its CA root: this
-    # self-signed one is its own root.
-    sim.cli("certs", "store", "--id", "0x3F000000", "--file", str(cloud_pem))
-    sim.cli("certs", "store", "--id", "0x3F000001", "--file", str(cloud_pem))
+    provision(sim, cloud_pem)
     sim.stop()
 
     telemetry = ["--mqtt", f"mqtt://127.0.0.1:{mosquitto}", "--interval", "100", "--count", "3"]

@@ -217,7 +217,8 @@ fn leaf_of(chain_pem: &str, path: &Path) -> Result<([u8; P256_POINT_LEN], Kid), 
     Ok((point, kid_of(&point)))
 }
 
-fn kid_of(point: &[u8; P256_POINT_LEN]) -> Kid {
+/// kid of a P-256 point: SHA-256 of its SubjectPublicKeyInfo DER, first 8 bytes.
+pub(crate) fn kid_of(point: &[u8; P256_POINT_LEN]) -> Kid {
     let d = ring::digest::digest(&ring::digest::SHA256, &tfmprov_cose::p256_spki_der(point));
     let mut full = [0u8; 32];
     full.copy_from_slice(d.as_ref());

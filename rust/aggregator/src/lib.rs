@@ -121,17 +121,17 @@ fn client_id(state_dir: &std::path::Path, instance: Option<&str>) -> String {
 
 /// `{prefix}/+/reply` (shared in a group): remote provisioning replies.
 fn reply_filter(cfg: &Config) -> String {
-    let plain = format!("{}/+/reply", cfg.topic_prefix);
-    match &cfg.share_group {
-        Some(g) => format!("$share/{g}/{plain}"),
-        None => plain,
-    }
+    shared(cfg, format!("{}/+/reply", cfg.topic_prefix))
 }
 
-/// The subscription filter for `kind`, shared (`$share/{group}/…`) when the
-/// aggregator runs as one of a group of instances.
+/// The subscription filter for `kind`, shared when the aggregator runs as one
+/// of a group of instances.
 fn filter(cfg: &Config, kind: Kind) -> String {
-    let plain = subscription(&cfg.topic_prefix, kind);
+    shared(cfg, subscription(&cfg.topic_prefix, kind))
+}
+
+/// `plain` as a shared subscription (`$share/{group}/…`) in a group.
+fn shared(cfg: &Config, plain: String) -> String {
     match &cfg.share_group {
         Some(g) => format!("$share/{g}/{plain}"),
         None => plain,

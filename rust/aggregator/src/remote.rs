@@ -14,7 +14,7 @@ use ciborium::value::Value;
 use tfmprov_cose::{build_envelope, envelope_topic, parse_envelope, Direction, SessionCrypto, P256_POINT_LEN};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::cloud::{aes128gcm_decrypt, aes128gcm_encrypt, ecdh_ephemeral, hkdf_sha256, CloudKey, CryptoFailed};
+use crate::cloud::{aes128gcm_decrypt, aes128gcm_encrypt, ecdh_ephemeral, hkdf_sha256, kid_of, CloudKey, CryptoFailed};
 use crate::error::{Error, Refusal};
 use crate::ingest::Out;
 use crate::registry::Registry;
@@ -58,7 +58,7 @@ pub struct CommandInfo {
 /// JSON args -> the CBOR map the device's SMP dispatcher reads. Known keys
 /// only, with their types: `id` (uint), `replace` (bool), `cn`/`o`/`ou`
 /// (text), `priv`/`cert` (hex).
-fn args_to_cbor(args: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<u8>, Refusal> {
+fn args_to_cbor(args: &serde_json::Map<String, serde_json::Value>) -> Result<Value, Refusal> {
     let mut entries = Vec::new();
     for (k, v) in args {
         let bad = |what: &str| Refusal::BadRequest(format!("args.{k}: {what}"));
@@ -72,9 +72,7 @@ fn args_to_cbor(args: &serde_json::Map<String, serde_json::Value>) -> Result<Vec
         };
         entries.push((Value::Text(k.clone()), value));
     }
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(&Value::Map(entries), &mut out).map_err(|e| Refusal::BadRequest(e.to_string()))?;
-    Ok(out)
+    Ok(Value::Map(entries))
 }
 
 /// CBOR result -> JSON (byte strings as hex).
@@ -123,17 +121,19 @@ impl Remote {
             .ok_or_else(|| Refusal::BadRequest(format!("device {device_id:?} has no key-agreement key registered")))?;
         let mut cid = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut cid);
-        let cseq = self.registry.with_db(|db| store::insert_command(db, &cid, device_id, op, &args))?;
+        let mut args_cbor = Vec::new();
+        ciborium::ser::into_writer(&args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
+        let cseq = self.registry.with_db(|db| store::insert_command(db, &cid, device_id, op, &args_cbor))?;
 
         let mut pt = Vec::new();
         let body = Value::Map(vec![
             (Value::Text("cseq".into()), Value::Integer(cseq.into())),
             (Value::Text("cid".into()), Value::Bytes(cid.to_vec())),
             (Value::Text("op".into()), Value::Text(op.into())),
-            (Value::Text("args".into()), ciborium::de::from_reader(args.as_slice()).map_err(|e| Error::Cloud(e.to_string()))?),
+            (Value::Text("args".into()), args),
         ]);
         ciborium::ser::into_writer(&body, &mut pt).map_err(|e| Error::Cloud(e.to_string()))?;
-        let kak_kid = tfmprov_cose::kid_from_spki_digest(&sha256(&tfmprov_cose::p256_spki_der(&kak)));
+        let kak_kid = kid_of(&kak);
         let crypto = SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, aes128gcm_encrypt, |buf: &mut [u8]| {
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, buf);
             Ok::<(), CryptoFailed>(())
@@ -208,7 +208,7 @@ impl Remote {
                     .and_then(Value::as_bytes)
                     .and_then(|b| <[u8; P256_POINT_LEN]>::try_from(b.as_slice()).ok())
                     .ok_or("signed by a key that is neither registered nor new")?;
-                if tfmprov_cose::kid_from_spki_digest(&sha256(&tfmprov_cose::p256_spki_der(&p))) != kid {
+                if kid_of(&p) != kid {
                     return Err("signer kid does not match the new key".into());
                 }
                 p
@@ -230,11 +230,4 @@ impl Remote {
         tracing::info!(device = device_id, cseq, rc, "remote command answered");
         Ok(())
     }
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, b);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }

@@ -10,7 +10,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 
-use crate::{kid_from_spki_digest, p256_spki_der, Kid};
+use crate::{kid_from_spki_digest, p256_spki_der, Kid, SessionCrypto};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CryptoError(pub &'static str);
@@ -119,4 +119,15 @@ pub fn gcm_decrypt(
 pub fn random(buf: &mut [u8]) -> Result<(), CryptoError> {
     rand_core::RngCore::fill_bytes(&mut OsRng, buf);
     Ok(())
+}
+
+/// The four closures of [`SessionCrypto`], with the functions above.
+#[allow(clippy::type_complexity)]
+pub fn crypto() -> SessionCrypto<
+    impl FnOnce(&[u8; 65]) -> Result<([u8; 65], [u8; 32]), CryptoError>,
+    impl FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, CryptoError>,
+    impl FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
+    impl FnOnce(&mut [u8]) -> Result<(), CryptoError>,
+> {
+    SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random)
 }

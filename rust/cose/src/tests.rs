@@ -84,14 +84,13 @@ fn parsers_survive_mutations_of_valid_messages() {
     let dev = keypair();
     let cloud = keypair();
     let data = sign_data(&dev.kid, 7, b"hello", signer(&dev.sk)).unwrap();
-    let crypto = SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random);
     let session = build_session(
         3,
         &[9u8; 16],
         &cloud.kid,
         &cloud.public,
         &dev.kid,
-        crypto,
+        crypto(),
         signer(&dev.sk),
     )
     .unwrap();
@@ -106,7 +105,6 @@ fn parsers_survive_mutations_of_valid_messages() {
         seq: Some(7),
     }
     .to_cbor();
-    let crypto = SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random);
     let command = crate::build_envelope(
         crate::Direction::Command,
         "dev-1",
@@ -114,7 +112,7 @@ fn parsers_survive_mutations_of_valid_messages() {
         &dev.kid,
         &dev.public,
         &cloud.kid,
-        crypto,
+        crypto(),
         signer(&cloud.sk),
     )
     .unwrap();

@@ -515,27 +515,34 @@ fn the_cloud_certificate_must_chain_to_the_root_at_store_and_at_use() {
     assert!(matches!(s.dev().remote_command(b"any"), Err(Error::InvalidArgument(_))));
 }
 
+/// The server-side crypto of the tests (RustCrypto), as COSE closures.
+fn ecdh_with(secret: &p256::SecretKey) -> impl FnOnce(&[u8; 65]) -> Result<[u8; 32], ()> + '_ {
+    move |eph| {
+        let pk = p256::PublicKey::from_sec1_bytes(eph).map_err(|_| ())?;
+        Ok((*p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), pk.as_affine()).raw_secret_bytes()).into())
+    }
+}
+
+fn hkdf_sha256(ikm: &[u8], info: &[u8], len: usize) -> Result<Vec<u8>, ()> {
+    let mut out = vec![0u8; len];
+    hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
+    Ok(out)
+}
+
+fn gcm_encrypt(k: &[u8; 16], iv: &[u8; 12], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>, ()> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    aes_gcm::Aes128Gcm::new_from_slice(k).map_err(|_| ())?.encrypt(iv.into(), Payload { msg: pt, aad }).map_err(|_| ())
+}
+
+fn gcm_decrypt(k: &[u8; 16], iv: &[u8; 12], aad: &[u8], ct: &[u8]) -> Result<Vec<u8>, ()> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    aes_gcm::Aes128Gcm::new_from_slice(k).map_err(|_| ())?.decrypt(iv.into(), Payload { msg: ct, aad }).map_err(|_| ())
+}
+
 fn open_session(msg: &[u8], device_pub: &[u8], cloud: &p256::SecretKey) -> (u32, [u8; 16]) {
     let sm = tfmprov_cose::parse_session(msg).unwrap();
     sm.verify(verifier(device_pub)).unwrap();
-    let key = sm
-        .decrypt(
-            |eph: &[u8; 65]| -> Result<[u8; 32], ()> {
-                let pk = p256::PublicKey::from_sec1_bytes(eph).map_err(|_| ())?;
-                let shared = p256::ecdh::diffie_hellman(cloud.to_nonzero_scalar(), pk.as_affine());
-                Ok((*shared.raw_secret_bytes()).into())
-            },
-            |ikm: &[u8], info: &[u8], len: usize| {
-                let mut out = vec![0u8; len];
-                hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
-                Ok(out)
-            },
-            |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], ct: &[u8]| {
-                use aes_gcm::aead::{Aead, KeyInit, Payload};
-                aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().decrypt(iv.into(), Payload { msg: ct, aad }).map_err(|_| ())
-            },
-        )
-        .unwrap();
+    let key = sm.decrypt(ecdh_with(cloud), hkdf_sha256, gcm_decrypt).unwrap();
     (sm.session_id, key)
 }
 
@@ -556,12 +563,7 @@ fn sessions_and_sealed_messages() {
     let sealed = s.dev().sealed_message(b"secret reading").unwrap();
     let parsed = tfmprov_cose::parse_sealed(&sealed).unwrap();
     assert_eq!(parsed.session_id, 1);
-    let pt = parsed
-        .open(|aad, ct| {
-            use aes_gcm::aead::{Aead, KeyInit, Payload};
-            aes_gcm::Aes128Gcm::new_from_slice(&key).unwrap().decrypt((&parsed.iv).into(), Payload { msg: ct, aad }).map_err(|_| ())
-        })
-        .unwrap();
+    let pt = parsed.open(|aad, ct| gcm_decrypt(&key, &parsed.iv, aad, ct)).unwrap();
     assert_eq!(pt, b"secret reading");
     // Rotation by count.
     s.dev().set_session_policy(telemetry::SessionPolicy { max_messages: 2, max_age_ms: 10_000 });
@@ -865,20 +867,9 @@ impl CloudServer {
         let eph = p256::SecretKey::from_slice(&self.fresh("eph")).unwrap();
         let iv: [u8; 12] = self.fresh("iv")[..12].try_into().unwrap();
         let crypto = tfmprov_cose::SessionCrypto::new(
-            move |peer: &[u8; 65]| -> Result<([u8; 65], [u8; 32]), ()> {
-                let pk = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| ())?;
-                let shared = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), pk.as_affine());
-                Ok((point_of(&eph.public_key()), (*shared.raw_secret_bytes()).into()))
-            },
-            |ikm: &[u8], info: &[u8], len: usize| {
-                let mut out = vec![0u8; len];
-                hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
-                Ok(out)
-            },
-            |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], pt: &[u8]| {
-                use aes_gcm::aead::{Aead, KeyInit, Payload};
-                aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().encrypt(iv.into(), Payload { msg: pt, aad }).map_err(|_| ())
-            },
+            move |peer: &[u8; 65]| Ok((point_of(&eph.public_key()), ecdh_with(&eph)(peer)?)),
+            hkdf_sha256,
+            gcm_encrypt,
             move |buf: &mut [u8]| {
                 buf.copy_from_slice(&iv);
                 Ok(())
@@ -902,24 +893,7 @@ impl CloudServer {
             Some(p) => env.verify(verifier(p)).unwrap(),
             None => assert!(!env.is_signed(), "expected an unsigned reply"),
         }
-        let key = self.key.clone();
-        let pt = env
-            .open(
-                move |eph: &[u8; 65]| -> Result<[u8; 32], ()> {
-                    let pk = p256::PublicKey::from_sec1_bytes(eph).map_err(|_| ())?;
-                    Ok((*p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), pk.as_affine()).raw_secret_bytes()).into())
-                },
-                |ikm: &[u8], info: &[u8], len: usize| {
-                    let mut out = vec![0u8; len];
-                    hkdf::Hkdf::<sha2::Sha256>::new(None, ikm).expand(info, &mut out).map_err(|_| ())?;
-                    Ok(out)
-                },
-                |k: &[u8; 16], iv: &[u8; 12], aad: &[u8], ct: &[u8]| {
-                    use aes_gcm::aead::{Aead, KeyInit, Payload};
-                    aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().decrypt(iv.into(), Payload { msg: ct, aad }).map_err(|_| ())
-                },
-            )
-            .unwrap();
+        let pt = env.open(ecdh_with(&self.key), hkdf_sha256, gcm_decrypt).unwrap();
         (env.signer_kid, ciborium::de::from_reader(pt.as_slice()).unwrap())
     }
 }

@@ -2,16 +2,6 @@ use super::*;
 use crate::test_crypto::*;
 use coset::{CoseEncrypt, CoseSign1, TaggedCborSerializable};
 
-#[allow(clippy::type_complexity)]
-fn crypto() -> SessionCrypto<
-    impl FnOnce(&[u8; 65]) -> Result<([u8; 65], [u8; 32]), CryptoError>,
-    impl FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, CryptoError>,
-    impl FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
-    impl FnOnce(&mut [u8]) -> Result<(), CryptoError>,
-> {
-    SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random)
-}
-
 const CMD: &[u8] = b"\xa2\x64cseq\x01\x62op\x66status";
 
 /// A command for dev-1: signed by `cloud`, encrypted to `kak`.

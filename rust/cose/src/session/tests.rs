@@ -6,16 +6,6 @@ use coset::{CborSerializable, CoseSign1, TaggedCborSerializable};
 
 const KEY: [u8; 16] = *b"0123456789abcdef";
 
-#[allow(clippy::type_complexity)]
-fn crypto() -> SessionCrypto<
-    impl FnOnce(&[u8; 65]) -> Result<([u8; 65], [u8; 32]), CryptoError>,
-    impl FnOnce(&[u8], &[u8], usize) -> Result<Vec<u8>, CryptoError>,
-    impl FnOnce(&[u8; 16], &[u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
-    impl FnOnce(&mut [u8]) -> Result<(), CryptoError>,
-> {
-    SessionCrypto::new(ecdh_ephemeral, hkdf_sha256, gcm_encrypt, random)
-}
-
 fn build(dev: &KeyPair, cloud: &KeyPair, sid: u32) -> Vec<u8> {
     build_session(
         sid,
