@@ -117,6 +117,30 @@ pub fn command(base_url: &str, device_id: &str, cid: &str) -> Result<Option<crat
     expect(&[200], (status, text)).map(Some)
 }
 
+/// Start rotating a device's key (docs/remote.md "Rotation").
+pub fn start_rotation(base_url: &str, device_id: &str, key_id: Option<u32>, grace_s: Option<u64>) -> Result<crate::RotationInfo, Error> {
+    let body = serde_json::json!({ "id": key_id, "grace_s": grace_s }).to_string();
+    let resp = agent(Duration::from_secs(30))
+        .post(url(base_url, &format!("/v1/devices/{}/rotation", segment(device_id))))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    expect(&[201], answer(resp)?)
+}
+
+/// The device's latest rotation, `None` if it never had one.
+pub fn rotation(base_url: &str, device_id: &str) -> Result<Option<crate::RotationInfo>, Error> {
+    let resp = agent(Duration::from_secs(10))
+        .get(url(base_url, &format!("/v1/devices/{}/rotation", segment(device_id))))
+        .call()
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let (status, text) = answer(resp)?;
+    if status == 404 {
+        return Ok(None);
+    }
+    expect(&[200], (status, text)).map(Some)
+}
+
 /// The device's record, `None` if it is not registered.
 pub fn device(base_url: &str, device_id: &str) -> Result<Option<DeviceInfo>, Error> {
     let resp = agent(DEFAULT_TIMEOUT)

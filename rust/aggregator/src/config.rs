@@ -169,6 +169,13 @@ pub struct Config {
     /// A remote command not answered within this reads as `timed_out`
     /// (default [`DEFAULT_COMMAND_TIMEOUT`]).
     pub command_timeout: Duration,
+    /// The CA that signs the CSRs of rotated keys (`http://HOST:PORT`).
+    /// `None` (default): key rotation is refused.
+    pub rotation_ca: Option<String>,
+    /// How long a rotated-out key stays accepted after the device switched
+    /// to the new one (default [`crate::DEFAULT_ROTATION_GRACE`], 24 h); a
+    /// rotation may give its own.
+    pub rotation_grace: Duration,
 }
 
 /// Default [`Config::command_timeout`]: 10 minutes.
@@ -194,6 +201,8 @@ impl Config {
             share_group: None,
             instance: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            rotation_ca: None,
+            rotation_grace: crate::DEFAULT_ROTATION_GRACE,
         }
     }
 

@@ -41,6 +41,8 @@ pub(crate) struct AppState {
     pub depths: Box<dyn Fn() -> Vec<(crate::stats::Queue, usize)> + Send + Sync>,
     /// Remote provisioning commands.
     pub remote: Arc<crate::remote::Remote>,
+    /// Key rotations.
+    pub rotations: Arc<crate::rotation::Rotations>,
 }
 
 /// A device record as the API returns it.
@@ -64,6 +66,14 @@ pub struct DeviceInfo {
     pub revoked: bool,
     /// Revocation time, ms since the epoch.
     pub revoked_at: Option<i64>,
+    /// The kid a key rotation replaced (hex), still accepted until
+    /// `previous_until`.
+    #[serde(default)]
+    pub previous_kid: Option<String>,
+    /// Until when the previous kid is accepted (ms since the epoch; the
+    /// largest i64 while the device has not switched yet).
+    #[serde(default)]
+    pub previous_until: Option<i64>,
 }
 
 impl From<DeviceRow> for DeviceInfo {
@@ -78,6 +88,8 @@ impl From<DeviceRow> for DeviceInfo {
             updated_at: r.updated_at,
             revoked: r.revoked_at.is_some(),
             revoked_at: r.revoked_at,
+            previous_kid: r.previous.map(|(k, _, _)| hex::encode(k)),
+            previous_until: r.previous.map(|(_, _, until)| until),
         }
     }
 }
@@ -130,6 +142,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/devices/{id}/kak", put(put_kak))
         .route("/v1/devices/{id}/commands", post(post_command))
         .route("/v1/devices/{id}/commands/{cid}", get(get_command))
+        .route("/v1/devices/{id}/rotation", post(post_rotation).get(get_rotation))
         .route("/v1/stats", get(get_stats))
         .route("/metrics", get(get_metrics))
         .route("/v1/cloud", get(get_cloud))
@@ -335,6 +348,39 @@ async fn get_command(State(st): State<Arc<AppState>>, Path((id, cid)): Path<(Str
     match blocking(move || remote.info(&id2, &cid_bytes)).await? {
         Some(info) => Ok(Json(info).into_response()),
         None => Ok((StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("no command {cid} for {id}\n")).into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotationJson {
+    /// The new key's ID (default: the device assigns one).
+    id: Option<u32>,
+    /// Grace period in seconds (default: the aggregator's `--rotation-grace`).
+    grace_s: Option<u64>,
+}
+
+/// Start rotating the device's key (docs/remote.md "Rotation"): 201 with
+/// the rotation's info; it runs in the background.
+async fn post_rotation(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+    let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
+    let j: RotationJson = if body.is_empty() {
+        RotationJson { id: None, grace_s: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"id\"?, \"grace_s\"?}}: {e}")))?
+    };
+    let rotations = st.rotations.clone();
+    let info = blocking(move || rotations.start(&id, j.id, j.grace_s.map(std::time::Duration::from_secs))).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// The device's latest rotation.
+async fn get_rotation(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Error> {
+    let rotations = st.rotations.clone();
+    let id2 = id.clone();
+    match blocking(move || rotations.latest(&id2)).await? {
+        Some(info) => Ok(Json(info).into_response()),
+        None => Ok((StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("no rotation for {id}\n")).into_response()),
     }
 }
 

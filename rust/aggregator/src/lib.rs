@@ -45,6 +45,7 @@ mod ingest;
 mod mqtt;
 mod registry;
 mod remote;
+mod rotation;
 mod sessions;
 mod stats;
 mod store;
@@ -70,12 +71,15 @@ pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
 pub use error::{Error, Refusal};
 pub use http::{DeviceInfo, StoredMessage, MAX_BODY_BYTES};
 pub use remote::{CommandInfo, OPS as REMOTE_OPS};
+pub use rotation::{RotationInfo, DEFAULT_ROTATION_GRACE};
 pub use tfmprov_db::{DbChoice, DbError};
 pub use stats::Stats;
 pub use store::DB_FILE;
 
 /// How long [`Aggregator::start`] waits for the broker connection and subscription.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a rotation waits for the CA to sign a new key's CSR.
+const ROTATION_CA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// QoS of the aggregator's `{prefix}/+/session` subscription: 1, not 2.
 ///
@@ -106,6 +110,7 @@ pub struct Running {
     out: tokio::sync::mpsc::UnboundedSender<ingest::Out>,
     shared: Arc<ingest::Shared>,
     expiry_task: JoinHandle<()>,
+    rotation_task: JoinHandle<()>,
 }
 
 /// MQTT client id: stable for a state directory, so a restarted aggregator
@@ -208,6 +213,13 @@ impl Aggregator {
             out: out_tx.clone(),
             timeout_ms: i64::try_from(cfg.command_timeout.as_millis()).unwrap_or(i64::MAX),
         });
+        let rotations = Arc::new(rotation::Rotations {
+            registry: registry.clone(),
+            remote: remote.clone(),
+            ca_url: cfg.rotation_ca.clone(),
+            default_grace: cfg.rotation_grace,
+            http_timeout: ROTATION_CA_TIMEOUT,
+        });
         let shared = Arc::new(ingest::Shared::new(
             registry.clone(),
             counters.clone(),
@@ -246,6 +258,7 @@ impl Aggregator {
             cloud_chain_pem,
             depths: Box::new(move || metrics_view.depths()),
             remote,
+            rotations: rotations.clone(),
         }));
         let http_task = tokio::spawn(async move {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
@@ -278,8 +291,18 @@ impl Aggregator {
                 }
             }
         });
+        // Key rotations: one step per device per tick, in its own task
+        // (a step may wait for the CA).
+        let rotation_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(rotation::TICK);
+            loop {
+                tick.tick().await;
+                let r = rotations.clone();
+                let _ = tokio::task::spawn_blocking(move || r.tick()).await;
+            }
+        });
         tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
-        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task })
+        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task })
     }
 }
 
@@ -306,9 +329,10 @@ impl Running {
     /// embedded broker (rumqttd has no stop) keeps running until the process
     /// exits.
     pub async fn shutdown(self) {
-        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, .. } = self;
+        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, rotation_task, .. } = self;
         link.intake.store(false, Ordering::SeqCst);
         expiry_task.abort();
+        rotation_task.abort();
         // Early sealed messages still waiting: their session message did not
         // come before the shutdown (they were acknowledged when held).
         shared.expire_all_parked();

@@ -30,6 +30,23 @@ pub(crate) struct DeviceEntry {
     pub kid: Kid,
     pub point: [u8; P256_POINT_LEN],
     pub revoked: bool,
+    /// The key a rotation replaced, accepted until the end of its grace
+    /// period (ms since the epoch): (kid, point, until).
+    pub previous: Option<(Kid, [u8; P256_POINT_LEN], i64)>,
+}
+
+impl DeviceEntry {
+    /// The public point that verifies messages signed under `kid`: the
+    /// registered key's, or the previous key's until its grace period ends.
+    pub(crate) fn point_for(&self, kid: &Kid) -> Option<&[u8; P256_POINT_LEN]> {
+        if *kid == self.kid {
+            return Some(&self.point);
+        }
+        match &self.previous {
+            Some((k, p, until)) if k == kid && store::now_ms() < *until => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// Result of a successful registration.
@@ -55,7 +72,7 @@ pub(crate) struct Registry {
 const MAX_UNKNOWN: usize = 100_000;
 
 fn entry(row: &DeviceRow) -> Arc<DeviceEntry> {
-    Arc::new(DeviceEntry { kid: row.kid, point: row.public_key, revoked: row.revoked_at.is_some() })
+    Arc::new(DeviceEntry { kid: row.kid, point: row.public_key, revoked: row.revoked_at.is_some(), previous: row.previous })
 }
 
 impl Registry {
@@ -143,6 +160,54 @@ impl Registry {
         })?;
         self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), entry(&row));
         Ok((outcome, row))
+    }
+
+    /// A key rotation's registration (docs/remote.md "Rotation"): `chain_pem`
+    /// must verify as `id`'s, for the key `expected`; the registered key,
+    /// still `old_kid`, becomes the previous one (accepted until
+    /// [`Registry::retire_previous`] sets an end). `step` runs in the same
+    /// transaction (the rotation's own step change); if it says false,
+    /// nothing is changed and the answer is false.
+    pub(crate) fn rotate_key(
+        &self,
+        id: &str,
+        chain_pem: &str,
+        expected: &[u8],
+        old_kid: &[u8],
+        step: impl FnOnce(&Db) -> Result<bool, tfmprov_db::DbError>,
+    ) -> Result<bool, Error> {
+        let leaf = verify_chain(&self.roots, id, chain_pem, UnixTime::now())?;
+        if leaf.point[..] != *expected {
+            return Err(Refusal::BadRequest("the CA's certificate is not for the device's new key".into()).into());
+        }
+        let not_after = i64::try_from(leaf.not_after).unwrap_or(i64::MAX);
+        let done = self.db().transaction(|tx| {
+            if !step(tx)? {
+                return Ok(false);
+            }
+            let (kid, point, spki, chain) = (&leaf.kid, &leaf.point, &leaf.spki_der, &leaf.chain_pem);
+            if !store::rotate_device_key(tx, id, old_kid, kid, point, spki, chain, not_after, i64::MAX)? {
+                // Rolls the step back too.
+                return Err(Refusal::Conflict.into());
+            }
+            Ok::<_, Error>(true)
+        })?;
+        self.reload(id)?;
+        Ok(done)
+    }
+
+    /// The previous key `prev_kid` of `id` is accepted until `until` (ms).
+    pub(crate) fn retire_previous(&self, id: &str, prev_kid: &[u8], until: i64) -> Result<bool, Error> {
+        let done = store::set_prev_until(&self.db(), id, prev_kid, until)?;
+        self.reload(id)?;
+        Ok(done)
+    }
+
+    fn reload(&self, id: &str) -> Result<(), Error> {
+        if let Some(row) = store::device(&self.db(), id)? {
+            self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), entry(&row));
+        }
+        Ok(())
     }
 
     /// The stored record.

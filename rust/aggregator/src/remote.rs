@@ -21,7 +21,8 @@ use crate::registry::Registry;
 use crate::store;
 
 /// The operations (docs/remote.md: those of SMP groups 64/65/66).
-pub const OPS: [&str; 7] = ["status", "public", "generate", "destroy", "csr", "store-cert", "get-cert"];
+/// Plus `use-key`, a rotation's switch of the device's telemetry key.
+pub const OPS: [&str; 8] = ["status", "public", "generate", "destroy", "csr", "store-cert", "get-cert", "use-key"];
 
 /// What the remote side needs.
 pub(crate) struct Remote {
@@ -106,6 +107,14 @@ impl Remote {
             return Err(Refusal::BadRequest(format!("op {op:?}: expected one of {}", OPS.join(", "))).into());
         }
         let args = args_to_cbor(args)?;
+        let mut cid = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut cid);
+        self.send(device_id, op, &args, &cid)?;
+        self.info(device_id, &cid)?.ok_or_else(|| Error::Cloud("command vanished".into()))
+    }
+
+    /// Queue the command `cid` (a new `cseq`), build it and publish it.
+    pub(crate) fn send(&self, device_id: &str, op: &str, args: &Value, cid: &[u8; 16]) -> Result<u64, Error> {
         let cloud = self
             .cloud
             .as_ref()
@@ -119,18 +128,16 @@ impl Remote {
             .kak(device_id)?
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| Refusal::BadRequest(format!("device {device_id:?} has no key-agreement key registered")))?;
-        let mut cid = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut cid);
         let mut args_cbor = Vec::new();
-        ciborium::ser::into_writer(&args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
-        let cseq = self.registry.with_db(|db| store::insert_command(db, &cid, device_id, op, &args_cbor))?;
+        ciborium::ser::into_writer(args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
+        let cseq = self.registry.with_db(|db| store::insert_command(db, cid, device_id, op, &args_cbor))?;
 
         let mut pt = Vec::new();
         let body = Value::Map(vec![
             (Value::Text("cseq".into()), Value::Integer(cseq.into())),
             (Value::Text("cid".into()), Value::Bytes(cid.to_vec())),
             (Value::Text("op".into()), Value::Text(op.into())),
-            (Value::Text("args".into()), args),
+            (Value::Text("args".into()), args.clone()),
         ]);
         ciborium::ser::into_writer(&body, &mut pt).map_err(|e| Error::Cloud(e.to_string()))?;
         let kak_kid = kid_of(&kak);
@@ -141,9 +148,9 @@ impl Remote {
         let msg = build_envelope(Direction::Command, device_id, &pt, &kak_kid, &kak, &cloud.kid, crypto, |tbs| cloud.sign(tbs))
             .map_err(|e| Error::Cloud(format!("building the command: {e}")))?;
         let _ = self.out.send(Out::Publish { topic: envelope_topic(&self.prefix, device_id, Direction::Command), body: msg });
-        self.registry.with_db(|db| store::command_sent(db, &cid))?;
+        self.registry.with_db(|db| store::command_sent(db, cid))?;
         tracing::info!(device = device_id, cseq, op, "remote command sent");
-        self.info(device_id, &cid)?.ok_or_else(|| Error::Cloud("command vanished".into()))
+        Ok(cseq)
     }
 
     /// A command's info (blocking).
@@ -199,8 +206,10 @@ impl Remote {
         // (its public key is in the result: proof of possession). Unsigned:
         // only as the answer to a command we sent (the cid is the proof).
         if let Some(kid) = env.signer_kid {
-            let signer: [u8; P256_POINT_LEN] = if kid == device.kid {
-                device.point
+            // The previous key too, in a rotation's grace period: the device
+            // signs with it until it switched to the new one.
+            let signer: [u8; P256_POINT_LEN] = if let Some(p) = device.point_for(&kid) {
+                *p
             } else {
                 let p = res
                     .and_then(Value::as_map)

@@ -157,6 +157,54 @@ CREATE TABLE commands (
 );
 ",
 },
+Migration {
+    version: 3,
+    what: "key rotation: the previous key and its grace period, rotations",
+    sqlite: "
+ALTER TABLE devices ADD COLUMN prev_kid BLOB;
+ALTER TABLE devices ADD COLUMN prev_public_key BLOB;
+ALTER TABLE devices ADD COLUMN prev_until INTEGER;
+CREATE TABLE rotations (
+    rid            BLOB PRIMARY KEY,
+    device_id      TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    cid            BLOB,
+    key_id         INTEGER,
+    new_public_key BLOB,
+    chain_pem      TEXT,
+    old_kid        BLOB NOT NULL,
+    old_key_id     INTEGER,
+    grace_ms       INTEGER NOT NULL,
+    retire_at      INTEGER,
+    error          TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX rotations_one_active ON rotations (device_id) WHERE state NOT IN ('done', 'failed');
+",
+    postgres: "
+ALTER TABLE devices ADD COLUMN prev_kid BYTEA;
+ALTER TABLE devices ADD COLUMN prev_public_key BYTEA;
+ALTER TABLE devices ADD COLUMN prev_until BIGINT;
+CREATE TABLE rotations (
+    rid            BYTEA PRIMARY KEY,
+    device_id      TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    cid            BYTEA,
+    key_id         BIGINT,
+    new_public_key BYTEA,
+    chain_pem      TEXT,
+    old_kid        BYTEA NOT NULL,
+    old_key_id     BIGINT,
+    grace_ms       BIGINT NOT NULL,
+    retire_at      BIGINT,
+    error          TEXT,
+    created_at     BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX rotations_one_active ON rotations (device_id) WHERE state NOT IN ('done', 'failed');
+",
+},
 ];
 
 /// Open a connection to the configured database (creating the state
@@ -194,6 +242,8 @@ pub(crate) struct DeviceRow {
     pub registered_at: i64,
     pub updated_at: i64,
     pub revoked_at: Option<i64>,
+    /// The key a rotation replaced and until when it is accepted.
+    pub previous: Option<(Kid, [u8; P256_POINT_LEN], i64)>,
 }
 
 fn row_to_device(r: &Row) -> Result<DeviceRow, DbError> {
@@ -207,13 +257,24 @@ fn row_to_device(r: &Row) -> Result<DeviceRow, DbError> {
         registered_at: r.int(5)?,
         updated_at: r.int(6)?,
         revoked_at: r.opt_int(7)?,
+        previous: match (r.opt_blob(8)?, r.opt_blob(9)?, r.opt_int(10)?) {
+            (Some(k), Some(p), Some(until)) => Some((
+                Kid::try_from(k.as_slice()).map_err(|_| bad("prev_kid"))?,
+                <[u8; P256_POINT_LEN]>::try_from(p.as_slice()).map_err(|_| bad("prev_public_key"))?,
+                until,
+            )),
+            _ => None,
+        },
     })
 }
 
+/// The columns [`row_to_device`] reads.
+const DEVICE_COLUMNS: &str =
+    "device_id, kid, public_key, chain_pem, not_after, registered_at, updated_at, revoked_at, prev_kid, prev_public_key, prev_until";
+
 pub(crate) fn device(db: &Db, id: &str) -> Result<Option<DeviceRow>, DbError> {
     db.query_opt(
-        "SELECT device_id, kid, public_key, chain_pem, not_after, registered_at, updated_at, revoked_at
-         FROM devices WHERE device_id = $1",
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1"),
         vec![id.into()],
     )?
     .as_ref()
@@ -223,8 +284,7 @@ pub(crate) fn device(db: &Db, id: &str) -> Result<Option<DeviceRow>, DbError> {
 
 pub(crate) fn all_devices(db: &Db) -> Result<Vec<DeviceRow>, DbError> {
     db.query(
-        "SELECT device_id, kid, public_key, chain_pem, not_after, registered_at, updated_at, revoked_at
-         FROM devices ORDER BY device_id",
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY device_id"),
         vec![],
     )?
     .iter()
@@ -236,8 +296,7 @@ pub(crate) fn all_devices(db: &Db) -> Result<Vec<DeviceRow>, DbError> {
 /// chain, revocation: each sets `updated_at`).
 pub(crate) fn devices_changed_since(db: &Db, since_ms: i64) -> Result<Vec<DeviceRow>, DbError> {
     db.query(
-        "SELECT device_id, kid, public_key, chain_pem, not_after, registered_at, updated_at, revoked_at
-         FROM devices WHERE updated_at >= $1",
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE updated_at >= $1"),
         vec![since_ms.into()],
     )?
     .iter()
@@ -539,4 +598,158 @@ pub(crate) fn command(db: &Db, id: &str, cid: &[u8]) -> Result<Option<CommandRow
         })
     })
     .transpose()
+}
+
+/// Rotation: the registered key becomes the previous one (accepted until
+/// `prev_until`), the new chain's key the registered one. Only if the
+/// registered key is still `old_kid` and the device is not revoked; false
+/// otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rotate_device_key(
+    db: &Db,
+    id: &str,
+    old_kid: &[u8],
+    kid: &Kid,
+    point: &[u8],
+    spki: &[u8],
+    chain_pem: &str,
+    not_after: i64,
+    prev_until: i64,
+) -> Result<bool, DbError> {
+    Ok(db.execute(
+        "UPDATE devices SET prev_kid = kid, prev_public_key = public_key, prev_until = $1,
+                kid = $2, public_key = $3, spki = $4, chain_pem = $5, not_after = $6, updated_at = $7
+         WHERE device_id = $8 AND kid = $9 AND revoked_at IS NULL",
+        vec![
+            prev_until.into(),
+            kid[..].into(),
+            point.into(),
+            spki.into(),
+            chain_pem.into(),
+            not_after.into(),
+            now_ms().into(),
+            id.into(),
+            old_kid.into(),
+        ],
+    )? == 1)
+}
+
+/// Until when the previous key `prev_kid` of `id` is accepted (the grace
+/// period once the device switched; `now` or earlier refuses it at once).
+pub(crate) fn set_prev_until(db: &Db, id: &str, prev_kid: &[u8], until: i64) -> Result<bool, DbError> {
+    Ok(db.execute(
+        "UPDATE devices SET prev_until = $1, updated_at = $2 WHERE device_id = $3 AND prev_kid = $4",
+        vec![until.into(), now_ms().into(), id.into(), prev_kid.into()],
+    )? == 1)
+}
+
+/// A row of `rotations`.
+#[derive(Clone, Debug)]
+pub(crate) struct RotationRow {
+    pub rid: Vec<u8>,
+    pub device_id: String,
+    pub state: String,
+    pub cid: Option<Vec<u8>>,
+    pub key_id: Option<i64>,
+    pub new_public_key: Option<Vec<u8>>,
+    pub chain_pem: Option<String>,
+    pub old_kid: Vec<u8>,
+    pub old_key_id: Option<i64>,
+    pub grace_ms: i64,
+    pub retire_at: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const ROTATION_COLUMNS: &str = "rid, device_id, state, cid, key_id, new_public_key, chain_pem, old_kid, old_key_id, \
+                                grace_ms, retire_at, error, created_at, updated_at";
+
+fn row_to_rotation(r: &Row) -> Result<RotationRow, DbError> {
+    Ok(RotationRow {
+        rid: r.blob(0)?,
+        device_id: r.text(1)?,
+        state: r.text(2)?,
+        cid: r.opt_blob(3)?,
+        key_id: r.opt_int(4)?,
+        new_public_key: r.opt_blob(5)?,
+        chain_pem: r.opt_text(6)?,
+        old_kid: r.blob(7)?,
+        old_key_id: r.opt_int(8)?,
+        grace_ms: r.int(9)?,
+        retire_at: r.opt_int(10)?,
+        error: r.opt_text(11)?,
+        created_at: r.int(12)?,
+        updated_at: r.int(13)?,
+    })
+}
+
+/// Start a rotation in state `generate`; false if the device has one
+/// running already (the partial unique index decides, across instances).
+pub(crate) fn insert_rotation(db: &Db, rid: &[u8], id: &str, key_id: Option<u32>, old_kid: &[u8], grace_ms: i64) -> Result<bool, DbError> {
+    let now = now_ms();
+    Ok(db.execute(
+        "INSERT INTO rotations (rid, device_id, state, key_id, old_kid, grace_ms, created_at, updated_at)
+         VALUES ($1, $2, 'generate', $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
+        vec![rid.into(), id.into(), key_id.into(), old_kid.into(), grace_ms.into(), now.into()],
+    )? == 1)
+}
+
+/// Rotations not yet `done` or `failed`.
+pub(crate) fn active_rotations(db: &Db) -> Result<Vec<RotationRow>, DbError> {
+    db.query(&format!("SELECT {ROTATION_COLUMNS} FROM rotations WHERE state NOT IN ('done', 'failed')"), vec![])?
+        .iter()
+        .map(row_to_rotation)
+        .collect()
+}
+
+/// The device's latest rotation.
+pub(crate) fn latest_rotation(db: &Db, id: &str) -> Result<Option<RotationRow>, DbError> {
+    db.query_opt(
+        &format!("SELECT {ROTATION_COLUMNS} FROM rotations WHERE device_id = $1 ORDER BY created_at DESC, rid LIMIT 1"),
+        vec![id.into()],
+    )?
+    .as_ref()
+    .map(row_to_rotation)
+    .transpose()
+}
+
+/// Claim the sending of the command of a rotation's current step: sets its
+/// cid if none is set. False: another instance (or an earlier tick) did.
+pub(crate) fn claim_rotation_command(db: &Db, rid: &[u8], state: &str, cid: &[u8]) -> Result<bool, DbError> {
+    Ok(db.execute(
+        "UPDATE rotations SET cid = $1, updated_at = $2 WHERE rid = $3 AND state = $4 AND cid IS NULL",
+        vec![cid.into(), now_ms().into(), rid.into(), state.into()],
+    )? == 1)
+}
+
+/// Move a rotation from `from` (whose command was `cid`, or none) to `to`,
+/// setting `sets` (column names from this crate, never from input). False:
+/// it was not in that step any more (another instance moved it).
+pub(crate) fn advance_rotation(
+    db: &Db,
+    rid: &[u8],
+    from: &str,
+    cid: Option<&[u8]>,
+    to: &str,
+    sets: Vec<(&'static str, tfmprov_db::Value)>,
+) -> Result<bool, DbError> {
+    let mut sql = String::from("UPDATE rotations SET state = $1, cid = NULL, updated_at = $2");
+    let mut args: Vec<tfmprov_db::Value> = vec![to.into(), now_ms().into()];
+    for (col, v) in sets {
+        args.push(v);
+        sql.push_str(&format!(", {col} = ${}", args.len()));
+    }
+    args.push(rid.into());
+    sql.push_str(&format!(" WHERE rid = ${}", args.len()));
+    args.push(from.into());
+    sql.push_str(&format!(" AND state = ${}", args.len()));
+    match cid {
+        Some(c) => {
+            args.push(c.into());
+            sql.push_str(&format!(" AND cid = ${}", args.len()));
+        }
+        None => sql.push_str(" AND cid IS NULL"),
+    }
+    Ok(db.execute(&sql, args)? == 1)
 }

@@ -11,7 +11,9 @@
 //!    (a QoS 1 redelivery is never executed twice); higher → executed.
 //! 3. `op` + `args` run through the SMP dispatcher of groups 64/65/66, so a
 //!    remote command does exactly what the same SMP request does, with the
-//!    same return codes.
+//!    same return codes. One operation is remote only: `use-key` (`{"id"}`),
+//!    a rotation's switch of the telemetry key
+//!    ([`Device::use_telemetry_key`]), answered `{"id", "prev"}`.
 //! 4. The reply `{cseq, cid, rc, res?}` is encrypted to the cloud key and
 //!    signed by the telemetry key, or by the new key after a `generate`
 //!    (proof of possession); with no key at all it goes unsigned. It is
@@ -138,6 +140,10 @@ impl Device {
             }
         }
         let (rc, res, new_key) = match route(&cmd.op) {
+            None if cmd.op == "use-key" => match self.use_key(&cmd.args) {
+                Ok(res) => (0, Some(res), None),
+                Err(e) => (e.group_rc().code(), None, None),
+            },
             None => (RC_UNKNOWN, None, None),
             Some((op, grp, id)) => match self.handle_command(op, grp, id, &cmd.args) {
                 Ok(rsp) => {
@@ -159,6 +165,23 @@ impl Device {
         record.extend_from_slice(&reply);
         self.psa.store_state(StateId::Remote, &record)?;
         Ok(reply)
+    }
+
+    /// `use-key {"id"}` → `{"id", "prev"}`.
+    fn use_key(&mut self, args: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut r = MapReader::new(args, MAX_DEPTH).map_err(|_| Error::InvalidArgument("use-key: args"))?;
+        let mut id = None;
+        while let Some(key) = r.next_key().map_err(|_| Error::InvalidArgument("use-key: args"))? {
+            match &*key {
+                "id" => id = Some(r.uint("id").map_err(|_| Error::InvalidArgument("use-key: id"))?),
+                _ => r.skip().map_err(|_| Error::InvalidArgument("use-key: args"))?,
+            }
+        }
+        let id = DeviceKeyId::new(id.ok_or(Error::InvalidArgument("use-key: no id"))?)?;
+        let prev = self.use_telemetry_key(id)?;
+        let mut e = Enc::with_capacity(24);
+        e.map(2).text("id").uint(id.get().into()).text("prev").uint(prev.into());
+        Ok(e.finish())
     }
 
     /// The KAK's public key (created on first use): what the server

@@ -54,7 +54,13 @@ pub struct State {
     reserved_until: u64,
     last_session_id: u32,
     session: Option<ActiveSession>,
+    /// The telemetry key configured by the caller (the factory default).
     key: u32,
+    /// The key a remote rotation chose (`use-key`, persisted at
+    /// 0x3E000007): it wins over the configured one, so that a reboot after
+    /// a rotation keeps signing with the new key whatever the firmware's
+    /// configuration says.
+    rotated: Option<u32>,
     /// kid of the telemetry key, computed once per key (an export and a
     /// SHA-256 through TF-M that would otherwise be half of every data
     /// message's cost); used only while its key ID is the telemetry key's,
@@ -82,12 +88,17 @@ impl State {
             Some(v) => be_u32(&v).ok_or(Error::InvalidArgument("corrupt session id record"))?,
             None => 0,
         };
+        let rotated = match psa.load_state(StateId::TelemetryKey)? {
+            Some(v) => Some(be_u32(&v).ok_or(Error::InvalidArgument("corrupt telemetry key record"))?),
+            None => None,
+        };
         Ok(State {
             next_seq,
             reserved_until: next_seq,
             last_session_id,
             session: None,
             key: DEFAULT_TELEMETRY_KEY,
+            rotated,
             kid: None,
             policy: SessionPolicy::default(),
         })
@@ -154,9 +165,30 @@ pub fn describe_error_report(bytes: &[u8]) -> String {
 impl Device {
     /// Chooses the key that signs telemetry and session messages (default
     /// [`DEFAULT_TELEMETRY_KEY`]). It need not exist yet: messages fail with
-    /// not-found until it does.
+    /// not-found until it does. A key chosen by a remote rotation
+    /// ([`Device::use_telemetry_key`]) takes precedence over this one.
     pub fn set_telemetry_key(&mut self, id: DeviceKeyId) {
         self.telemetry.key = id.get();
+    }
+
+    /// Switches telemetry to `id` for good (a key rotation's last step
+    /// before the old key is retired): the key must exist and carry its
+    /// certificate, so that the server can have registered it. The choice
+    /// is persisted (0x3E000007) and the current session ends, since the
+    /// next session message must be signed by the new key. Returns the key
+    /// it replaces.
+    pub fn use_telemetry_key(&mut self, id: DeviceKeyId) -> Result<u32, Error> {
+        let public = self.psa.public_key(id)?;
+        let cert = certs::get(&self.psa, tfmprov_psa::ids::CertTarget::DeviceKey(id))?;
+        if certs::certificate_public_key(&cert)? != public.as_slice() {
+            return Err(Error::Mismatch);
+        }
+        let previous = self.telemetry_key_id();
+        self.psa.store_state(StateId::TelemetryKey, &id.get().to_be_bytes())?;
+        self.telemetry.rotated = Some(id.get());
+        self.telemetry.session = None;
+        self.forget_kid();
+        Ok(previous)
     }
 
     /// Drops the cached kid: called by every path that may replace or
@@ -172,11 +204,11 @@ impl Device {
 
     /// The telemetry key's ID (it may not exist).
     pub(crate) fn telemetry_key_id(&self) -> u32 {
-        self.telemetry.key
+        self.telemetry.rotated.unwrap_or(self.telemetry.key)
     }
 
     fn telemetry_key(&mut self) -> Result<(DeviceKeyId, Kid), Error> {
-        let id = DeviceKeyId::new(self.telemetry.key.into())?;
+        let id = DeviceKeyId::new(self.telemetry_key_id().into())?;
         if let Some((cached_id, kid)) = self.telemetry.kid {
             if cached_id == id.get() {
                 return Ok((id, kid));

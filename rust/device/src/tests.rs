@@ -1035,3 +1035,56 @@ fn smp_reads_the_key_agreement_key() {
     let r = s.req(Op::Read, KEYS, 1, map(vec![("id", id(0x3E00_0005))]));
     assert_eq!(group_rc(&r, KEYS), Some(GroupRc::InvalidArgument.code().into()));
 }
+
+#[test]
+fn use_key_switches_telemetry_for_good_and_only_to_a_certified_key() {
+    let (mut s, mut cloud, kak) = remote_setup(true);
+    let key = |n: u64| tfmprov_psa::ids::DeviceKeyId::new(n).unwrap();
+    let key3 = s.dev().psa().public_key(key(3)).unwrap();
+    s.dev().session_message(0).unwrap();
+    assert!(s.dev().session_id().is_some());
+    let gen = cloud.command("dev-1", &kak, &command_map(1, 0xD1, "generate", vec![("id", id(0x30))]), None);
+    s.dev().remote_command(&gen).unwrap();
+    let key30 = s.dev().psa().public_key(key(0x30)).unwrap();
+
+    // No certificate for key 0x30 yet: refused (not found), nothing changes.
+    let early = cloud.command("dev-1", &kak, &command_map(2, 0xD2, "use-key", vec![("id", id(0x30))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&early).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), u64::from(GroupRc::NotFound.code()));
+    let d = tfmprov_cose::parse_data(&s.dev().data_message(b"x").unwrap()).unwrap();
+    assert_eq!(d.kid, kid_of_point(&key3), "still key 3");
+    assert!(s.dev().session_id().is_some(), "session kept");
+    // Not a device key ID, or no such key: refused with their codes.
+    let bad = cloud.command("dev-1", &kak, &command_map(3, 0xD3, "use-key", vec![("id", id(0x3E00_0005))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&bad).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), u64::from(GroupRc::InvalidArgument.code()));
+    let none = cloud.command("dev-1", &kak, &command_map(4, 0xD4, "use-key", vec![]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&none).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), u64::from(GroupRc::InvalidArgument.code()));
+
+    // Its certificate stored: switched, the previous key told, the session ended.
+    let csr = bytes(&s.req(Op::Write, CSR, 0, map(vec![("id", id(0x30)), ("cn", Value::Text("dev-1".into()))])), "csr");
+    let cert = issue_with_openssl(&s, &csr, "k30");
+    assert_eq!(store_cert(&mut s, 0x30, &cert), None);
+    let use30 = cloud.command("dev-1", &kak, &command_map(5, 0xD5, "use-key", vec![("id", id(0x30))]), None);
+    // Its reply is signed by the key it switched to.
+    let (signer, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&use30).unwrap(), Some(&key30));
+    assert_eq!((signer, uint(&r, "rc")), (Some(kid_of_point(&key30)), 0));
+    assert_eq!(get(&r, "res"), Some(&map(vec![("id", id(0x30)), ("prev", id(3))])));
+    assert_eq!(s.dev().session_id(), None, "the next session is signed by the new key");
+    let d = tfmprov_cose::parse_data(&s.dev().data_message(b"x").unwrap()).unwrap();
+    assert_eq!(d.kid, kid_of_point(&key30));
+    d.verify(verifier(&key30)).unwrap();
+
+    // For good: after a restart, and whatever the caller configures.
+    s.restart();
+    s.dev().set_telemetry_key(key(3));
+    let d = tfmprov_cose::parse_data(&s.dev().data_message(b"x").unwrap()).unwrap();
+    assert_eq!(d.kid, kid_of_point(&key30), "the rotation's choice survives a reboot");
+    let session = tfmprov_cose::parse_session(&s.dev().session_message(1).unwrap()).unwrap();
+    assert_eq!(session.device_kid, kid_of_point(&key30));
+    // Replies are signed by the new key now; the old one can go.
+    let destroy = cloud.command("dev-1", &kak, &command_map(6, 0xD6, "destroy", vec![("id", id(3))]), None);
+    let (signer, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&destroy).unwrap(), Some(&key30));
+    assert_eq!((signer, uint(&r, "rc")), (Some(kid_of_point(&key30)), 0));
+}

@@ -260,7 +260,7 @@ fn is_blob_id(id: u32) -> bool {
     use crate::ids::*;
     let cert_slot = (DEVICE_KEY_MIN + CERT_OFFSET..=DEVICE_KEY_MAX + CERT_OFFSET).contains(&id);
     let peer = (PEER_MIN..=PEER_MAX).contains(&id);
-    let state = [STATE_RNG_BLOCK, STATE_SESSION_ID, STATE_SEQ, STATE_REMOTE].contains(&id);
+    let state = [STATE_RNG_BLOCK, STATE_SESSION_ID, STATE_SEQ, STATE_REMOTE, STATE_TELEMETRY_KEY].contains(&id);
     cert_slot || peer || state
 }
 
@@ -276,6 +276,8 @@ pub enum StateId {
     /// The last remote command executed: its `cseq` (u64 BE) and the reply
     /// sent for it (docs/remote.md).
     Remote,
+    /// The telemetry key chosen by a key rotation (u32 BE).
+    TelemetryKey,
 }
 
 impl StateId {
@@ -285,6 +287,7 @@ impl StateId {
             StateId::SessionId => crate::ids::STATE_SESSION_ID,
             StateId::Seq => crate::ids::STATE_SEQ,
             StateId::Remote => crate::ids::STATE_REMOTE,
+            StateId::TelemetryKey => crate::ids::STATE_TELEMETRY_KEY,
         }
     }
 }

@@ -40,6 +40,9 @@ pub const STATE_BLOB_STAGING: u32 = 0x3E00_0004;
 pub const STATE_KAK: u32 = 0x3E00_0005;
 /// The last remote command executed and its reply ([`crate::StateId::Remote`]).
 pub const STATE_REMOTE: u32 = 0x3E00_0006;
+/// The telemetry key chosen by a remote `use-key` (a key rotation): u32 BE
+/// ([`crate::StateId::TelemetryKey`]).
+pub const STATE_TELEMETRY_KEY: u32 = 0x3E00_0007;
 
 /// A device private key ID (0x00000001..=0x0FFFFFFF).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

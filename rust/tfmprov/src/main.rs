@@ -384,6 +384,19 @@ fn run(cli: Cli) -> Result<bool> {
             tfmprov::demo::serve_aggregator(a)?;
             Ok(true)
         }
+        Command::Remote(a) if a.op == "rotate" => {
+            let r = tfmprov::remote::rotate(&a)?;
+            let retire = r.retire_at.map(|t| format!(", old kid {} accepted until {t} ms", r.old_kid)).unwrap_or_default();
+            println!(
+                "{} rotate: {} (key 0x{:08x}, kid {}{retire}){}",
+                a.device,
+                r.state,
+                r.key_id.unwrap_or(0),
+                r.new_kid.as_deref().unwrap_or("-"),
+                r.error.map(|e| format!(": {e}")).unwrap_or_default()
+            );
+            Ok(r.state != "failed")
+        }
         Command::Remote(a) => {
             let info = tfmprov::remote::run(&a)?;
             println!(

@@ -11,8 +11,11 @@ use tfmprov_aggregator::CommandInfo;
 /// Arguments shared by every `remote` operation.
 #[derive(Args, Clone, Debug)]
 pub struct RemoteArgs {
-    /// The operation: status, public, generate, destroy, csr, store-cert, get-cert.
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(tfmprov_aggregator::REMOTE_OPS))]
+    /// The operation: status, public, generate, destroy, csr, store-cert,
+    /// get-cert, use-key; or rotate (the whole key rotation, run by the
+    /// aggregator: new key, CSR, CA, certificate, registration, switch, and
+    /// the old key destroyed after the grace period).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(ops()))]
     pub op: String,
     /// The device id.
     #[arg(long)]
@@ -32,9 +35,37 @@ pub struct RemoteArgs {
     /// store-cert: the DER certificate file.
     #[arg(long)]
     pub cert: Option<std::path::PathBuf>,
+    /// rotate: seconds the old key stays accepted after the device switched
+    /// (default: the aggregator's --rotation-grace).
+    #[arg(long)]
+    pub grace: Option<u64>,
     /// How long to wait for the device's answer, in seconds (0: do not wait).
+    /// rotate waits until the device has switched to the new key.
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
+}
+
+fn ops() -> Vec<&'static str> {
+    let mut v = tfmprov_aggregator::REMOTE_OPS.to_vec();
+    v.push("rotate");
+    v
+}
+
+/// Starts a key rotation and waits until the device has switched to the new
+/// key (state `grace`), the rotation ended (`done`, `failed`) or the wait is
+/// over. The rotation's info at that point.
+pub fn rotate(a: &RemoteArgs) -> Result<tfmprov_aggregator::RotationInfo> {
+    let mut info = tfmprov_aggregator::client::start_rotation(&a.aggregator, &a.device, a.id, a.grace)
+        .context("the aggregator refused the rotation")?;
+    let deadline = Instant::now() + Duration::from_secs(a.wait);
+    while !["grace", "done", "failed"].contains(&info.state.as_str()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        info = tfmprov_aggregator::client::rotation(&a.aggregator, &a.device)?.context("the rotation vanished from the aggregator")?;
+    }
+    if a.wait > 0 && !["grace", "done", "failed"].contains(&info.state.as_str()) {
+        bail!("{}: rotation {} still at step {} after {} s (it goes on in the aggregator)", a.device, info.rid, info.state, a.wait);
+    }
+    Ok(info)
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {

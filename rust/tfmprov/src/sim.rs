@@ -137,6 +137,10 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     options.set_keep_alive(Duration::from_secs(30));
     // Persistent: remote commands queued while the device is away reach it.
     options.set_clean_session(false);
+    // A command is acknowledged only after its reply is queued: a device
+    // that loses power while executing gets the command again (and answers
+    // it from its stored reply if it had run it), instead of losing it.
+    options.set_manual_acks(true);
     options.set_max_packet_size(64 * 1024, 64 * 1024);
     let (client, mut connection) = Client::new(options, 64);
     let errors_topic = topic(&cfg.prefix, &device_id, Kind::Errors);
@@ -162,16 +166,19 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
                         Ok(r) => {
                             if let Err(e) = client_for_replies.try_publish(&reply_topic, QoS::AtLeastOnce, false, r) {
                                 tracing::warn!("{id_for_log}: cannot publish a reply: {e}");
+                                continue; // not acknowledged: the broker sends it again
                             }
                         }
                         Err(e) => tracing::warn!("{id_for_log}: remote command not answered: {e}"),
                     }
+                    let _ = client_for_replies.try_ack(&p);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     tracing::warn!(
                         "{id_for_log}: errors topic: {}",
                         tfmprov_device::telemetry::describe_error_report(&p.payload)
                     );
+                    let _ = client_for_replies.try_ack(&p);
                 }
                 Ok(_) => {}
                 Err(rumqttc::ConnectionError::RequestsDone) => break,
@@ -292,6 +299,12 @@ impl SimProcess {
     /// Stops the process (SIGTERM, then SIGKILL after 5 s) and waits for it.
     pub fn stop(mut self) {
         self.terminate();
+    }
+
+    /// SIGKILL: the device loses power (nothing is flushed or closed).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn terminate(&mut self) {

@@ -170,4 +170,7 @@ fn the_demo_runs_end_to_end() {
     assert!(stdout.contains("rejected: code 4 (bad signature)"), "{stdout}");
     // 2 devices x (3 data + 1 session + 3 sealed) accepted.
     assert!(stdout.lines().any(|l| l.contains("accepted (data + session + sealed)") && l.trim_end().ends_with("14")), "{stdout}");
+    // dev-1's key rotated through the broker, nothing refused meanwhile.
+    assert!(stdout.lines().any(|l| l.contains("dev-1 key rotated remotely") && l.trim_end().ends_with("done")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("rejected during the rotation") && l.trim_end().ends_with(" 0")), "{stdout}");
 }

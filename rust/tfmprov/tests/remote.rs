@@ -138,3 +138,136 @@ fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: 
     assert!(out.contains("\"present\":false"), "replaying generate did not run it again: {out}");
     drop(sim);
 }
+
+#[test]
+fn rotation_on_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::start(dir.path()).unwrap();
+    rotation_of_a_running_device_restarted_midway(dir.path(), &servers);
+}
+
+#[test]
+fn rotation_on_mosquitto() {
+    let mosq = common::Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = tfmprov_aggregator::BrokerChoice::External { url: mosq.url(), ca_file: None, client_cert: None };
+    let servers = Servers::start_on(dir.path(), broker).unwrap();
+    rotation_of_a_running_device_restarted_midway(dir.path(), &servers);
+}
+
+/// Issue 12's rotation: a device sending telemetry gets a new key through
+/// the aggregator (generate, CSR, CA, store-cert, register, use-key), is
+/// killed and restarted in the middle, and its telemetry is accepted all
+/// along, under the old kid and then the new one; after the grace period the
+/// old key is destroyed on the device and its kid refused. Nothing of it is
+/// in clear on the broker.
+fn rotation_of_a_running_device_restarted_midway(dir: &Path, servers: &Servers) {
+    let agg = servers.aggregator_url.as_str();
+    let state = dir.join("dev-k");
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-k", &[]).unwrap();
+    ok(&["factory", "--ca", &servers.ca_url, "--aggregator", agg, "--device", &format!("dev-k@udp:{}", sim.udp)]);
+    sim.stop();
+    let before = tfmprov_aggregator::client::device(agg, "dev-k").unwrap().unwrap();
+    let (_watcher, seen) = eavesdrop(&servers.mqtt_url);
+    let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "200"].iter().map(|s| s.to_string()).collect();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-k", &args).unwrap();
+    wait_for("telemetry under the old key", Duration::from_secs(20), || servers.stats().accepted >= 2);
+
+    // The rotation runs in the aggregator; the CLI starts it and waits until
+    // the device has switched.
+    let cli = Command::new(EXE)
+        .args(["remote", "rotate", "--device", "dev-k", "--aggregator", agg, "--id", "0x30", "--grace", "2", "--wait", "90"])
+        .env("TFMPROV_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = None;
+    wait_for("the rotation started", Duration::from_secs(20), || {
+        started = tfmprov_aggregator::client::rotation(agg, "dev-k").unwrap();
+        started.is_some()
+    });
+    assert_eq!(started.unwrap().old_kid, before.kid);
+    // A second rotation of the same device while this one runs: refused.
+    let e = tfmprov_aggregator::client::start_rotation(agg, "dev-k", None, None).unwrap_err();
+    assert!(e.to_string().contains("rotation running already"), "{e}");
+    let rotation = || tfmprov_aggregator::client::rotation(agg, "dev-k").unwrap().unwrap();
+    // Power lost once the new key exists and before the device switched.
+    wait_for("the new key generated", Duration::from_secs(30), || rotation().state != "generate");
+    sim.kill();
+    let midway = tfmprov_aggregator::client::device(agg, "dev-k").unwrap().unwrap();
+    assert!(
+        midway.kid == before.kid || midway.previous_kid.as_deref() == Some(before.kid.as_str()),
+        "old key still valid or new key registered: {midway:?}"
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-k", &args).unwrap();
+
+    wait_for("the device switched", Duration::from_secs(60), || {
+        let r = rotation();
+        assert_ne!(r.state, "failed", "{r:?}");
+        ["grace", "done"].contains(&r.state.as_str())
+    });
+    let r = rotation();
+    let new_kid = r.new_kid.clone().expect("new kid");
+    let cli = cli.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{said}");
+    assert!(said.starts_with("dev-k rotate: grace") || said.starts_with("dev-k rotate: done"), "{said}");
+    assert!(said.contains(&format!("(key 0x00000030, kid {new_kid}")), "{said}");
+    assert_eq!(r.key_id, Some(0x30));
+    assert_eq!(r.old_key_id, Some(3), "the device told which key it replaced");
+    let after = tfmprov_aggregator::client::device(agg, "dev-k").unwrap().unwrap();
+    assert_eq!(after.kid, new_kid);
+    assert_eq!(after.previous_kid.as_deref(), Some(before.kid.as_str()));
+    let stored_under = |kid: &str| {
+        tfmprov_aggregator::client::messages(agg, "dev-k", 10_000).unwrap().iter().filter(|m| m.kid == kid).count()
+    };
+    wait_for("telemetry under the new key", Duration::from_secs(20), || stored_under(&new_kid) >= 2);
+    assert!(stored_under(&before.kid) >= 2);
+
+    // After the grace period: the old key is destroyed on the device.
+    wait_for("the rotation done", Duration::from_secs(30), || {
+        let r = rotation();
+        assert_ne!(r.state, "failed", "{r:?}");
+        r.state == "done"
+    });
+    let out = ok(&["remote", "status", "--device", "dev-k", "--aggregator", agg, "--id", "3"]);
+    assert!(out.contains("\"present\":false"), "old key destroyed: {out}");
+    let out = ok(&["remote", "get-cert", "--device", "dev-k", "--aggregator", agg, "--id", "0x30"]);
+    let leaf_hex = out.split("\"cert\":\"").nth(1).and_then(|r| r.split('"').next()).expect("cert").to_owned();
+    let registered_leaf = tfmprov::enroll::pem_chain_der(&after.chain_pem).unwrap().remove(0);
+    assert_eq!(hex::decode(&leaf_hex).unwrap(), registered_leaf, "the device holds the registered certificate");
+    let accepted = servers.stats().accepted;
+    wait_for("telemetry goes on", Duration::from_secs(20), || servers.stats().accepted >= accepted + 4);
+
+    // The old kid is refused now: a message signed by the old key (the
+    // factory's known value for key 3) is rejected as a kid mismatch.
+    let old_key = p256::ecdsa::SigningKey::from_bytes(&tfmprov_device::factory::SAMPLE_VALUE_3.into()).unwrap();
+    let kid: [u8; 8] = hex::decode(&before.kid).unwrap().try_into().unwrap();
+    let msg = tfmprov_cose::sign_data(&kid, 1 << 40, b"old key", |tbs| {
+        let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&old_key, tbs);
+        Ok::<_, std::convert::Infallible>(sig.to_bytes().into())
+    })
+    .unwrap();
+    let mismatches = servers.stats().rejected_for(tfmprov_cose::RejectCode::KidMismatch);
+    _watcher.publish("prov/dev-k/data", QoS::AtLeastOnce, false, msg).unwrap();
+    wait_for("the old kid refused", Duration::from_secs(10), || {
+        servers.stats().rejected_for(tfmprov_cose::RejectCode::KidMismatch) == mismatches + 1
+    });
+    assert_eq!(servers.stats().rejected_total(), 1, "nothing else refused: {:?}", servers.stats());
+
+    // Nothing in clear on the broker during the whole rotation.
+    let seen = seen.lock().unwrap().clone();
+    let leaf = hex::decode(&leaf_hex).unwrap();
+    let new_point = hex::decode(&after.public_key).unwrap();
+    let cmds = seen.iter().filter(|(t, _)| t == "prov/dev-k/cmd").count();
+    assert!(cmds >= 8, "generate, csr, store-cert, use-key, public, destroy, status, get-cert: {cmds}");
+    for (topic, payload) in seen.iter().filter(|(t, _)| t.ends_with("/cmd") || t.ends_with("/reply")) {
+        for word in [&b"generate"[..], b"use-key", b"store-cert", b"destroy", b"public", b"csr", b"dev-k", b"\"rc\""] {
+            assert!(!payload.windows(word.len()).any(|w| w == word), "{word:?} in clear on {topic}");
+        }
+        assert!(!payload.windows(new_point.len()).any(|w| w == new_point), "the new public key in clear on {topic}");
+        assert!(!payload.windows(64).any(|w| leaf.windows(64).any(|l| l == w)), "the certificate in clear on {topic}");
+    }
+    drop(sim);
+}

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
-use tfmprov_cose::{parse_data, Error as CoseError, Kid, RejectCode, SignedData};
+use tfmprov_cose::{parse_data, Error as CoseError, Kid, RejectCode, SignedData, P256_POINT_LEN};
 
 use super::{KeyId, Rejection, Shared, Ticket};
 use crate::store::NewMessage;
@@ -50,7 +50,7 @@ pub(crate) fn prepare(
     let signed = parse_data(msg).map_err(|e| Rejection::new(e.reject_code()))?;
     let (kid, seq) = (signed.kid, signed.seq);
     let with = |code| Rejection { code, kid: Some(KeyId::Key(kid)), seq: Some(seq) };
-    if kid != device.kid {
+    if device.point_for(&kid).is_none() {
         return Err(with(RejectCode::KidMismatch));
     }
     shared.replay_precheck(device_id, &KeyId::Key(kid), seq).map_err(with)?;
@@ -59,7 +59,9 @@ pub(crate) fn prepare(
 
 /// Step 2: the ES256 signature with the registered public point.
 pub(crate) fn verify(job: Job) -> Result<Verified, (Ticket, String, Rejection)> {
-    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &job.device.point);
+    // prepare() found the kid; a key retired since then fails as a bad signature.
+    let point = job.device.point_for(&job.signed.kid).copied().unwrap_or([0; P256_POINT_LEN]);
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point);
     let res: Result<(), CoseError<ring::error::Unspecified>> =
         job.signed.verify(|tbs, sig| key.verify(tbs, sig));
     let SignedData { kid, seq, payload, .. } = job.signed;
@@ -91,7 +93,7 @@ pub(crate) fn check<'a>(
     let with = |code| Rejection { code, kid: Some(KeyId::Key(v.kid)), seq: Some(v.seq) };
     match shared.registry.get(&v.device_id) {
         Some(d) if d.revoked => return Err(with(RejectCode::Revoked)),
-        Some(d) if d.kid != v.kid => return Err(with(RejectCode::KidMismatch)),
+        Some(d) if d.point_for(&v.kid).is_none() => return Err(with(RejectCode::KidMismatch)),
         None => return Err(with(RejectCode::UnknownDevice)),
         Some(_) => {}
     }

@@ -27,7 +27,7 @@
 use std::sync::Arc;
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
-use tfmprov_cose::{parse_session, Error as CoseError, Kid, RejectCode, SessionMessage};
+use tfmprov_cose::{parse_session, Error as CoseError, Kid, RejectCode, SessionMessage, P256_POINT_LEN};
 use zeroize::Zeroizing;
 
 use super::{KeyId, Rejection, Shared, Ticket, Undo};
@@ -70,7 +70,7 @@ pub(crate) fn prepare(
     let device = shared.admit(device_id, msg.len())?;
     let msg = parse_session(msg).map_err(|e| Rejection::new(e.reject_code()))?;
     let with = |code, kid| Rejection { code, kid: Some(kid), seq: None };
-    if msg.device_kid != device.kid {
+    if device.point_for(&msg.device_kid).is_none() {
         return Err(with(RejectCode::KidMismatch, KeyId::Key(msg.device_kid)));
     }
     if shared.sessions.cloud_kid() != Some(msg.cloud_kid) {
@@ -89,7 +89,9 @@ pub(crate) fn open(job: Job, shared: &Shared) -> Result<Verified, (Ticket, Strin
     let sid = msg.session_id;
     let fail = |device_id: String, code, kid| Err((ticket, device_id, Rejection { code, kid: Some(kid), seq: None }));
 
-    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &device.point);
+    // prepare() found the kid; a key retired since then fails as a bad signature.
+    let point = device.point_for(&msg.device_kid).copied().unwrap_or([0; P256_POINT_LEN]);
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point);
     let verified: Result<(), CoseError<ring::error::Unspecified>> = msg.verify(|tbs, sig| key.verify(tbs, sig));
     if let Err(e) = verified {
         return fail(device_id, e.reject_code(), KeyId::Key(msg.device_kid));
@@ -132,7 +134,7 @@ pub(crate) fn apply(
     let with = |code, kid| Ok(Err(Rejection { code, kid: Some(kid), seq: None }));
     match shared.registry.get(&v.device_id) {
         Some(d) if d.revoked => return with(RejectCode::Revoked, KeyId::Key(v.device_kid)),
-        Some(d) if d.kid != v.device_kid => return with(RejectCode::KidMismatch, KeyId::Key(v.device_kid)),
+        Some(d) if d.point_for(&v.device_kid).is_none() => return with(RejectCode::KidMismatch, KeyId::Key(v.device_kid)),
         None => return with(RejectCode::UnknownDevice, KeyId::Key(v.device_kid)),
         Some(_) => {}
     }
