@@ -93,15 +93,20 @@ pub fn set_kak(base_url: &str, device_id: &str, kak: &[u8], timeout: Duration) -
     }
 }
 
-/// Queue and send a remote command (`op`, JSON `args`); its info.
-pub fn submit_command(base_url: &str, device_id: &str, op: &str, args: serde_json::Value) -> Result<crate::CommandInfo, Error> {
-    let body = serde_json::json!({ "op": op, "args": args }).to_string();
+/// POST `body` as JSON to `{base_url}/v1/devices/{id}/{what}`; the 201
+/// answer decoded.
+fn create<T: serde::de::DeserializeOwned>(base_url: &str, device_id: &str, what: &str, body: serde_json::Value) -> Result<T, Error> {
     let resp = agent(Duration::from_secs(30))
-        .post(url(base_url, &format!("/v1/devices/{}/commands", segment(device_id))))
+        .post(url(base_url, &format!("/v1/devices/{}/{what}", segment(device_id))))
         .header("Content-Type", "application/json")
-        .send(body.as_bytes())
+        .send(body.to_string().as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[201], answer(resp)?)
+}
+
+/// Queue and send a remote command (`op`, JSON `args`); its info.
+pub fn submit_command(base_url: &str, device_id: &str, op: &str, args: serde_json::Value) -> Result<crate::CommandInfo, Error> {
+    create(base_url, device_id, "commands", serde_json::json!({ "op": op, "args": args }))
 }
 
 /// A remote command's state and answer, `None` if there is no such command.
@@ -119,13 +124,7 @@ pub fn command(base_url: &str, device_id: &str, cid: &str) -> Result<Option<crat
 
 /// Start rotating a device's key (docs/remote.md "Rotation").
 pub fn start_rotation(base_url: &str, device_id: &str, key_id: Option<u32>, grace_s: Option<u64>) -> Result<crate::RotationInfo, Error> {
-    let body = serde_json::json!({ "id": key_id, "grace_s": grace_s }).to_string();
-    let resp = agent(Duration::from_secs(30))
-        .post(url(base_url, &format!("/v1/devices/{}/rotation", segment(device_id))))
-        .header("Content-Type", "application/json")
-        .send(body.as_bytes())
-        .map_err(|e| Error::Transport(e.to_string()))?;
-    expect(&[201], answer(resp)?)
+    create(base_url, device_id, "rotation", serde_json::json!({ "id": key_id, "grace_s": grace_s }))
 }
 
 /// The device's latest rotation, `None` if it never had one.

@@ -30,16 +30,11 @@ fn main() {
     println!("| --- | --- | --- | --- | --- |");
     for (round, parallel) in [1usize, 4, 8].into_iter().enumerate() {
         let opts = EnrollOptions {
-            ca_url: servers.ca_url.clone(),
-            aggregator_url: None,
             // A new key each round, so every round does the full flow.
             key_id: Some(0x100 + round as u32),
-            known_value: None,
             regenerate: true,
-            o: None,
-            ou: None,
             link: LinkOptions { timeout: Duration::from_secs(5), retries: 1 },
-            http_timeout: Duration::from_secs(10),
+            ..EnrollOptions::new(&servers.ca_url, None)
         };
         let summary = tfmprov::batch::run(&targets, parallel, false, "enroll", |t| enroll(t, &opts));
         assert!(summary.all_ok(), "{}", summary.report("enroll"));

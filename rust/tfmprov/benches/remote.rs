@@ -56,15 +56,8 @@ fn run(broker: &'static str, choice: BrokerChoice, devices: usize, per_device: u
         .map(|s| tfmprov::target::Target { device_id: s.device_id.clone(), link: tfmprov_transport::Link::Udp(s.udp) })
         .collect();
     let opts = tfmprov::enroll::EnrollOptions {
-        ca_url: servers.ca_url.clone(),
-        aggregator_url: Some(servers.aggregator_url.clone()),
-        key_id: None,
-        known_value: None,
-        regenerate: false,
-        o: None,
-        ou: None,
-        link: tfmprov::target::LinkOptions::default(),
         http_timeout: Duration::from_secs(30),
+        ..tfmprov::enroll::EnrollOptions::new(&servers.ca_url, Some(&servers.aggregator_url))
     };
     let value = |id: &str, n: u8| -> [u8; 32] {
         use sha2::Digest;

@@ -435,15 +435,8 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         .map(|s| crate::target::Target { device_id: s.device_id.clone(), link: tfmprov_transport::Link::Udp(s.udp) })
         .collect();
     let opts = crate::enroll::EnrollOptions {
-        ca_url: servers.ca_url.clone(),
-        aggregator_url: Some(servers.aggregator_url.clone()),
-        key_id: None,
-        known_value: None,
-        regenerate: false,
         o: Some("tfmprov demo".into()),
-        ou: None,
-        link: crate::target::LinkOptions::default(),
-        http_timeout: Duration::from_secs(10),
+        ..crate::enroll::EnrollOptions::new(&servers.ca_url, Some(&servers.aggregator_url))
     };
     // Known values as a factory would supply them: one pair per device (here
     // derived from the device id, so that no two devices share a key).

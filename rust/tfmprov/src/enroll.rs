@@ -32,6 +32,25 @@ pub struct EnrollOptions {
     pub http_timeout: Duration,
 }
 
+impl EnrollOptions {
+    /// Defaults for enrolling at `ca_url` (registering at `aggregator_url`
+    /// if given): a new key at an auto-assigned ID, no O/OU, default link
+    /// options, a 10 s HTTP timeout.
+    pub fn new(ca_url: &str, aggregator_url: Option<&str>) -> EnrollOptions {
+        EnrollOptions {
+            ca_url: ca_url.to_owned(),
+            aggregator_url: aggregator_url.map(str::to_owned),
+            key_id: None,
+            known_value: None,
+            regenerate: false,
+            o: None,
+            ou: None,
+            link: LinkOptions::default(),
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The result of one enrollment.
 #[derive(Clone, Debug)]
 pub struct Enrolled {
