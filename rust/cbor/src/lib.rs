@@ -22,10 +22,12 @@
 
 extern crate alloc;
 
+mod cursor;
 mod enc;
 mod reader;
 mod wellformed;
 
+pub use cursor::{Cursor, Label};
 pub use enc::Enc;
 pub use reader::MapReader;
 pub use wellformed::check_wellformed;

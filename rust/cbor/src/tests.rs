@@ -264,3 +264,56 @@ fn random_input_never_panics_and_reads_agree_with_ciborium() {
         }
     }
 }
+
+#[test]
+fn the_cursor_reads_a_fixed_structure() {
+    // 18([h'a10126', {4: h'0102', "x": 1, -1: {1: 2}}, null, h'ff'])
+    let mut e = Enc::new();
+    e.tag(18).array(4).bytes(&[0xa1, 0x01, 0x26]);
+    e.map(3).int(4).bytes(&[1, 2]).text("x").uint(1).int(-1).map(1).uint(1).uint(2);
+    e.null().bytes(&[0xff]);
+    let buf = e.finish();
+    let mut c = Cursor::new(&buf, 8).unwrap();
+    assert_eq!(c.tag(), Ok(Some(18)));
+    assert_eq!(c.tag(), Ok(None), "not tagged twice");
+    assert_eq!(c.array("a"), Ok(4));
+    assert_eq!(c.bytes("p"), Ok(&[0xa1, 0x01, 0x26][..]));
+    assert_eq!(c.map("u"), Ok(3));
+    assert_eq!(c.label(), Ok(Label::Int(4)));
+    assert_eq!(c.bytes("kid"), Ok(&[1, 2][..]));
+    assert_eq!(c.label(), Ok(Label::Other(&[0x61, b'x'][..])));
+    assert_eq!(c.int("x"), Ok(1));
+    assert_eq!(c.label(), Ok(Label::Int(-1)));
+    assert_eq!(c.raw(), Ok(&[0xa1, 0x01, 0x02][..]));
+    assert!(!c.at_end());
+    assert!(c.null());
+    assert!(!c.null(), "a bstr is not null");
+    assert_eq!(c.int("sig"), Err(Error::WrongType("sig")), "a bstr is not an int");
+    assert_eq!(c.bytes("sig"), Ok(&[0xff][..]));
+    assert!(c.at_end());
+    assert_eq!(c.skip(), Err(Error::Malformed), "nothing left");
+}
+
+#[test]
+fn the_cursor_refuses_what_it_must() {
+    // Not one well-formed item.
+    assert!(Cursor::new(&[0x82, 0x01], 8).is_err());
+    assert!(Cursor::new(&[0x01, 0x02], 8).is_err());
+    // Indefinite lengths are not definite arrays, maps or strings.
+    for (buf, what) in [(&[0x9f, 0xff][..], "array"), (&[0xbf, 0xff][..], "map"), (&[0x5f, 0xff][..], "bytes")] {
+        let mut c = Cursor::new(buf, 8).unwrap();
+        let r = match what {
+            "array" => c.array("x").map(drop),
+            "map" => c.map("x").map(drop),
+            _ => c.bytes("x").map(drop),
+        };
+        assert_eq!(r, Err(Error::WrongType("x")), "{what}");
+    }
+    // Integers outside i64.
+    let mut c = Cursor::new(&[0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 8).unwrap();
+    assert_eq!(c.int("big"), Err(Error::WrongType("big")));
+    let mut c = Cursor::new(&[0x3b, 0x80, 0, 0, 0, 0, 0, 0, 0], 8).unwrap();
+    assert_eq!(c.label(), Ok(Label::Other(&[0x3b, 0x80, 0, 0, 0, 0, 0, 0, 0][..])));
+    let mut c = Cursor::new(&[0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 8).unwrap();
+    assert_eq!(c.int("min"), Ok(i64::MIN));
+}

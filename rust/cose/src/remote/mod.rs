@@ -23,13 +23,13 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use coset::{iana, CoseEncrypt, EncryptionContext};
 
-use crate::data::{parse_sign1, sign1};
-use crate::profile;
-use crate::session::{content_iv, open_from, parse_recipient, seal_to, SessionCrypto};
+use crate::data::sign1;
+use crate::session::{open_from, seal_to, SessionCrypto};
 use crate::write;
 use crate::{check_len, Error, Kid, ParseError, ALG_A128GCM, GCM_TAG_LEN, TAG_ENCRYPT, TAG_SIGN1};
+
+mod parse;
 
 /// Which way a message goes: part of its binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,45 +125,38 @@ pub struct Envelope {
 /// Parse an envelope bound to (`dir`, `device_id`): a tagged Sign1 (18)
 /// over a tagged COSE_Encrypt (96), or a bare tagged COSE_Encrypt (the
 /// unsigned form). Tags are required: untagged, the two are both 4-element
-/// arrays. Checks the profile; does not verify or decrypt.
+/// arrays. Checks the profile; does not verify or decrypt. Without `coset`
+/// (the device links it; see `parse.rs`), definite lengths only.
 pub fn parse_envelope(dir: Direction, device_id: &str, msg: &[u8]) -> Result<Envelope, ParseError> {
     check_len(msg.len())?;
     let binding = dir.binding(device_id);
     // 0xd2 = tag 18 (COSE_Sign1); 0xd8 0x60 = tag 96 (COSE_Encrypt).
-    let (signer, encrypt) = match msg.first() {
+    let (signed, encrypt) = match msg.first() {
         Some(&b) if u64::from(b) == 0xc0 + TAG_SIGN1 => {
-            let outer = parse_sign1(msg, &binding)?;
-            if profile::find(&outer.protected, crate::SEQ_LABEL).is_some() {
-                return Err(Error::Profile("seq in a remote envelope"));
-            }
+            let outer = parse::sign1(msg, &binding)?;
             if outer.payload.get(..2) != Some(&[0xd8, TAG_ENCRYPT as u8][..]) {
                 return Err(Error::Profile("payload is not a tagged COSE_Encrypt"));
             }
             (Some((outer.kid, outer.tbs, outer.signature)), outer.payload)
         }
-        Some(0xd8) if msg.get(1) == Some(&(TAG_ENCRYPT as u8)) => (None, msg.to_vec()),
+        Some(0xd8) if msg.get(1) == Some(&(TAG_ENCRYPT as u8)) => (None, msg),
         _ => return Err(Error::Profile("not a tagged COSE_Sign1 or COSE_Encrypt")),
     };
-    let enc: CoseEncrypt = profile::decode_cose(&encrypt, TAG_ENCRYPT, "not a COSE_Encrypt")?;
-    let h = &enc.protected.header;
-    profile::check_common(h, &enc.unprotected)?;
-    profile::expect_alg(h, iana::Algorithm::A128GCM)?;
-    if !h.key_id.is_empty() || !enc.unprotected.key_id.is_empty() {
-        return Err(Error::Profile("kid in the content headers"));
-    }
-    let iv = content_iv(h, &enc.unprotected)?;
-    let ciphertext = match &enc.ciphertext {
-        Some(c) if c.len() >= GCM_TAG_LEN => c.clone(),
-        Some(_) => return Err(Error::Profile("ciphertext shorter than the tag")),
-        None => return Err(Error::Profile("ciphertext is detached")),
-    };
-    let (recipient_kid, ephemeral, recipient_protected) = parse_recipient(&enc)?;
-    let aad = coset::enc_structure_data(EncryptionContext::CoseEncrypt, enc.protected.clone(), &binding);
-    let (signer_kid, signed) = match signer {
+    let enc = parse::encrypt(encrypt, &binding)?;
+    let (signer_kid, signed) = match signed {
         Some((kid, tbs, sig)) => (Some(kid), Some((tbs, sig))),
         None => (None, None),
     };
-    Ok(Envelope { signer_kid, recipient_kid, ephemeral, iv, signed, aad, ciphertext, recipient_protected })
+    Ok(Envelope {
+        signer_kid,
+        recipient_kid: enc.recipient_kid,
+        ephemeral: enc.ephemeral,
+        iv: enc.iv,
+        signed,
+        aad: enc.aad,
+        ciphertext: enc.ciphertext,
+        recipient_protected: enc.recipient_protected,
+    })
 }
 
 impl Envelope {
