@@ -144,6 +144,14 @@ def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mo
         assert open_reply(replies.send(other), cloud, None) == {"rc": 11}
         r = open_reply(replies.send(build_command(cloud, kak, DEVICE_ID, {"cseq": 3, "cid": os.urandom(16), "op": "status", "args": {"id": 3}})), cloud, device_key())
         assert r["res"] == {"id": 3, "present": True}, "key 3 survived the refused destroy"
+
+        # Expired (exp an hour ago by the simulator's clock): rc 12, not run,
+        # and its cseq not used up.
+        cid5 = os.urandom(16)
+        late = build_command(cloud, kak, DEVICE_ID, {"cseq": 4, "cid": cid5, "exp": int(time.time()) - 3600, "op": "destroy", "args": {"id": 3}})
+        assert open_reply(replies.send(late), cloud, device_key()) == {"cseq": 4, "cid": cid5, "rc": 12}
+        r = open_reply(replies.send(build_command(cloud, kak, DEVICE_ID, {"cseq": 4, "cid": os.urandom(16), "exp": int(time.time()) + 600, "op": "status", "args": {"id": 3}})), cloud, device_key())
+        assert (r["rc"], r["res"]) == (0, {"id": 3, "present": True}), "key 3 survived the expired destroy"
     finally:
         replies.close()
         sim.stop()

@@ -44,7 +44,7 @@ pub struct CommandInfo {
     pub op: String,
     /// `queued`, `sent`, `answered` or `timed_out`.
     pub state: String,
-    /// The device's return code (group codes; 10 stale, 11 bad command).
+    /// The device's return code (group codes; 10 stale, 11 bad command, 12 expired).
     pub rc: Option<i64>,
     /// The device's result map, as JSON (byte strings as hex).
     pub result: Option<serde_json::Value>,
@@ -132,10 +132,14 @@ impl Remote {
         ciborium::ser::into_writer(args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
         let cseq = self.registry.with_db(|db| store::insert_command(db, cid, device_id, op, &args_cbor))?;
 
+        // Past `exp` a device that knows the time refuses the command (rc 12)
+        // instead of running it late: the same bound as `timed_out` here.
+        let exp = u64::try_from(store::now_ms().saturating_add(self.timeout_ms) / 1000).unwrap_or(0);
         let mut pt = Vec::new();
         let body = Value::Map(vec![
             (Value::Text("cseq".into()), Value::Integer(cseq.into())),
             (Value::Text("cid".into()), Value::Bytes(cid.to_vec())),
+            (Value::Text("exp".into()), Value::Integer(exp.into())),
             (Value::Text("op".into()), Value::Text(op.into())),
             (Value::Text("args".into()), args.clone()),
         ]);

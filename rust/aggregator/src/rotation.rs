@@ -270,6 +270,12 @@ impl Rotations {
     /// The device answered the current step's command with `rc` / `res`.
     fn answered(&self, row: &RotationRow, op: &str, rc: i64, res: &Value) -> Result<(), Stop> {
         const RC_NOT_FOUND: i64 = 2;
+        const RC_EXPIRED: i64 = 12;
+        if rc == RC_EXPIRED {
+            // The device was away longer than the command lived: the same
+            // step again, as a new command.
+            return self.advance(row, &row.state, vec![]);
+        }
         if rc != 0 && !(row.state == "check-old" && rc == RC_NOT_FOUND) {
             return Err(Stop::Fail(format!("the device answered {op} with rc {rc}")));
         }

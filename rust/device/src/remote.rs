@@ -20,7 +20,10 @@
 //!    stored with its `cseq` before it is returned.
 //!
 //! The cloud certificate's chain to the CA root is checked at each command
-//! ([`crate::certs::check_cloud_chain`]). Not yet here (docs/remote.md): `exp`.
+//! ([`crate::certs::check_cloud_chain`]). A command whose `exp` (Unix
+//! seconds) has passed is answered [`RC_EXPIRED`] and not run, when the
+//! caller knows the time (a device without a clock passes `None`: the
+//! strictly increasing `cseq` still bounds a replay).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -41,6 +44,10 @@ pub const RC_STALE: u16 = 10;
 /// Reply code: the command failed verification (binding, signature,
 /// recipient, decryption or its map); nothing was done.
 pub const RC_BAD_COMMAND: u16 = 11;
+/// Reply code: the command's `exp` has passed by the device's clock; nothing
+/// was done and its `cseq` is not used up (the server may send it again
+/// under a new one).
+pub const RC_EXPIRED: u16 = 12;
 /// Reply code of an `op` no group implements (the SMP group code "unknown").
 const RC_UNKNOWN: u16 = 1;
 /// Nesting allowed in a command map (the args map inside it).
@@ -50,19 +57,21 @@ const MAX_DEPTH: usize = 4;
 struct Command {
     cseq: u64,
     cid: [u8; 16],
+    exp: Option<u64>,
     op: String,
     args: Vec<u8>,
 }
 
-/// `{"cseq": uint, "cid": bstr .size 16, "op": tstr, "args": map, ...}`;
-/// other keys (`exp`) are skipped.
+/// `{"cseq": uint, "cid": bstr .size 16, "exp"?: uint, "op": tstr, "args":
+/// map, ...}`; other keys are skipped.
 fn decode_command(pt: &[u8]) -> Result<Command, tfmprov_cbor::Error> {
     let mut r = MapReader::new(pt, MAX_DEPTH)?;
-    let (mut cseq, mut cid, mut op, mut args) = (None, None, None, None);
+    let (mut cseq, mut cid, mut exp, mut op, mut args) = (None, None, None, None, None);
     while let Some(key) = r.next_key()? {
         match &*key {
             "cseq" => MapReader::set(&mut cseq, r.uint("cseq")?, "cseq")?,
             "cid" => MapReader::set(&mut cid, r.bytes("cid")?, "cid")?,
+            "exp" => MapReader::set(&mut exp, r.uint("exp")?, "exp")?,
             "op" => MapReader::set(&mut op, r.text("op")?, "op")?,
             "args" => MapReader::set(&mut args, r.map_bytes("args")?.to_vec(), "args")?,
             _ => r.skip()?,
@@ -75,6 +84,7 @@ fn decode_command(pt: &[u8]) -> Result<Command, tfmprov_cbor::Error> {
     Ok(Command {
         cseq: cseq.ok_or(tfmprov_cbor::Error::Missing("cseq"))?,
         cid,
+        exp,
         op: op.ok_or(tfmprov_cbor::Error::Missing("op"))?,
         args: args.unwrap_or_else(|| alloc::vec![0xa0]),
     })
@@ -114,10 +124,11 @@ fn encode_reply(cseq: Option<u64>, cid: Option<&[u8; 16]>, rc: u16, res: Option<
 
 impl Device {
     /// Handle one `prov/{id}/cmd` body; the `prov/{id}/reply` body to
-    /// publish. `Err` only when no reply can be built at all (no cloud
-    /// certificate, storage failing): the caller logs it and publishes
-    /// nothing.
-    pub fn remote_command(&mut self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+    /// publish. `now_unix_s`: the time, if the device knows it (then an
+    /// expired command is refused). `Err` only when no reply can be built at
+    /// all (no cloud certificate, storage failing): the caller logs it and
+    /// publishes nothing.
+    pub fn remote_command(&mut self, msg: &[u8], now_unix_s: Option<u64>) -> Result<Vec<u8>, Error> {
         let cloud = self.cloud_public()?;
         let cloud_kid = kid_of(&self.psa, &cloud)?;
         let cmd = match self.open_command(msg, &cloud, &cloud_kid) {
@@ -137,6 +148,13 @@ impl Device {
                 }
                 Some(s) if cmd.cseq == s => return Ok(rec[8..].to_vec()),
                 _ => {}
+            }
+        }
+        if let (Some(exp), Some(now)) = (cmd.exp, now_unix_s) {
+            if now > exp {
+                let signer = self.reply_signer(None);
+                let body = encode_reply(Some(cmd.cseq), Some(&cmd.cid), RC_EXPIRED, None);
+                return self.seal_reply(&body, &cloud, &cloud_kid, signer);
             }
         }
         let (rc, res, new_key) = match route(&cmd.op) {
@@ -168,6 +186,7 @@ impl Device {
     }
 
     /// `use-key {"id"}` → `{"id", "prev"}`.
+    #[inline(never)]
     fn use_key(&mut self, args: &[u8]) -> Result<Vec<u8>, Error> {
         let mut r = MapReader::new(args, MAX_DEPTH).map_err(|_| Error::InvalidArgument("use-key: args"))?;
         let mut id = None;
@@ -190,7 +209,8 @@ impl Device {
         Ok(self.psa.kak_public()?)
     }
 
-    fn cloud_public(&self) -> Result<PublicKey, Error> {
+    #[inline(never)]
+    pub(crate) fn cloud_public(&self) -> Result<PublicKey, Error> {
         let der = certs::get(&self.psa, CertTarget::Peer(PeerId::new(PEER_CLOUD.into())?))?;
         certs::check_cloud_chain(&self.psa, &der)?;
         certs::certificate_public_key(&der)?
@@ -200,6 +220,7 @@ impl Device {
 
     /// Parse, check the signer, verify, check the recipient, decrypt,
     /// decode. `Err(())`: refused (why is not told to the sender).
+    #[inline(never)]
     fn open_command(&mut self, msg: &[u8], cloud: &PublicKey, cloud_kid: &Kid) -> Result<Command, ()> {
         let device_id = String::from(self.device_id());
         let env = parse_envelope(Direction::Command, &device_id, msg).map_err(drop)?;
@@ -237,6 +258,7 @@ impl Device {
         self.psa.key_present(id).ok()?.then_some(id)
     }
 
+    #[inline(never)]
     fn seal_reply(&mut self, body: &[u8], cloud: &PublicKey, cloud_kid: &Kid, signer: Option<DeviceKeyId>) -> Result<Vec<u8>, Error> {
         let device_id = String::from(self.device_id());
         let signer_kid = match signer {

@@ -15,7 +15,7 @@ use crate::{certs, Device, Error};
 use alloc::string::String;
 use alloc::vec::Vec;
 use tfmprov_cose::{ErrorReport, Kid};
-use tfmprov_psa::ids::{DeviceKeyId, PeerId, PEER_CLOUD};
+use tfmprov_psa::ids::DeviceKeyId;
 use tfmprov_psa::{Psa, PublicKey, StateId};
 
 /// Sequence numbers reserved per persistent write.
@@ -245,11 +245,7 @@ impl Device {
     /// decreases, even across a reset right after.
     pub fn session_message(&mut self, now_ms: u64) -> Result<Vec<u8>, Error> {
         let (key, device_kid) = self.telemetry_key()?;
-        let cloud_der = certs::get(&self.psa, tfmprov_psa::ids::CertTarget::Peer(PeerId::new(PEER_CLOUD.into())?))?;
-        certs::check_cloud_chain(&self.psa, &cloud_der)?;
-        let cloud: PublicKey = certs::certificate_public_key(&cloud_der)?
-            .try_into()
-            .map_err(|_| Error::InvalidArgument("cloud certificate key is not an uncompressed P-256 point"))?;
+        let cloud = self.cloud_public()?;
         let cloud_kid = kid_of(&self.psa, &cloud)?;
         let mut session_key = [0u8; 16];
         self.psa.random(&mut session_key)?;

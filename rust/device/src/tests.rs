@@ -512,7 +512,7 @@ fn the_cloud_certificate_must_chain_to_the_root_at_store_and_at_use() {
     let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(0x3F00_0000)), ("cert", Value::Bytes(other.root.clone()))]));
     assert_eq!(r, map(vec![]));
     assert!(matches!(s.dev().session_message(1), Err(Error::InvalidArgument(m)) if m.contains("does not chain")));
-    assert!(matches!(s.dev().remote_command(b"any"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(s.dev().remote_command(b"any", None), Err(Error::InvalidArgument(_))));
 }
 
 /// The server-side crypto of the tests (RustCrypto), as COSE closures.
@@ -920,7 +920,7 @@ fn remote_commands_run_once_in_order_and_are_signed() {
 
     // status of key 3: signed by the telemetry key (3).
     let cmd = cloud.command("dev-1", &kak, &command_map(1, 0xA1, "status", vec![("id", id(3))]), None);
-    let reply = s.dev().remote_command(&cmd).unwrap();
+    let reply = s.dev().remote_command(&cmd, None).unwrap();
     let (signer, r) = cloud.open_reply("dev-1", &reply, Some(&key3));
     assert_eq!(signer, Some(kid_of_point(&key3)));
     assert_eq!((uint(&r, "cseq"), bytes(&r, "cid"), uint(&r, "rc")), (1, vec![0xA1; 16], 0));
@@ -929,7 +929,7 @@ fn remote_commands_run_once_in_order_and_are_signed() {
     // generate at an auto ID: the reply is signed by the new key.
     let new_id = s.dev().psa().lowest_free_id().unwrap();
     let gen = cloud.command("dev-1", &kak, &command_map(2, 0xA2, "generate", vec![]), None);
-    let reply = s.dev().remote_command(&gen).unwrap();
+    let reply = s.dev().remote_command(&gen, None).unwrap();
     let env = tfmprov_cose::parse_envelope(tfmprov_cose::Direction::Reply, "dev-1", &reply).unwrap();
     let new_pub = s.dev().psa().public_key(new_id).unwrap();
     assert_eq!(env.signer_kid, Some(kid_of_point(&new_pub)), "proof of possession");
@@ -939,27 +939,27 @@ fn remote_commands_run_once_in_order_and_are_signed() {
 
     // The same command again (a QoS 1 redelivery): the same reply, not run again.
     let next_free = s.dev().psa().lowest_free_id().unwrap();
-    assert_eq!(s.dev().remote_command(&gen).unwrap(), reply);
+    assert_eq!(s.dev().remote_command(&gen, None).unwrap(), reply);
     assert_eq!(s.dev().psa().lowest_free_id().unwrap(), next_free, "no second key");
     // ... also after a restart.
     s.restart();
-    assert_eq!(s.dev().remote_command(&gen).unwrap(), reply);
+    assert_eq!(s.dev().remote_command(&gen, None).unwrap(), reply);
     assert_eq!(s.dev().psa().lowest_free_id().unwrap(), next_free, "no second key");
 
     // An older cseq (a new, valid command): STALE, nothing done.
     let old = cloud.command("dev-1", &kak, &command_map(1, 0xA3, "destroy", vec![("id", id(3))]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&old).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&old, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), u64::from(remote::RC_STALE));
     assert!(s.dev().psa().key_present(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap());
 
     // The group return codes come through: key 9 does not exist.
     let cmd = cloud.command("dev-1", &kak, &command_map(3, 0xA4, "public", vec![("id", id(9))]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), u64::from(GroupRc::NotFound.code()));
     assert_eq!(get(&r, "res"), None);
     // An op no group implements.
     let cmd = cloud.command("dev-1", &kak, &command_map(4, 0xA5, "format", vec![]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), 1);
 }
 
@@ -980,7 +980,7 @@ fn bad_remote_commands_change_nothing() {
         ("not COSE", b"destroy 3".to_vec()),
     ];
     for (what, msg) in bad {
-        let reply = s.dev().remote_command(&msg).unwrap();
+        let reply = s.dev().remote_command(&msg, None).unwrap();
         let (signer, r) = cloud.open_reply("dev-1", &reply, None);
         assert_eq!(signer, None, "{what}: unsigned");
         assert_eq!(r, map(vec![("rc", id(u64::from(remote::RC_BAD_COMMAND)))]), "{what}");
@@ -988,12 +988,12 @@ fn bad_remote_commands_change_nothing() {
     }
     // A command with a bad map inside a good envelope: refused the same way.
     let broken = cloud.command("dev-1", &kak, &map(vec![("cseq", id(1)), ("op", Value::Text("status".into()))]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&broken).unwrap(), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&broken, None).unwrap(), None);
     assert_eq!(uint(&r, "rc"), u64::from(remote::RC_BAD_COMMAND));
     // None of them used up a cseq: the real cseq 1 still runs.
     let ok = cloud.command("dev-1", &kak, &command_map(1, 0xB2, "status", vec![("id", id(3))]), None);
     let key3 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&ok).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&ok, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), 0);
 }
 
@@ -1001,14 +1001,14 @@ fn bad_remote_commands_change_nothing() {
 fn a_device_without_keys_answers_unsigned_then_with_its_first_key() {
     let (mut s, mut cloud, kak) = remote_setup(false);
     let cmd = cloud.command("dev-1", &kak, &command_map(1, 0xC1, "status", vec![("id", id(5))]), None);
-    let reply = s.dev().remote_command(&cmd).unwrap();
+    let reply = s.dev().remote_command(&cmd, None).unwrap();
     assert_eq!(&reply[..2], [0xd8, 0x60], "bare COSE_Encrypt");
     let (_, r) = cloud.open_reply("dev-1", &reply, None);
     assert_eq!(bytes(&r, "cid"), vec![0xC1; 16], "the cid authenticates it to the server");
     assert_eq!(get(&r, "res"), Some(&map(vec![("id", id(5)), ("present", Value::Bool(false))])));
     // The seed's "request": the first key, generated remotely, signs its reply.
     let gen = cloud.command("dev-1", &kak, &command_map(2, 0xC2, "generate", vec![("id", id(5))]), None);
-    let reply = s.dev().remote_command(&gen).unwrap();
+    let reply = s.dev().remote_command(&gen, None).unwrap();
     let key5 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(5).unwrap()).unwrap();
     let (signer, r) = cloud.open_reply("dev-1", &reply, Some(&key5));
     assert_eq!(signer, Some(kid_of_point(&key5)));
@@ -1018,7 +1018,7 @@ fn a_device_without_keys_answers_unsigned_then_with_its_first_key() {
 #[test]
 fn no_cloud_certificate_is_a_clear_error() {
     let mut s = Sim::new();
-    assert!(matches!(s.dev().remote_command(b"anything"), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
+    assert!(matches!(s.dev().remote_command(b"anything", None), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
 }
 
 #[test]
@@ -1044,22 +1044,22 @@ fn use_key_switches_telemetry_for_good_and_only_to_a_certified_key() {
     s.dev().session_message(0).unwrap();
     assert!(s.dev().session_id().is_some());
     let gen = cloud.command("dev-1", &kak, &command_map(1, 0xD1, "generate", vec![("id", id(0x30))]), None);
-    s.dev().remote_command(&gen).unwrap();
+    s.dev().remote_command(&gen, None).unwrap();
     let key30 = s.dev().psa().public_key(key(0x30)).unwrap();
 
     // No certificate for key 0x30 yet: refused (not found), nothing changes.
     let early = cloud.command("dev-1", &kak, &command_map(2, 0xD2, "use-key", vec![("id", id(0x30))]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&early).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&early, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), u64::from(GroupRc::NotFound.code()));
     let d = tfmprov_cose::parse_data(&s.dev().data_message(b"x").unwrap()).unwrap();
     assert_eq!(d.kid, kid_of_point(&key3), "still key 3");
     assert!(s.dev().session_id().is_some(), "session kept");
     // Not a device key ID, or no such key: refused with their codes.
     let bad = cloud.command("dev-1", &kak, &command_map(3, 0xD3, "use-key", vec![("id", id(0x3E00_0005))]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&bad).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&bad, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), u64::from(GroupRc::InvalidArgument.code()));
     let none = cloud.command("dev-1", &kak, &command_map(4, 0xD4, "use-key", vec![]), None);
-    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&none).unwrap(), Some(&key3));
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&none, None).unwrap(), Some(&key3));
     assert_eq!(uint(&r, "rc"), u64::from(GroupRc::InvalidArgument.code()));
 
     // Its certificate stored: switched, the previous key told, the session ended.
@@ -1068,7 +1068,7 @@ fn use_key_switches_telemetry_for_good_and_only_to_a_certified_key() {
     assert_eq!(store_cert(&mut s, 0x30, &cert), None);
     let use30 = cloud.command("dev-1", &kak, &command_map(5, 0xD5, "use-key", vec![("id", id(0x30))]), None);
     // Its reply is signed by the key it switched to.
-    let (signer, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&use30).unwrap(), Some(&key30));
+    let (signer, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&use30, None).unwrap(), Some(&key30));
     assert_eq!((signer, uint(&r, "rc")), (Some(kid_of_point(&key30)), 0));
     assert_eq!(get(&r, "res"), Some(&map(vec![("id", id(0x30)), ("prev", id(3))])));
     assert_eq!(s.dev().session_id(), None, "the next session is signed by the new key");
@@ -1085,6 +1085,44 @@ fn use_key_switches_telemetry_for_good_and_only_to_a_certified_key() {
     assert_eq!(session.device_kid, kid_of_point(&key30));
     // Replies are signed by the new key now; the old one can go.
     let destroy = cloud.command("dev-1", &kak, &command_map(6, 0xD6, "destroy", vec![("id", id(3))]), None);
-    let (signer, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&destroy).unwrap(), Some(&key30));
+    let (signer, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&destroy, None).unwrap(), Some(&key30));
     assert_eq!((signer, uint(&r, "rc")), (Some(kid_of_point(&key30)), 0));
+}
+
+#[test]
+fn an_expired_command_is_refused_when_the_device_knows_the_time() {
+    let (mut s, mut cloud, kak) = remote_setup(true);
+    let key3 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    let with_exp = |cseq: u64, cid: u8, exp: u64| {
+        map(vec![
+            ("cseq", id(cseq)),
+            ("cid", Value::Bytes(vec![cid; 16])),
+            ("exp", id(exp)),
+            ("op", Value::Text("generate".into())),
+            ("args", map(vec![("id", id(0x40))])),
+        ])
+    };
+    let present = |s: &mut Sim| s.dev().psa().key_present(tfmprov_psa::ids::DeviceKeyId::new(0x40).unwrap()).unwrap();
+    // exp 1000 s, now 1001 s: refused (signed), nothing done.
+    let late = cloud.command("dev-1", &kak, &with_exp(1, 0xE1, 1000), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&late, Some(1001)).unwrap(), Some(&key3));
+    assert_eq!((uint(&r, "cseq"), uint(&r, "rc")), (1, u64::from(remote::RC_EXPIRED)));
+    assert!(!present(&mut s));
+    // Its cseq is not used up: a fresh command under the same cseq runs.
+    let fresh = cloud.command("dev-1", &kak, &with_exp(1, 0xE2, 2000), None);
+    let reply = s.dev().remote_command(&fresh, Some(1001)).unwrap();
+    let key40 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(0x40).unwrap()).unwrap();
+    let (_, r) = cloud.open_reply("dev-1", &reply, Some(&key40));
+    assert_eq!(uint(&r, "rc"), 0);
+    // Exactly at exp still runs; without a clock, exp is not checked.
+    let at = cloud.command("dev-1", &kak, &map(vec![("cseq", id(2)), ("cid", Value::Bytes(vec![0xE3; 16])), ("exp", id(1001)), ("op", Value::Text("status".into())), ("args", map(vec![("id", id(3))]))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&at, Some(1001)).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), 0);
+    let old = cloud.command("dev-1", &kak, &map(vec![("cseq", id(3)), ("cid", Value::Bytes(vec![0xE4; 16])), ("exp", id(5)), ("op", Value::Text("status".into())), ("args", map(vec![("id", id(3))]))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&old, None).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), 0, "no clock: cseq alone bounds it");
+    // exp of the wrong type: a bad command.
+    let bad = cloud.command("dev-1", &kak, &map(vec![("cseq", id(4)), ("cid", Value::Bytes(vec![0xE5; 16])), ("exp", Value::Text("soon".into())), ("op", Value::Text("status".into())), ("args", map(vec![]))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&bad, Some(1001)).unwrap(), None);
+    assert_eq!(uint(&r, "rc"), u64::from(remote::RC_BAD_COMMAND));
 }

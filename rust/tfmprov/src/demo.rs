@@ -212,6 +212,15 @@ impl Servers {
     /// [`Servers::start`] with the aggregator on `broker` (an external one:
     /// mosquitto in the tests).
     pub fn start_on(dir: &std::path::Path, broker: tfmprov_aggregator::BrokerChoice) -> Result<Servers> {
+        Servers::start_with(dir, broker, |_| {})
+    }
+
+    /// [`Servers::start_on`] with `tweak` applied to the aggregator's configuration.
+    pub fn start_with(
+        dir: &std::path::Path,
+        broker: tfmprov_aggregator::BrokerChoice,
+        tweak: impl FnOnce(&mut tfmprov_aggregator::Config),
+    ) -> Result<Servers> {
         let rt = runtime()?;
         let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&tfmprov_ca::CaConfig::new(dir.join("ca"))).context("CA")?);
         let root_pem = ca.root_pem();
@@ -237,6 +246,7 @@ impl Servers {
         cfg.cloud = tfmprov_aggregator::CloudIdentity::EnrollAt { ca_url: ca_url.clone() };
         // And signs rotated keys.
         cfg.rotation_ca = Some(ca_url.clone());
+        tweak(&mut cfg);
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
         let aggregator_url = format!("http://{}", running.http_addr());
         let mqtt_url = format!("mqtt://{}", running.mqtt_addr());

@@ -161,7 +161,9 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
                 // this loop only hands the bytes over and publishes the reply
                 // (what the firmware's C glue does).
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
-                    let reply = lock(&dev_for_cmds).remote_command(&p.payload);
+                    // The simulator knows the time: expired commands are refused.
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs());
+                    let reply = lock(&dev_for_cmds).remote_command(&p.payload, now);
                     match reply {
                         Ok(r) => {
                             if let Err(e) = client_for_replies.try_publish(&reply_topic, QoS::AtLeastOnce, false, r) {

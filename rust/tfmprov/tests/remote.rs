@@ -271,3 +271,49 @@ fn rotation_of_a_running_device_restarted_midway(dir: &Path, servers: &Servers) 
     }
     drop(sim);
 }
+
+/// A device away longer than a command lives (`--command-timeout`, here
+/// 1 s) refuses it when it comes back (rc 12, by its clock: the command's
+/// `exp`), instead of running it late; a rotation started meanwhile sends
+/// that step again and completes.
+#[test]
+fn expired_commands_are_refused_and_a_rotation_asks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() };
+    let servers = Servers::start_with(dir.path(), embedded, |c| c.command_timeout = Duration::from_secs(1)).unwrap();
+    let agg = servers.aggregator_url.as_str();
+    let state = dir.path().join("dev-x");
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-x", &[]).unwrap();
+    ok(&["factory", "--ca", &servers.ca_url, "--aggregator", agg, "--device", &format!("dev-x@udp:{}", sim.udp)]);
+    sim.stop();
+    // Online once, so that the broker keeps its session, then away.
+    let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-x", &args).unwrap();
+    wait_for("telemetry", Duration::from_secs(20), || servers.stats().accepted >= 1);
+    sim.stop();
+
+    let destroy = tfmprov_aggregator::client::submit_command(agg, "dev-x", "destroy", serde_json::json!({"id": 3})).unwrap();
+    tfmprov_aggregator::client::start_rotation(agg, "dev-x", Some(0x31), Some(1)).unwrap();
+    wait_for("the rotation's first command sent", Duration::from_secs(10), || {
+        tfmprov_aggregator::client::rotation(agg, "dev-x").unwrap().unwrap().cid.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-x", &args).unwrap();
+    let mut info = None;
+    wait_for("the destroy answered", Duration::from_secs(20), || {
+        info = tfmprov_aggregator::client::command(agg, "dev-x", &destroy.cid).unwrap();
+        info.as_ref().is_some_and(|i| i.state == "answered")
+    });
+    assert_eq!(info.unwrap().rc, Some(12), "expired, not run");
+    let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--id", "3"]);
+    assert!(out.contains("\"present\":true"), "key 3 kept: {out}");
+    // The rotation's expired generate was sent again and the rotation ends.
+    wait_for("the rotation done", Duration::from_secs(60), || {
+        let r = tfmprov_aggregator::client::rotation(agg, "dev-x").unwrap().unwrap();
+        assert_ne!(r.state, "failed", "{r:?}");
+        r.state == "done"
+    });
+    let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--id", "0x31"]);
+    assert!(out.contains("\"present\":true"), "the new key: {out}");
+    drop(sim);
+}
