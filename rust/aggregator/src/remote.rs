@@ -178,12 +178,41 @@ impl Remote {
         }))
     }
 
-    /// One `{prefix}/{id}/reply` body (blocking). Refusals are logged:
+    /// One `{prefix}/{id}/reply` body (blocking): a reply to a command, or
+    /// the device announcing its key-agreement key. Refusals are logged:
     /// nothing is answered to a reply.
     pub(crate) fn reply(&self, device_id: &str, payload: &[u8]) {
-        if let Err(why) = self.take_reply(device_id, payload) {
+        let taken = match tfmprov_cose::parse_kak_announcement(device_id, payload) {
+            Ok(a) => self.take_announcement(device_id, &a),
+            Err(_) => self.take_reply(device_id, payload),
+        };
+        if let Err(why) = taken {
             tracing::warn!(device = device_id, "reply refused: {why}");
         }
+    }
+
+    /// A signed announcement of the device's KAK: signed by its registered
+    /// key (or the previous one in a rotation's grace period), newer than the
+    /// last one stored.
+    fn take_announcement(&self, device_id: &str, a: &tfmprov_cose::KakAnnouncement) -> Result<(), String> {
+        let device = self.registry.get(device_id).ok_or("unknown device")?;
+        if device.revoked {
+            return Err("revoked device".into());
+        }
+        let point = *device.point_for(&a.signer_kid).ok_or("announcement signed by a key that is not registered")?;
+        let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
+        a.verify(|tbs, sig| key.verify(tbs, sig)).map_err(|e| e.to_string())?;
+        if p256::PublicKey::from_sec1_bytes(&a.kak).is_err() {
+            return Err("announced key is not on P-256".into());
+        }
+        let stored = self
+            .registry
+            .with_db(|db| store::set_announced_kak(db, device_id, &a.kak, a.seq))
+            .map_err(|e| e.to_string())?;
+        if stored {
+            tracing::info!(device = device_id, seq = a.seq, "key-agreement key announced");
+        }
+        Ok(())
     }
 
     fn take_reply(&self, device_id: &str, payload: &[u8]) -> Result<(), String> {

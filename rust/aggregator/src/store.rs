@@ -159,8 +159,9 @@ CREATE TABLE commands (
 },
 Migration {
     version: 3,
-    what: "key rotation: the previous key and its grace period, rotations",
+    what: "key rotation: the previous key and its grace period, rotations; announced KAK order",
     sqlite: "
+ALTER TABLE devices ADD COLUMN kak_seq INTEGER;
 ALTER TABLE devices ADD COLUMN prev_kid BLOB;
 ALTER TABLE devices ADD COLUMN prev_public_key BLOB;
 ALTER TABLE devices ADD COLUMN prev_until INTEGER;
@@ -183,6 +184,7 @@ CREATE TABLE rotations (
 CREATE UNIQUE INDEX rotations_one_active ON rotations (device_id) WHERE state NOT IN ('done', 'failed');
 ",
     postgres: "
+ALTER TABLE devices ADD COLUMN kak_seq BIGINT;
 ALTER TABLE devices ADD COLUMN prev_kid BYTEA;
 ALTER TABLE devices ADD COLUMN prev_public_key BYTEA;
 ALTER TABLE devices ADD COLUMN prev_until BIGINT;
@@ -518,6 +520,18 @@ pub(crate) fn delete_sessions(db: &Db, id: &str, session_ids: &[u32]) -> Result<
 /// unknown id.
 pub(crate) fn set_kak(db: &Db, id: &str, kak: &[u8]) -> Result<bool, DbError> {
     Ok(db.execute("UPDATE devices SET kak = $1, updated_at = $2 WHERE device_id = $3", vec![kak.into(), now_ms().into(), id.into()])? == 1)
+}
+
+/// Store a key-agreement key the device announced with `seq` (docs/remote.md
+/// "Keys", the field path), unless an announcement with a higher or equal
+/// `seq` was stored: a replayed older announcement changes nothing. False
+/// when nothing changed.
+pub(crate) fn set_announced_kak(db: &Db, id: &str, kak: &[u8], seq: u64) -> Result<bool, DbError> {
+    Ok(db.execute(
+        "UPDATE devices SET kak = $1, kak_seq = $2, updated_at = $3
+         WHERE device_id = $4 AND (kak_seq IS NULL OR kak_seq < $2)",
+        vec![kak.into(), seq_to_db(seq).into(), now_ms().into(), id.into()],
+    )? == 1)
 }
 
 /// A device's key-agreement key, if registered.

@@ -45,7 +45,10 @@ mod oracle;
 mod test_crypto;
 
 pub use data::{parse_data, sign_data, SignedData};
-pub use remote::{build_envelope, envelope_topic, parse_envelope, seal_envelope, Direction, Envelope};
+pub use remote::{
+    build_envelope, envelope_topic, kak_binding, parse_envelope, parse_kak_announcement, seal_envelope, sign_kak_announcement,
+    Direction, Envelope, KakAnnouncement,
+};
 pub use replay::{Replay, ReplayWindow, REPLAY_WINDOW_BITS};
 pub use report::{ErrorReport, RejectCode};
 pub use sealed::{parse_sealed, seal, sealed_iv, SealedMessage};

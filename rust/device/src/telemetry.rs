@@ -229,6 +229,21 @@ impl Device {
             .map_err(cose_err)
     }
 
+    /// The signed announcement of the key-agreement key (docs/remote.md
+    /// "Keys", the field path): the KAK's point, signed by the telemetry key
+    /// with the next `seq`, for `prov/{id}/reply`. A device enrolled before
+    /// remote provisioning existed joins it by publishing this once it is
+    /// connected.
+    pub fn kak_announcement(&mut self) -> Result<Vec<u8>, Error> {
+        let (key, kid) = self.telemetry_key()?;
+        let kak = self.psa.kak_public()?;
+        let seq = self.telemetry.next_seq(&mut self.psa)?;
+        let psa = &self.psa;
+        let device_id = String::from(self.device_id());
+        tfmprov_cose::sign_kak_announcement(&device_id, &kak, &kid, seq, |tbs| psa.sign_message(key, tbs).map_err(Error::from))
+            .map_err(cose_err)
+    }
+
     /// Whether a new session is due (none yet, or the policy says so).
     pub fn session_due(&self, now_ms: u64) -> bool {
         match &self.telemetry.session {

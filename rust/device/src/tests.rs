@@ -1126,3 +1126,18 @@ fn an_expired_command_is_refused_when_the_device_knows_the_time() {
     let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&bad, Some(1001)).unwrap(), None);
     assert_eq!(uint(&r, "rc"), u64::from(remote::RC_BAD_COMMAND));
 }
+
+#[test]
+fn the_kak_announcement_is_signed_by_the_telemetry_key() {
+    let (mut s, _, kak) = remote_setup(true);
+    let key3 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    let a1 = tfmprov_cose::parse_kak_announcement("dev-1", &s.dev().kak_announcement().unwrap()).unwrap();
+    let a2 = tfmprov_cose::parse_kak_announcement("dev-1", &s.dev().kak_announcement().unwrap()).unwrap();
+    assert_eq!((a1.kak, a1.signer_kid), (kak, kid_of_point(&key3)));
+    a1.verify(verifier(&key3)).unwrap();
+    assert!(a2.seq > a1.seq, "ordered by the device's seq");
+    // No telemetry key: no announcement (nothing could vouch for it).
+    drop(s); // one Sim at a time (they share the process-global PSA)
+    let mut bare = Sim::new();
+    assert!(matches!(bare.dev().kak_announcement(), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
+}

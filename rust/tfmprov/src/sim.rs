@@ -148,6 +148,13 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     let reply_topic = tfmprov_cose::envelope_topic(&cfg.prefix, &device_id, tfmprov_cose::Direction::Reply);
     client.subscribe(&errors_topic, QoS::AtLeastOnce)?;
     client.subscribe(&cmd_topic, QoS::AtLeastOnce)?;
+    // The field path of the key-agreement key (docs/remote.md "Keys"):
+    // announced, signed, once per start, so that the server can reach a
+    // device whose KAK it lacks or has wrong. Needs a telemetry key.
+    match lock(dev).kak_announcement() {
+        Ok(a) => client.publish(&reply_topic, QoS::AtLeastOnce, false, a)?,
+        Err(e) => tracing::debug!("{device_id}: no key-agreement key announcement: {e}"),
+    }
     let id_for_log = device_id.clone();
     let (dev_for_cmds, client_for_replies) = (dev.clone(), client.clone());
     // Set once we disconnect on purpose: connection errors after that end

@@ -118,8 +118,9 @@ fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: 
     std::thread::sleep(Duration::from_millis(300));
     let seen = seen.lock().unwrap().clone();
     let cmds: Vec<&Vec<u8>> = seen.iter().filter(|(t, _)| t == "prov/dev-r/cmd").map(|(_, p)| p).collect();
-    let replies = seen.iter().filter(|(t, _)| t == "prov/dev-r/reply").count();
-    assert_eq!((cmds.len(), replies), (5, 5), "five commands, five replies");
+    let replies: Vec<&Vec<u8>> = seen.iter().filter(|(t, _)| t == "prov/dev-r/reply").map(|(_, p)| p).collect();
+    let announcements = replies.iter().filter(|p| tfmprov_cose::parse_kak_announcement("dev-r", p).is_ok()).count();
+    assert_eq!((cmds.len(), replies.len() - announcements, announcements), (5, 5, 1), "five commands, five replies, the KAK announced once");
     let new_pub_bytes = hex::decode(&new_pub).unwrap();
     for (topic, payload) in seen.iter().filter(|(t, _)| t.ends_with("/cmd") || t.ends_with("/reply")) {
         for word in [&b"status"[..], b"generate", b"destroy", b"public", b"cseq", b"\"rc\"", b"present"] {
@@ -315,5 +316,37 @@ fn expired_commands_are_refused_and_a_rotation_asks_again() {
     });
     let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--id", "0x31"]);
     assert!(out.contains("\"present\":true"), "the new key: {out}");
+    drop(sim);
+}
+
+/// The field path of the key-agreement key: the aggregator holds a wrong
+/// KAK for a device (here put there on purpose; in the field, a device
+/// enrolled before remote provisioning, or whose KAK was recreated), so its
+/// commands cannot be read; the device announces its KAK, signed by its
+/// registered key, when it connects, and commands work again.
+#[test]
+fn a_device_announces_its_key_agreement_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::start(dir.path()).unwrap();
+    let agg = servers.aggregator_url.as_str();
+    let state = dir.path().join("dev-a");
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-a", &[]).unwrap();
+    ok(&["factory", "--ca", &servers.ca_url, "--aggregator", agg, "--device", &format!("dev-a@udp:{}", sim.udp)]);
+    sim.stop();
+    let wrong = p256::SecretKey::from_slice(&[7; 32]).unwrap().public_key();
+    let wrong = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&wrong, false);
+    tfmprov_aggregator::client::set_kak(agg, "dev-a", wrong.as_bytes(), Duration::from_secs(5)).unwrap();
+
+    let (_watcher, seen) = eavesdrop(&servers.mqtt_url);
+    let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-a", &args).unwrap();
+    wait_for("the announcement", Duration::from_secs(20), || seen.lock().unwrap().iter().any(|(t, _)| t == "prov/dev-a/reply"));
+    let out = ok(&["remote", "status", "--device", "dev-a", "--aggregator", agg, "--id", "3"]);
+    assert!(out.contains("answered rc 0") && out.contains("\"present\":true"), "{out}");
+    // The announcement carries the KAK's point and nothing secret; signed
+    // by key 3, it does not verify as any other device's.
+    let announcement = seen.lock().unwrap().iter().find(|(t, _)| t == "prov/dev-a/reply").unwrap().1.clone();
+    let a = tfmprov_cose::parse_kak_announcement("dev-a", &announcement).unwrap();
+    assert_ne!(&a.kak[..], wrong.as_bytes());
     drop(sim);
 }

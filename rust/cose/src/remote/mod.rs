@@ -201,6 +201,63 @@ impl Envelope {
     }
 }
 
+/// The external AAD of a key-agreement-key announcement:
+/// `"tfmprov/kak/" || device_id`.
+pub fn kak_binding(device_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + device_id.len());
+    out.extend_from_slice(b"tfmprov/kak/");
+    out.extend_from_slice(device_id.as_bytes());
+    out
+}
+
+/// The field path of the key-agreement key (docs/remote.md "Keys"): a
+/// Sign1 by a device signing key (`signer_kid`, ES256, with the device's
+/// next `seq` in the protected header, as a `data` message) whose payload is
+/// the KAK's public point, bound to the device by [`kak_binding`]. Published
+/// on `prov/{id}/reply`.
+pub fn sign_kak_announcement<E>(
+    device_id: &str,
+    kak: &[u8; 65],
+    signer_kid: &Kid,
+    seq: u64,
+    sign: impl FnOnce(&[u8]) -> Result<[u8; 64], E>,
+) -> Result<Vec<u8>, Error<E>> {
+    sign1(write::es256_protected(signer_kid, Some(seq)), kak, &kak_binding(device_id), sign)
+}
+
+/// A parsed announcement; nothing is authenticated until
+/// [`KakAnnouncement::verify`] succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KakAnnouncement {
+    /// kid of the signing key.
+    pub signer_kid: Kid,
+    /// The device's `seq` when it signed (announcements are ordered by it).
+    pub seq: u64,
+    /// The key-agreement key's public point.
+    pub kak: [u8; 65],
+    tbs: Vec<u8>,
+    signature: [u8; 64],
+}
+
+/// Parse an announcement bound to `device_id` (server side: `coset`).
+pub fn parse_kak_announcement(device_id: &str, msg: &[u8]) -> Result<KakAnnouncement, ParseError> {
+    check_len(msg.len())?;
+    let s = crate::data::parse_sign1(msg, &kak_binding(device_id))?;
+    let seq = crate::profile::seq(&s.protected)?;
+    let kak: [u8; 65] = crate::profile::fixed(&s.payload, "announced key is not a 65-byte point")?;
+    if kak[0] != 0x04 {
+        return Err(Error::Profile("announced key is not an uncompressed point"));
+    }
+    Ok(KakAnnouncement { signer_kid: s.kid, seq, kak, tbs: s.tbs, signature: s.signature })
+}
+
+impl KakAnnouncement {
+    /// Verify with the signer's public key (`verify(tbs, signature)`).
+    pub fn verify<E>(&self, verify: impl FnOnce(&[u8], &[u8; 64]) -> Result<(), E>) -> Result<(), Error<E>> {
+        verify(&self.tbs, &self.signature).map_err(Error::Signature)
+    }
+}
+
 /// The topic an envelope of `dir` goes to for `device_id`
 /// (`{prefix}/{id}/cmd` or `{prefix}/{id}/reply`).
 pub fn envelope_topic(prefix: &str, device_id: &str, dir: Direction) -> String {

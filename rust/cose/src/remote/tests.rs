@@ -289,3 +289,22 @@ fn the_parser_agrees_with_the_coset_oracle() {
         assert_eq!(agree(what, &s.to_tagged_vec().unwrap()), want, "{what}");
     }
 }
+
+#[test]
+fn kak_announcements_are_bound_signed_and_ordered() {
+    let (device, kak) = (keypair(), keypair());
+    let msg = sign_kak_announcement("dev-1", &kak.public, &device.kid, 77, signer(&device.sk)).unwrap();
+    let a = parse_kak_announcement("dev-1", &msg).unwrap();
+    assert_eq!((a.signer_kid, a.seq, a.kak), (device.kid, 77, kak.public));
+    a.verify(verifier(&device.public)).unwrap();
+    assert!(a.verify(verifier(&kak.public)).is_err(), "another key's signature");
+    // Bound to the device: moved to another device's topic, it does not verify.
+    parse_kak_announcement("dev-2", &msg).unwrap().verify(verifier(&device.public)).unwrap_err();
+    // Not an envelope, and an envelope is not an announcement.
+    assert!(parse_envelope(Direction::Reply, "dev-1", &msg).is_err());
+    let env = command(&device, &kak, "dev-1", CMD);
+    assert!(parse_kak_announcement("dev-1", &env).is_err());
+    // A data message (no binding, payload not a point) is refused.
+    let data = crate::sign_data(&device.kid, 1, &kak.public[..64], signer(&device.sk)).unwrap();
+    assert!(matches!(parse_kak_announcement("dev-1", &data), Err(Error::Profile(_))));
+}
