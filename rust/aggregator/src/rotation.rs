@@ -256,7 +256,16 @@ impl Rotations {
         };
         if cmd.state != "answered" {
             // Not answered yet: the device may be offline; its persistent
-            // session keeps the command until it comes back.
+            // session keeps the command until it comes back. Past the
+            // command's life (its `exp`) the step is sent again as a new
+            // command: the first may be lost (a device that never had a
+            // session at the broker, a broker that lost its sessions), and a
+            // device with a clock refuses it if it still comes.
+            let expired = cmd.sent_at.is_some_and(|t| store::now_ms().saturating_sub(t) > self.remote.timeout_ms);
+            if expired {
+                tracing::info!(device = %row.device_id, step = %row.state, "no answer within the command's life: sending the step again");
+                return self.advance(row, &row.state, vec![]);
+            }
             return Err(Stop::Wait);
         }
         let rc = cmd.rc.unwrap_or(-1);

@@ -350,3 +350,37 @@ fn a_device_announces_its_key_agreement_key() {
     assert_ne!(&a.kak[..], wrong.as_bytes());
     drop(sim);
 }
+
+/// A rotation step whose command was lost (here: published before the
+/// device ever connected, so the broker had no session to queue it in) is
+/// sent again once the command's life is over, and the rotation completes.
+#[test]
+fn a_lost_rotation_command_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() };
+    let servers = Servers::start_with(dir.path(), embedded, |c| c.command_timeout = Duration::from_secs(1)).unwrap();
+    let agg = servers.aggregator_url.as_str();
+    let state = dir.path().join("dev-l");
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-l", &[]).unwrap();
+    ok(&["factory", "--ca", &servers.ca_url, "--aggregator", agg, "--device", &format!("dev-l@udp:{}", sim.udp)]);
+    sim.stop();
+    tfmprov_aggregator::client::start_rotation(agg, "dev-l", Some(0x32), Some(1)).unwrap();
+    let mut first_cid = None;
+    wait_for("the generate sent", Duration::from_secs(10), || {
+        first_cid = tfmprov_aggregator::client::rotation(agg, "dev-l").unwrap().unwrap().cid;
+        first_cid.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-l", &args).unwrap();
+    wait_for("the rotation done", Duration::from_secs(60), || {
+        let r = tfmprov_aggregator::client::rotation(agg, "dev-l").unwrap().unwrap();
+        assert_ne!(r.state, "failed", "{r:?}");
+        r.state == "done"
+    });
+    let lost = tfmprov_aggregator::client::command(agg, "dev-l", first_cid.as_deref().unwrap()).unwrap().unwrap();
+    assert_eq!(lost.state, "timed_out", "the first generate never reached the device");
+    let out = ok(&["remote", "status", "--device", "dev-l", "--aggregator", agg, "--id", "0x32"]);
+    assert!(out.contains("\"present\":true"), "{out}");
+    drop(sim);
+}
