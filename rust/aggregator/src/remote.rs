@@ -115,22 +115,49 @@ impl Remote {
 
     /// Queue the command `cid` (a new `cseq`), build it and publish it.
     pub(crate) fn send(&self, device_id: &str, op: &str, args: &Value, cid: &[u8; 16]) -> Result<u64, Error> {
-        let cloud = self
-            .cloud
-            .as_ref()
-            .ok_or_else(|| Refusal::BadRequest("the aggregator has no cloud identity: it cannot sign commands".into()))?;
+        let mut args_cbor = Vec::new();
+        ciborium::ser::into_writer(args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
+        self.kak_of(device_id)?; // refused before a cseq is used
+        let cseq = self.registry.with_db(|db| store::insert_command(db, cid, device_id, op, &args_cbor))?;
+        self.publish(device_id, cseq, cid, op, args)?;
+        tracing::info!(device = device_id, cseq, op, "remote command sent");
+        Ok(cseq)
+    }
+
+    /// Publish the sent command `cid` again: the same `cseq` (so the device
+    /// runs it at most once: a copy it already ran is answered from its
+    /// stored reply) with a fresh `exp`. For a rotation step not answered in
+    /// time (docs/remote.md "Rotation").
+    pub(crate) fn republish(&self, device_id: &str, cid: &[u8]) -> Result<(), Error> {
+        let Some(row) = self.registry.with_db(|db| store::command(db, device_id, cid))? else {
+            return Err(Error::Cloud("no such command".into()));
+        };
+        let args: Value = ciborium::de::from_reader(row.args.as_slice()).map_err(|e| Error::Cloud(e.to_string()))?;
+        let cid: [u8; 16] = cid.try_into().map_err(|_| Error::Cloud("cid is not 16 bytes".into()))?;
+        self.publish(device_id, row.cseq, &cid, &row.op, &args)?;
+        tracing::info!(device = device_id, cseq = row.cseq, op = %row.op, "remote command sent again");
+        Ok(())
+    }
+
+    fn kak_of(&self, device_id: &str) -> Result<[u8; P256_POINT_LEN], Error> {
         let device = self.registry.get(device_id).ok_or_else(|| Refusal::BadRequest(format!("no device {device_id:?}")))?;
         if device.revoked {
             return Err(Refusal::Revoked.into());
         }
-        let kak: [u8; P256_POINT_LEN] = self
+        Ok(self
             .registry
             .kak(device_id)?
             .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| Refusal::BadRequest(format!("device {device_id:?} has no key-agreement key registered")))?;
-        let mut args_cbor = Vec::new();
-        ciborium::ser::into_writer(args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
-        let cseq = self.registry.with_db(|db| store::insert_command(db, cid, device_id, op, &args_cbor))?;
+            .ok_or_else(|| Refusal::BadRequest(format!("device {device_id:?} has no key-agreement key registered")))?)
+    }
+
+    /// Build the command envelope (a fresh `exp`) and publish it; mark it sent.
+    fn publish(&self, device_id: &str, cseq: u64, cid: &[u8; 16], op: &str, args: &Value) -> Result<(), Error> {
+        let cloud = self
+            .cloud
+            .as_ref()
+            .ok_or_else(|| Refusal::BadRequest("the aggregator has no cloud identity: it cannot sign commands".into()))?;
+        let kak = self.kak_of(device_id)?;
 
         // Past `exp` a device that knows the time refuses the command (rc 12)
         // instead of running it late: the same bound as `timed_out` here.
@@ -153,8 +180,7 @@ impl Remote {
             .map_err(|e| Error::Cloud(format!("building the command: {e}")))?;
         let _ = self.out.send(Out::Publish { topic: envelope_topic(&self.prefix, device_id, Direction::Command), body: msg });
         self.registry.with_db(|db| store::command_sent(db, cid))?;
-        tracing::info!(device = device_id, cseq, op, "remote command sent");
-        Ok(cseq)
+        Ok(())
     }
 
     /// A command's info (blocking).
@@ -257,6 +283,13 @@ impl Remote {
             };
             let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, signer);
             env.verify(|tbs, sig| key.verify(tbs, sig)).map_err(|e| e.to_string())?;
+        }
+        // An expired copy of a rotation step: not its answer (the step is
+        // published again under the same cseq; the device runs it once).
+        const RC_EXPIRED: i64 = 12;
+        if rc == RC_EXPIRED && self.registry.with_db(|db| store::is_rotation_command(db, cid)).map_err(|e| e.to_string())? {
+            tracing::info!(device = device_id, cseq, "an expired copy of a rotation step was refused by the device");
+            return Ok(());
         }
         let mut result = Vec::new();
         if let Some(r) = res {

@@ -257,14 +257,15 @@ impl Rotations {
         if cmd.state != "answered" {
             // Not answered yet: the device may be offline; its persistent
             // session keeps the command until it comes back. Past the
-            // command's life (its `exp`) the step is sent again as a new
-            // command: the first may be lost (a device that never had a
-            // session at the broker, a broker that lost its sessions), and a
-            // device with a clock refuses it if it still comes.
+            // command's life (its `exp`) the same command (same cseq, a
+            // fresh exp) is published again: the first may be lost (a device
+            // that never had a session at the broker, a broker that lost its
+            // sessions) or refused as expired; the device runs a cseq once.
             let expired = cmd.sent_at.is_some_and(|t| store::now_ms().saturating_sub(t) > self.remote.timeout_ms);
             if expired {
-                tracing::info!(device = %row.device_id, step = %row.state, "no answer within the command's life: sending the step again");
-                return self.advance(row, &row.state, vec![]);
+                if let Err(e) = self.remote.republish(&row.device_id, cid) {
+                    tracing::warn!(device = %row.device_id, error = %e, "cannot send a rotation step again");
+                }
             }
             return Err(Stop::Wait);
         }
@@ -279,12 +280,6 @@ impl Rotations {
     /// The device answered the current step's command with `rc` / `res`.
     fn answered(&self, row: &RotationRow, op: &str, rc: i64, res: &Value) -> Result<(), Stop> {
         const RC_NOT_FOUND: i64 = 2;
-        const RC_EXPIRED: i64 = 12;
-        if rc == RC_EXPIRED {
-            // The device was away longer than the command lived: the same
-            // step again, as a new command.
-            return self.advance(row, &row.state, vec![]);
-        }
         if rc != 0 && !(row.state == "check-old" && rc == RC_NOT_FOUND) {
             return Err(Stop::Fail(format!("the device answered {op} with rc {rc}")));
         }

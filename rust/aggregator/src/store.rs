@@ -548,6 +548,7 @@ pub(crate) struct CommandRow {
     pub cid: Vec<u8>,
     pub cseq: u64,
     pub op: String,
+    pub args: Vec<u8>,
     pub state: String,
     pub rc: Option<i64>,
     pub result: Option<Vec<u8>>,
@@ -575,10 +576,18 @@ pub(crate) fn insert_command(db: &Db, cid: &[u8], id: &str, op: &str, args: &[u8
     })
 }
 
-/// Mark a command sent.
+/// Mark a command sent (again: `sent_at` is the last publication).
 pub(crate) fn command_sent(db: &Db, cid: &[u8]) -> Result<(), DbError> {
-    db.execute("UPDATE commands SET state = 'sent', sent_at = $1 WHERE cid = $2 AND state = 'queued'", vec![now_ms().into(), cid.into()])?;
+    db.execute(
+        "UPDATE commands SET state = 'sent', sent_at = $1 WHERE cid = $2 AND state IN ('queued', 'sent')",
+        vec![now_ms().into(), cid.into()],
+    )?;
     Ok(())
+}
+
+/// Whether `cid` is (or was) a rotation step's command.
+pub(crate) fn is_rotation_command(db: &Db, cid: &[u8]) -> Result<bool, DbError> {
+    Ok(db.query_opt("SELECT 1 FROM rotations WHERE cid = $1", vec![cid.into()])?.is_some())
 }
 
 /// Record the answer to a sent command of `id`; false if there is no such
@@ -594,7 +603,7 @@ pub(crate) fn command_answered(db: &Db, id: &str, cid: &[u8], cseq: u64, rc: i64
 /// A command of `id` by cid.
 pub(crate) fn command(db: &Db, id: &str, cid: &[u8]) -> Result<Option<CommandRow>, DbError> {
     db.query_opt(
-        "SELECT cid, cseq, op, state, rc, result, created_at, sent_at, answered_at
+        "SELECT cid, cseq, op, state, rc, result, created_at, sent_at, answered_at, args
          FROM commands WHERE cid = $1 AND device_id = $2",
         vec![cid.into(), id.into()],
     )?
@@ -609,6 +618,7 @@ pub(crate) fn command(db: &Db, id: &str, cid: &[u8]) -> Result<Option<CommandRow
             created_at: r.int(6)?,
             sent_at: r.opt_int(7)?,
             answered_at: r.opt_int(8)?,
+            args: r.blob(9)?,
         })
     })
     .transpose()

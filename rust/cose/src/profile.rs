@@ -102,6 +102,15 @@ pub(crate) fn fixed<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8;
     <[u8; N]>::try_from(b).map_err(|_| Error::Profile(what))
 }
 
+/// The uncompressed point 0x04 || x || y.
+pub(crate) fn point(x: &[u8; 32], y: &[u8; 32]) -> [u8; crate::P256_POINT_LEN] {
+    let mut p = [0u8; crate::P256_POINT_LEN];
+    p[0] = 0x04;
+    p[1..33].copy_from_slice(x);
+    p[33..].copy_from_slice(y);
+    p
+}
+
 /// Check `out.len() == want` for the output of a crypto closure.
 pub(crate) fn check_output<E>(out: &[u8], want: usize, what: &'static str) -> Result<(), Error<E>> {
     if out.len() == want {

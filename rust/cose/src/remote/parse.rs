@@ -270,9 +270,5 @@ fn ephemeral_key(item: &[u8]) -> Result<[u8; P256_POINT_LEN], ParseError> {
     };
     let x = coord(x, "ephemeral key x is not a 32-byte bstr")?;
     let y = coord(y, "ephemeral key y is not a 32-byte bstr")?;
-    let mut point = [0u8; P256_POINT_LEN];
-    point[0] = 0x04;
-    point[1..33].copy_from_slice(&x);
-    point[33..].copy_from_slice(&y);
-    Ok(point)
+    Ok(crate::profile::point(&x, &y))
 }

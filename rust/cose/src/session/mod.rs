@@ -26,7 +26,7 @@ use crate::data::{parse_sign1, sign1};
 use crate::profile::{self, check_output, fixed};
 use crate::write;
 use crate::{
-    Error, Kid, ParseError, AES128_KEY_LEN, ALG_A128GCM, GCM_TAG_LEN, IV_LEN, P256_POINT_LEN,
+    Error, Kid, ParseError, AES128_KEY_LEN, ALG_A128GCM, GCM_TAG_LEN, IV_LEN,
     SEQ_LABEL, TAG_ENCRYPT,
 };
 
@@ -349,11 +349,7 @@ fn ephemeral_key(v: &Value) -> Result<[u8; 65], ParseError> {
     };
     let x = coord(x, "ephemeral key x is not a 32-byte bstr")?;
     let y = coord(y, "ephemeral key y is not a 32-byte bstr")?;
-    let mut point = [0u8; P256_POINT_LEN];
-    point[0] = 0x04;
-    point[1..33].copy_from_slice(&x);
-    point[33..].copy_from_slice(&y);
-    Ok(point)
+    Ok(profile::point(&x, &y))
 }
 
 impl SessionMessage {
