@@ -76,11 +76,20 @@ def open_reply(raw: bytes, cloud: EC2Key, signer: EC2Key | None) -> dict:
     return cbor2.loads(enc.decrypt(rcpt))
 
 
+def is_kak_announcement(raw: bytes) -> bool:
+    """The device's signed key-agreement-key announcement (a Sign1 with a
+    `seq` in its protected header) rather than a reply (docs/remote.md)."""
+    msg = CoseMessage.decode(raw)
+    return isinstance(msg, Sign1Message) and -65537 in msg.phdr
+
+
 class Replies:
-    """paho: publishes commands, collects the device's replies."""
+    """paho: publishes commands, collects the device's replies (and, apart,
+    its key-agreement-key announcements)."""
 
     def __init__(self, port: int):
         self.got: list[bytes] = []
+        self.announcements: list[bytes] = []
         self.lock = threading.Lock()
         ready = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pytest-remote")
@@ -93,7 +102,7 @@ class Replies:
 
     def _add(self, p: bytes):
         with self.lock:
-            self.got.append(p)
+            (self.announcements if is_kak_announcement(p) else self.got).append(p)
 
     def send(self, payload: bytes) -> bytes:
         with self.lock:
@@ -123,9 +132,22 @@ def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mo
     kak = EC2Key(crv=P256, x=kak_point[1:33], y=kak_point[33:])
     sim.stop()
 
-    sim = Sim(state, ["--mqtt", f"mqtt://127.0.0.1:{mosquitto}", "--interval", "200"])
     replies = Replies(mosquitto)
+    sim = Sim(state, ["--mqtt", f"mqtt://127.0.0.1:{mosquitto}", "--interval", "200"])
     try:
+        # At connect the device announces its KAK, signed by key 3: pycose
+        # verifies it (external AAD "tfmprov/kak/{id}") and finds the point.
+        deadline = time.time() + 20
+        while not replies.announcements and time.time() < deadline:
+            time.sleep(0.05)
+        assert replies.announcements, "no KAK announcement within 20 s"
+        a = CoseMessage.decode(replies.announcements[0])
+        a.external_aad = f"tfmprov/kak/{DEVICE_ID}".encode()
+        a.key = device_key()
+        assert a.verify_signature() and a.payload == kak_point
+        a.external_aad = b"tfmprov/kak/another-device"
+        assert not a.verify_signature(), "bound to the device"
+
         cid = os.urandom(16)
         command = build_command(cloud, kak, DEVICE_ID, {"cseq": 1, "cid": cid, "op": "status", "args": {"id": 3}})
         raw = replies.send(command)
