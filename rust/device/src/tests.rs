@@ -1141,3 +1141,47 @@ fn the_kak_announcement_is_signed_by_the_telemetry_key() {
     let mut bare = Sim::new();
     assert!(matches!(bare.dev().kak_announcement(), Err(Error::Psa(tfmprov_psa::Error::NotFound(_)))));
 }
+
+/// The walker of `certificate_public_key` against `der`'s typed decoders
+/// (`subject_public_key_info`, what it replaced on the device): the same
+/// key or both a refusal, on real certificates and on every byte of them
+/// changed to a few values.
+#[test]
+fn the_public_key_walk_agrees_with_der() {
+    let s = Sim::new();
+    let d = s.dir.path();
+    let make = |args: &[&str], name: &str| -> Vec<u8> {
+        let der = d.join(format!("{name}.der"));
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["-outform", "DER", "-out", der.to_str().unwrap()]);
+        openssl(&full);
+        std::fs::read(der).unwrap()
+    };
+    let ec = make(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", d.join("k.pem").to_str().unwrap(), "-subj", "/CN=w", "-days", "1"], "ec");
+    let rsa = make(&["req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", d.join("r.pem").to_str().unwrap(),
+        "-subj", "/CN=r", "-days", "1"], "rsa");
+    let oracle = |c: &[u8]| -> Result<Vec<u8>, ()> {
+        let spki = certs::subject_public_key_info(c).map_err(drop)?;
+        if spki.algorithm.oid != const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
+            return Err(());
+        }
+        spki.subject_public_key.as_bytes().map(<[u8]>::to_vec).ok_or(())
+    };
+    let mut compared = 0;
+    for cert in [&ec, &rsa] {
+        assert_eq!(certs::certificate_public_key(cert).map(<[u8]>::to_vec).map_err(drop), oracle(cert));
+        for i in 0..cert.len() {
+            for v in [0x00, 0x01, 0x1f, 0x30, 0x7f, 0x80, 0x81, 0x82, 0xa0, 0xff, cert[i] ^ 0x01, cert[i].wrapping_sub(1)] {
+                let mut m = cert.clone();
+                m[i] = v;
+                let ours = certs::certificate_public_key(&m).map(<[u8]>::to_vec).map_err(drop);
+                assert_eq!(ours, oracle(&m), "byte {i} = {v:#04x}");
+                compared += 1;
+            }
+            let cut = &cert[..i];
+            assert_eq!(certs::certificate_public_key(cut).map(<[u8]>::to_vec).map_err(drop), oracle(cut), "cut at {i}");
+        }
+    }
+    assert!(compared > 5000, "{compared}");
+}
