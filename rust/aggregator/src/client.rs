@@ -109,17 +109,19 @@ pub fn submit_command(base_url: &str, device_id: &str, op: &str, args: serde_jso
     create(base_url, device_id, "commands", serde_json::json!({ "op": op, "args": args }))
 }
 
-/// A remote command's state and answer, `None` if there is no such command.
-pub fn command(base_url: &str, device_id: &str, cid: &str) -> Result<Option<crate::CommandInfo>, Error> {
-    let resp = agent(Duration::from_secs(10))
-        .get(url(base_url, &format!("/v1/devices/{}/commands/{}", segment(device_id), segment(cid))))
-        .call()
-        .map_err(|e| Error::Transport(e.to_string()))?;
+/// GET `{base_url}{path}`: the 200 answer decoded, `None` for a 404.
+fn fetch<T: serde::de::DeserializeOwned>(base_url: &str, path: &str, timeout: Duration) -> Result<Option<T>, Error> {
+    let resp = agent(timeout).get(url(base_url, path)).call().map_err(|e| Error::Transport(e.to_string()))?;
     let (status, text) = answer(resp)?;
     if status == 404 {
         return Ok(None);
     }
     expect(&[200], (status, text)).map(Some)
+}
+
+/// A remote command's state and answer, `None` if there is no such command.
+pub fn command(base_url: &str, device_id: &str, cid: &str) -> Result<Option<crate::CommandInfo>, Error> {
+    fetch(base_url, &format!("/v1/devices/{}/commands/{}", segment(device_id), segment(cid)), Duration::from_secs(10))
 }
 
 /// Start rotating a device's key (docs/remote.md "Rotation").
@@ -129,28 +131,12 @@ pub fn start_rotation(base_url: &str, device_id: &str, key_id: Option<u32>, grac
 
 /// The device's latest rotation, `None` if it never had one.
 pub fn rotation(base_url: &str, device_id: &str) -> Result<Option<crate::RotationInfo>, Error> {
-    let resp = agent(Duration::from_secs(10))
-        .get(url(base_url, &format!("/v1/devices/{}/rotation", segment(device_id))))
-        .call()
-        .map_err(|e| Error::Transport(e.to_string()))?;
-    let (status, text) = answer(resp)?;
-    if status == 404 {
-        return Ok(None);
-    }
-    expect(&[200], (status, text)).map(Some)
+    fetch(base_url, &format!("/v1/devices/{}/rotation", segment(device_id)), Duration::from_secs(10))
 }
 
 /// The device's record, `None` if it is not registered.
 pub fn device(base_url: &str, device_id: &str) -> Result<Option<DeviceInfo>, Error> {
-    let resp = agent(DEFAULT_TIMEOUT)
-        .get(url(base_url, &format!("/v1/devices/{}", segment(device_id))))
-        .call()
-        .map_err(|e| Error::Transport(e.to_string()))?;
-    let a = answer(resp)?;
-    if a.0 == 404 {
-        return Ok(None);
-    }
-    expect(&[200], a).map(Some)
+    fetch(base_url, &format!("/v1/devices/{}", segment(device_id)), DEFAULT_TIMEOUT)
 }
 
 /// Revoke a device (its later messages are rejected); returns its record.

@@ -91,7 +91,8 @@ fn to_json(v: &Value) -> serde_json::Value {
     }
 }
 
-fn get<'a>(m: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+/// The value of text key `key` in a CBOR map's entries.
+pub(crate) fn get<'a>(m: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
     m.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v)
 }
 

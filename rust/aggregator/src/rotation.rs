@@ -110,19 +110,15 @@ enum Stop {
     Fail(String),
 }
 
-fn map_get<'a>(m: &'a Value, key: &str) -> Option<&'a Value> {
-    m.as_map()?.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v)
-}
-
 fn res_u32(res: &Value, key: &str) -> Result<u32, Stop> {
-    map_get(res, key)
+    res.as_map().and_then(|m| crate::remote::get(m, key))
         .and_then(Value::as_integer)
         .and_then(|i| u32::try_from(i).ok())
         .ok_or_else(|| Stop::Fail(format!("the device's answer has no {key:?}")))
 }
 
 fn res_bytes<'a>(res: &'a Value, key: &str) -> Result<&'a [u8], Stop> {
-    map_get(res, key)
+    res.as_map().and_then(|m| crate::remote::get(m, key))
         .and_then(Value::as_bytes)
         .map(Vec::as_slice)
         .ok_or_else(|| Stop::Fail(format!("the device's answer has no {key:?}")))
