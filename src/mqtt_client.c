@@ -3,16 +3,23 @@
  *
  * MQTT client (CONFIG_TFMPROV_MQTT, enabled by mqtt.conf; TLS with
  * mqtt-tls.conf). Topics, QoS levels and message bodies all come from Rust:
- * tfmprov_mqtt_topic / tfmprov_mqtt_qos / tfmprov_mqtt_next build them, and
- * tfmprov_mqtt_on_error turns a report on prov/{id}/errors into a log line.
+ * tfmprov_mqtt_topic / tfmprov_mqtt_qos / tfmprov_mqtt_next build them,
+ * tfmprov_mqtt_on_error turns a report on prov/{id}/errors into a log line,
+ * and tfmprov_mqtt_command answers a remote command (docs/remote.md).
  * This file only runs the MQTT protocol (Zephyr's MQTT library,
  * include/zephyr/net/mqtt.h of v4.3.0, loop as in samples/net/mqtt_publisher).
  *
- * Sequence per connection: subscribe to errors, then every
+ * Sequence per connection (a persistent session: clean_session 0, so that
+ * commands queued while the device was away are delivered): subscribe to
+ * errors and cmd, publish the KAK announcement on reply, then every
  * CONFIG_TFMPROV_MQTT_INTERVAL_S: a data message (signed sample reading), a
  * session message when Rust says one is due (new session key, QoS 2; the
  * first round and then per the rotation policy), and a sealed message (the
- * same reading encrypted under the session key).
+ * same reading encrypted under the session key). A command received in
+ * between is answered on reply and only then acknowledged (PUBACK): a
+ * command whose reply was not published stays unacknowledged and the broker
+ * delivers it again at the next connection (Rust answers a copy of the last
+ * command from its record, without running it twice).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +43,9 @@ LOG_MODULE_DECLARE(tfmprov, CONFIG_TFMPROV_LOG_LEVEL);
 static uint8_t rx_buf[CONFIG_TFMPROV_MQTT_BUF_SIZE];
 static uint8_t tx_buf[CONFIG_TFMPROV_MQTT_BUF_SIZE];
 static uint8_t msg_buf[CONFIG_TFMPROV_MQTT_BUF_SIZE]; /* outgoing body / incoming report */
-static char topics[4][TOPIC_MAX];                     /* indexed by TFMPROV_MQTT_* */
+static uint8_t cmd_buf[CONFIG_TFMPROV_MQTT_CMD_BUF_SIZE];   /* incoming remote command */
+static uint8_t reply_buf[CONFIG_TFMPROV_MQTT_CMD_BUF_SIZE]; /* its reply */
+static char topics[TFMPROV_MQTT_REPLY + 1][TOPIC_MAX];      /* indexed by TFMPROV_MQTT_* */
 static char report_line[256];
 
 static struct mqtt_client client;
@@ -64,30 +73,78 @@ static int sock_fd(void)
 #endif
 }
 
+static int publish_body(uint8_t kind, const uint8_t *body, size_t len);
+
+static bool is_topic(const struct mqtt_publish_param *p, uint8_t kind)
+{
+	size_t n = strlen(topics[kind]);
+
+	return p->message.topic.topic.size == n &&
+	       memcmp(p->message.topic.topic.utf8, topics[kind], n) == 0;
+}
+
+/* Answers the command in cmd_buf[0..len] on the reply topic. 0 when the
+ * reply was published: only then may the command be acknowledged. */
+static int answer_command(size_t len)
+{
+	size_t reply_len = 0;
+	int32_t rc;
+
+	tfmprov_enter();
+	rc = tfmprov_mqtt_command(cmd_buf, len, reply_buf, sizeof(reply_buf), &reply_len);
+	tfmprov_leave();
+	if (rc != TFMPROV_OK) {
+		LOG_ERR("mqtt: command not answered: %d (%s); left for redelivery", (int)rc,
+			tfmprov_strerror(rc));
+		return -EIO;
+	}
+	return publish_body(TFMPROV_MQTT_REPLY, reply_buf, reply_len);
+}
+
+/* Reads and drops a payload that does not fit, so the stream stays in sync. */
+static int drain(struct mqtt_client *c, uint32_t len)
+{
+	while (len > 0) {
+		size_t chunk = MIN(len, sizeof(msg_buf));
+
+		if (mqtt_readall_publish_payload(c, msg_buf, chunk) != 0) {
+			return -EIO;
+		}
+		len -= chunk;
+	}
+	return 0;
+}
+
 static void on_publish(struct mqtt_client *c, const struct mqtt_publish_param *p)
 {
+	const bool command = is_topic(p, TFMPROV_MQTT_CMD);
+	uint8_t *buf = command ? cmd_buf : msg_buf;
+	const size_t cap = command ? sizeof(cmd_buf) : sizeof(msg_buf);
 	uint32_t len = p->message.payload.len;
 	int32_t rc;
 
-	if (len > sizeof(msg_buf)) {
-		/* Too large to be a report: drain it so the stream stays in sync. */
-		LOG_WRN("errors: %u-byte report dropped (buffer %zu)", (unsigned int)len, sizeof(msg_buf));
-		while (len > 0) {
-			size_t chunk = MIN(len, sizeof(msg_buf));
-
-			if (mqtt_readall_publish_payload(c, msg_buf, chunk) != 0) {
-				return;
-			}
-			len -= chunk;
-		}
-	} else {
-		if (mqtt_readall_publish_payload(c, msg_buf, len) != 0) {
+	if (len > cap) {
+		/* Never answerable: acknowledged below, so that it is not
+		 * delivered again; the server's command times out. */
+		LOG_WRN("mqtt: %u-byte %s dropped (buffer %zu)", (unsigned int)len,
+			command ? "command" : "report", cap);
+		if (drain(c, len) != 0) {
 			return;
 		}
-		tfmprov_enter();
-		rc = tfmprov_mqtt_on_error(msg_buf, len, report_line, sizeof(report_line));
-		tfmprov_leave();
-		LOG_WRN("errors: %s%s", report_line, rc == TFMPROV_OK ? "" : " (truncated)");
+	} else {
+		if (mqtt_readall_publish_payload(c, buf, len) != 0) {
+			return;
+		}
+		if (command) {
+			if (answer_command(len) != 0) {
+				return; /* not acknowledged: delivered again */
+			}
+		} else {
+			tfmprov_enter();
+			rc = tfmprov_mqtt_on_error(msg_buf, len, report_line, sizeof(report_line));
+			tfmprov_leave();
+			LOG_WRN("errors: %s%s", report_line, rc == TFMPROV_OK ? "" : " (truncated)");
+		}
 	}
 
 	if (p->message.topic.qos == MQTT_QOS_1_AT_LEAST_ONCE) {
@@ -176,6 +233,9 @@ static void client_setup(void)
 	client.client_id.utf8 = (const uint8_t *)CONFIG_TFMPROV_DEVICE_ID;
 	client.client_id.size = strlen(CONFIG_TFMPROV_DEVICE_ID);
 	client.protocol_version = MQTT_VERSION_3_1_1;
+	/* A persistent session: the broker keeps the cmd subscription and the
+	 * QoS 1 commands sent while the device is offline. */
+	client.clean_session = 0;
 	client.rx_buf = rx_buf;
 	client.rx_buf_size = sizeof(rx_buf);
 	client.tx_buf = tx_buf;
@@ -223,47 +283,83 @@ static int pump(int ms)
 	return 0;
 }
 
-static int publish(uint8_t kind, const uint8_t *payload, size_t len)
+/* Publishes a body Rust built on the topic of `kind`, at the topic's QoS. */
+static int publish_body(uint8_t kind, const uint8_t *body, size_t len)
 {
 	struct mqtt_publish_param p = {0};
-	size_t body_len = 0;
 	int32_t qos;
-	int32_t rc;
+	int rc;
 
 	tfmprov_enter();
 	qos = tfmprov_mqtt_qos(kind);
-	rc = tfmprov_mqtt_next(kind, payload, len, msg_buf, sizeof(msg_buf), &body_len);
 	tfmprov_leave();
-	if (rc != TFMPROV_OK || qos < 0) {
-		LOG_ERR("mqtt: %s not built: %d (%s)", topics[kind], (int)rc, tfmprov_strerror(rc));
-		return rc == TFMPROV_OK ? -EINVAL : -EIO;
+	if (qos < 0) {
+		return -EINVAL;
 	}
-
 	p.message.topic.topic.utf8 = (const uint8_t *)topics[kind];
 	p.message.topic.topic.size = strlen(topics[kind]);
 	p.message.topic.qos = (uint8_t)qos;
-	p.message.payload.data = msg_buf;
-	p.message.payload.len = body_len;
+	p.message.payload.data = (uint8_t *)body;
+	p.message.payload.len = len;
 	p.message_id = msg_id();
 	rc = mqtt_publish(&client, &p);
-	LOG_INF("mqtt: %s %zu bytes qos %d: %d", topics[kind], body_len, (int)qos, (int)rc);
+	LOG_INF("mqtt: %s %zu bytes qos %d: %d", topics[kind], len, (int)qos, rc);
 	return rc;
 }
 
-static int subscribe_errors(void)
+/* Builds the next message of `kind` (data, session, sealed) and publishes it. */
+static int publish(uint8_t kind, const uint8_t *payload, size_t len)
 {
-	struct mqtt_topic t = {
-		.topic = {.utf8 = (const uint8_t *)topics[TFMPROV_MQTT_ERRORS],
-			  .size = strlen(topics[TFMPROV_MQTT_ERRORS])},
-	};
-	struct mqtt_subscription_list list = {.list = &t, .list_count = 1, .message_id = msg_id()};
-	int32_t qos;
+	size_t body_len = 0;
+	int32_t rc;
 
 	tfmprov_enter();
-	qos = tfmprov_mqtt_qos(TFMPROV_MQTT_ERRORS);
+	rc = tfmprov_mqtt_next(kind, payload, len, msg_buf, sizeof(msg_buf), &body_len);
 	tfmprov_leave();
-	t.qos = qos < 0 ? MQTT_QOS_1_AT_LEAST_ONCE : (uint8_t)qos;
+	if (rc != TFMPROV_OK) {
+		LOG_ERR("mqtt: %s not built: %d (%s)", topics[kind], (int)rc, tfmprov_strerror(rc));
+		return -EIO;
+	}
+	return publish_body(kind, msg_buf, body_len);
+}
+
+/* errors and cmd, both at the QoS Rust gives them (1). */
+static int subscribe(void)
+{
+	static const uint8_t kinds[] = {TFMPROV_MQTT_ERRORS, TFMPROV_MQTT_CMD};
+	struct mqtt_topic t[ARRAY_SIZE(kinds)];
+	struct mqtt_subscription_list list = {.list = t, .list_count = ARRAY_SIZE(t),
+					      .message_id = msg_id()};
+
+	tfmprov_enter();
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		int32_t qos = tfmprov_mqtt_qos(kinds[i]);
+
+		t[i].topic.utf8 = (const uint8_t *)topics[kinds[i]];
+		t[i].topic.size = strlen(topics[kinds[i]]);
+		t[i].qos = qos < 0 ? MQTT_QOS_1_AT_LEAST_ONCE : (uint8_t)qos;
+	}
+	tfmprov_leave();
 	return mqtt_subscribe(&client, &list);
+}
+
+/* The signed announcement of the device's key-agreement key, once per
+ * connection, so that the server can encrypt commands to it (a device
+ * enrolled before remote provisioning joins this way). Not fatal: without a
+ * telemetry key there is nothing to sign it with yet. */
+static void announce(void)
+{
+	size_t len = 0;
+	int32_t rc;
+
+	tfmprov_enter();
+	rc = tfmprov_mqtt_announce(msg_buf, sizeof(msg_buf), &len);
+	tfmprov_leave();
+	if (rc != TFMPROV_OK) {
+		LOG_WRN("mqtt: no KAK announcement: %d (%s)", (int)rc, tfmprov_strerror(rc));
+		return;
+	}
+	(void)publish_body(TFMPROV_MQTT_REPLY, msg_buf, len);
 }
 
 /* The uptime as the 8 big-endian bytes tfmprov_mqtt_next expects with a
@@ -281,7 +377,10 @@ static int session(void)
 	size_t reading_len = 0;
 	int rc;
 
-	rc = subscribe_errors();
+	rc = subscribe();
+	if (rc == 0) {
+		announce();
+	}
 	while (rc == 0) {
 		int64_t now = k_uptime_get();
 		int32_t due;
@@ -321,7 +420,7 @@ static void mqtt_thread(void *a, void *b, void *c)
 	(void)k_sem_take(&tfmprov_ready, K_FOREVER);
 
 	tfmprov_enter();
-	for (uint8_t kind = TFMPROV_MQTT_DATA; kind <= TFMPROV_MQTT_ERRORS; kind++) {
+	for (uint8_t kind = TFMPROV_MQTT_DATA; kind <= TFMPROV_MQTT_REPLY; kind++) {
 		int32_t rc = tfmprov_mqtt_topic(kind, topics[kind], sizeof(topics[kind]));
 
 		if (rc != TFMPROV_OK) {

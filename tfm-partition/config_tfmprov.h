@@ -44,6 +44,24 @@
 #error "tfmprov: CRYPTO_ENGINE_BUF_SIZE below TF-M 2.2's default 0x3000 cannot store a large certificate"
 #endif
 
+/* The crypto partition copies each call's input and output vectors into one
+ * scratch buffer of CRYPTO_IOVEC_BUFFER_SIZE bytes (TF-M 2.2's default
+ * 5,120; secure_fw/partitions/crypto/crypto_init.c, used because
+ * PSA_FRAMEWORK_HAS_MM_IOVEC is 0 on these boards). The largest one-shot
+ * operation of the firmware is the AES-GCM of a remote command or reply that
+ * carries the largest certificate (store-cert, get-cert: up to 4,608 B in
+ * and as much out, tfmprov_device::remote::MAX_ENVELOPE_LEN). Measured on
+ * TF-M 2.2.2 under QEMU: with the default, a store-cert of a 4,060-byte
+ * certificate could not be decrypted (refused as a bad command); with
+ * 10,240 B it runs, and so does the get-cert reply. Costs 5 KiB of secure
+ * RAM over the default. */
+#ifndef CRYPTO_IOVEC_BUFFER_SIZE
+#define CRYPTO_IOVEC_BUFFER_SIZE 10240
+#endif
+#if CRYPTO_IOVEC_BUFFER_SIZE < 10240
+#error "tfmprov: CRYPTO_IOVEC_BUFFER_SIZE below 10240 cannot decrypt a remote command with the largest certificate"
+#endif
+
 /* ---- Internal Trusted Storage -------------------------------------------
  *
  * Every persistent key, certificate and device state record is one ITS

@@ -153,8 +153,9 @@ def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mo
         raw = replies.send(command)
         assert open_reply(raw, cloud, device_key()) == {"cseq": 1, "cid": cid, "rc": 0, "res": {"id": 3, "present": True}}
 
-        # The same command again (a redelivery): the same reply, byte for byte.
-        assert replies.send(command) == raw
+        # The same read again (a redelivery): a read keeps no reply, so it is
+        # read again, with the same answer (docs/remote.md).
+        assert open_reply(replies.send(command), cloud, device_key()) == open_reply(raw, cloud, device_key())
 
         # The group return code of a failing operation: no key at 9.
         cid2 = os.urandom(16)
@@ -174,6 +175,14 @@ def test_simulator_runs_a_pycose_command_and_pycose_opens_the_reply(tmp_path, mo
         assert open_reply(replies.send(late), cloud, device_key()) == {"cseq": 4, "cid": cid5, "rc": 12}
         r = open_reply(replies.send(build_command(cloud, kak, DEVICE_ID, {"cseq": 4, "cid": os.urandom(16), "exp": int(time.time()) + 600, "op": "status", "args": {"id": 3}})), cloud, device_key())
         assert (r["rc"], r["res"]) == (0, {"id": 3, "present": True}), "key 3 survived the expired destroy"
+
+        # A write redelivered: the stored reply, byte for byte, and not run
+        # twice (a second generate at 0x20 would answer rc 3, exists).
+        gen = build_command(cloud, kak, DEVICE_ID, {"cseq": 5, "cid": os.urandom(16), "op": "generate", "args": {"id": 0x20}})
+        first = replies.send(gen)
+        msg = CoseMessage.decode(first)
+        assert isinstance(msg, Sign1Message)
+        assert replies.send(gen) == first
     finally:
         replies.close()
         sim.stop()

@@ -11,9 +11,10 @@ use crate::{Device, Error};
 use alloc::vec::Vec;
 use tfmprov_psa::ids::{CertTarget, DeviceKeyId};
 use tfmprov_psa::{KeyOrigin, PublicKey};
+use tfmprov_cbor::Enc;
 use tfmprov_smp::{
-    cmd, decode_request, encode_body, group, CertGetReq, EmptyReq, CertGetRsp, CertStoreReq, CsrCreateReq, CsrCreateRsp,
-    EmptyRsp, HandlerError, KeyGenerateReq, KeyGenerateRsp, KeyIdReq, KeyStatusRsp, MgmtErr, Op,
+    cmd, decode_request, group, CertGetReq, CertStoreReq, CsrCreateReq, EmptyReq, HandlerError, KeyGenerateReq, KeyIdReq,
+    MgmtErr, Op,
 };
 
 /// SMP buffer parameters the simulator reports (OS group, command 6); the
@@ -23,7 +24,7 @@ pub const SMP_BUF_SIZE: u32 = 4608;
 pub const SMP_BUF_COUNT: u32 = 4;
 
 /// A successful answer of groups 64/65/66, before CBOR encoding (the C glue
-/// encodes these fields with zcbor; the host encodes them with ciborium).
+/// encodes these fields with zcbor; Rust with [`Response::to_cbor`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     /// `{"id", "pub"}` (generate, public).
@@ -49,14 +50,27 @@ pub enum Response {
 }
 
 impl Response {
-    /// The CBOR map of this response.
+    /// The CBOR map of this response, written with the bounded writer
+    /// rather than serde + ciborium (about 1 KiB of firmware flash on the
+    /// remote path); the tests hold it equal to `tfmprov_smp`'s serde
+    /// encoding of the `*Rsp` structs.
     pub fn to_cbor(&self) -> Vec<u8> {
+        let mut e = Enc::with_capacity(16 + self.data_len());
         match self {
-            Response::Key { id, public } => encode_body(&KeyGenerateRsp { id: *id, public: public.to_vec() }),
-            Response::Status { id, present } => encode_body(&KeyStatusRsp { id: *id, present: *present }),
-            Response::Empty => encode_body(&EmptyRsp {}),
-            Response::Csr(der) => encode_body(&CsrCreateRsp { csr: der.clone() }),
-            Response::Cert(der) => encode_body(&CertGetRsp { cert: der.clone() }),
+            Response::Key { id, public } => e.map(2).text("id").uint((*id).into()).text("pub").bytes(public),
+            Response::Status { id, present } => e.map(2).text("id").uint((*id).into()).text("present").bool(*present),
+            Response::Empty => e.map(0),
+            Response::Csr(der) => e.map(1).text("csr").bytes(der),
+            Response::Cert(der) => e.map(1).text("cert").bytes(der),
+        };
+        e.finish()
+    }
+
+    fn data_len(&self) -> usize {
+        match self {
+            Response::Key { public, .. } => public.len(),
+            Response::Csr(der) | Response::Cert(der) => der.len(),
+            Response::Status { .. } | Response::Empty => 0,
         }
     }
 }

@@ -124,12 +124,6 @@ impl From<tfmprov_psa::Error> for Error {
     }
 }
 
-impl From<der::pem::Error> for Error {
-    fn from(_: der::pem::Error) -> Self {
-        Error::InvalidArgument("PEM encoding failed")
-    }
-}
-
 impl From<der::Error> for Error {
     fn from(e: der::Error) -> Self {
         Error::Der(e)

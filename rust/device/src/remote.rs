@@ -8,7 +8,8 @@
 //!    with an *unsigned* [`RC_BAD_COMMAND`] reply and changes nothing.
 //! 2. `cseq` against the last executed command (state record 0x3E000006):
 //!    lower → [`RC_STALE`], nothing done; equal → the stored reply again
-//!    (a QoS 1 redelivery is never executed twice); higher → executed.
+//!    (a QoS 1 redelivery is never executed twice; a read keeps no reply and
+//!    is read again); higher → executed.
 //! 3. `op` + `args` run through the SMP dispatcher of groups 64/65/66, so a
 //!    remote command does exactly what the same SMP request does, with the
 //!    same return codes. One operation is remote only: `use-key` (`{"id"}`),
@@ -48,6 +49,12 @@ pub const RC_BAD_COMMAND: u16 = 11;
 /// was done and its `cseq` is not used up (the server may send it again
 /// under a new one).
 pub const RC_EXPIRED: u16 = 12;
+/// The largest command or reply body a device has to take or send: a
+/// `store-cert` / `get-cert` of the largest certificate TF-M stores
+/// ([`tfmprov_psa::MAX_BLOB_LEN`], 4,060 B) plus the envelope, with room to
+/// spare (a test measures both). The firmware's MQTT buffers for `cmd` and
+/// `reply` (`CONFIG_TFMPROV_MQTT_CMD_BUF_SIZE`) default to it.
+pub const MAX_ENVELOPE_LEN: usize = 4608;
 /// Reply code of an `op` no group implements (the SMP group code "unknown").
 const RC_UNKNOWN: u16 = 1;
 /// Nesting allowed in a command map (the args map inside it).
@@ -146,7 +153,8 @@ impl Device {
                     let body = encode_reply(Some(cmd.cseq), Some(&cmd.cid), RC_STALE, None);
                     return self.seal_reply(&body, &cloud, &cloud_kid, signer);
                 }
-                Some(s) if cmd.cseq == s => return Ok(rec[8..].to_vec()),
+                // The stored reply; a read's record has none: it runs again.
+                Some(s) if cmd.cseq == s && rec.len() > 8 => return Ok(rec[8..].to_vec()),
                 _ => {}
             }
         }
@@ -180,7 +188,16 @@ impl Device {
         let reply = self.seal_reply(&body, &cloud, &cloud_kid, signer)?;
         let mut record = Vec::with_capacity(8 + reply.len());
         record.extend_from_slice(&cmd.cseq.to_be_bytes());
-        record.extend_from_slice(&reply);
+        // A read (status, public, get-cert) is kept as its cseq only: a
+        // copy runs the read again, which changes nothing and answers the
+        // same (nothing newer ran in between), and its reply (4.3 KB for a
+        // get-cert of the largest certificate, more than one storage record
+        // holds; ITS on AN521 has 16 KiB in all) costs no storage. Every
+        // other op's reply is small and kept, so a copy of it is answered
+        // without running twice.
+        if !matches!(route(&cmd.op), Some((Op::Read, ..))) {
+            record.extend_from_slice(&reply);
+        }
         self.psa.store_state(StateId::Remote, &record)?;
         Ok(reply)
     }

@@ -99,12 +99,12 @@ impl Device {
             ["csr", _, cn, rest @ ..] if rest.len() <= 2 => {
                 let id = key_arg(args, 1)?;
                 let subject = csr::Subject { cn, o: rest.first().copied(), ou: rest.get(1).copied() };
-                csr::to_pem(&csr::create(&self.psa, id, &subject)?)
+                csr::to_pem("CERTIFICATE REQUEST", &csr::create(&self.psa, id, &subject)?)
             }
             ["cert", "get", id] => {
                 let target = CertTarget::new(parse_id(id)?)?;
                 let der = certs::get(&self.psa, target)?;
-                Ok(der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &der)?)
+                csr::to_pem("CERTIFICATE", &der)
             }
             ["cert", "store", id, b64] => {
                 let target = CertTarget::new(parse_id(id)?)?;

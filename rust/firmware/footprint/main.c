@@ -45,6 +45,8 @@ int main(void)
 	rc |= tfmprov_mqtt_session_due(3);
 	rc |= tfmprov_mqtt_next(v_kind, reading, len, msg, sizeof(msg), &len);
 	rc |= tfmprov_mqtt_on_error(msg, len, line, sizeof(line));
+	rc |= tfmprov_mqtt_announce(msg, sizeof(msg), &len);
+	rc |= tfmprov_mqtt_command(req, v_len, data, sizeof(data), &len);
 	rc |= (int32_t)tfmprov_psa_key_attributes_size();
 	return tfmprov_strerror(rc)[0];
 }

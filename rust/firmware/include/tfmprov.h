@@ -101,6 +101,18 @@
 #define TFMPROV_MQTT_ERRORS 3
 
 /**
+ * `tfmprov_mqtt_*` kind: the `cmd` topic (remote commands, server to
+ * device; subscribe with QoS 1 and a persistent session).
+ */
+#define TFMPROV_MQTT_CMD 4
+
+/**
+ * `tfmprov_mqtt_*` kind: the `reply` topic (answers to remote commands and
+ * the KAK announcement, device to server).
+ */
+#define TFMPROV_MQTT_REPLY 5
+
+/**
  * The successful answer of one SMP request of groups 64/65/66, as the C
  * handler encodes it with zcbor: for every bit set in `fields`, in bit
  * order, one map entry (`"id"`, `"pub"`, `"present"`, `"csr"`, `"cert"`).
@@ -184,7 +196,7 @@ int32_t tfmprov_shell(size_t argc,
 
 /**
  * Writes the MQTT topic of `kind` (`TFMPROV_MQTT_*`) to `out`,
- * NUL-terminated: `prov/{device_id}/{data|session|sealed|errors}`.
+ * NUL-terminated: `prov/{device_id}/{data|session|sealed|errors|cmd|reply}`.
  *
  * # Safety
  * `out` is valid for `cap` writable bytes.
@@ -193,7 +205,7 @@ int32_t tfmprov_mqtt_topic(uint8_t kind, char *out, size_t cap);
 
 /**
  * The MQTT QoS to publish (or subscribe) `kind` with: data 1, session 2,
- * sealed 1, errors 1; a negative `TFMPROV_ERR_*` for an unknown kind.
+ * sealed 1, errors 1, cmd 1, reply 1; a negative `TFMPROV_ERR_*` for an unknown kind.
  */
 int32_t tfmprov_mqtt_qos(uint8_t kind);
 
@@ -244,6 +256,37 @@ int32_t tfmprov_mqtt_sample(uint64_t counter,
                             uint8_t *out,
                             size_t cap,
                             size_t *out_len);
+
+/**
+ * Handles one remote command, the body of a message received on
+ * `prov/{id}/cmd`: `out` gets the body to publish on `prov/{id}/reply`
+ * (QoS 1), `*out_len` its length. Commands that are refused (bad
+ * signature, replayed, stale) are answered too, with the refusal. Only
+ * after that reply is published may the command be acknowledged (PUBACK):
+ * on an error code nothing was answered, and the command must stay
+ * unacknowledged so that the broker delivers it again. A copy of the last
+ * command (a QoS 1 redelivery) never runs twice: a write is answered with
+ * its stored reply, a read is read again.
+ *
+ * # Safety
+ * `msg` is valid for `len` bytes, `out` for `cap` writable bytes,
+ * `out_len` is writable; they do not overlap.
+ */
+int32_t tfmprov_mqtt_command(const uint8_t *msg,
+                             size_t len,
+                             uint8_t *out,
+                             size_t cap,
+                             size_t *out_len);
+
+/**
+ * Writes the signed announcement of the device's key-agreement key (for
+ * `prov/{id}/reply`, QoS 1, once per connection; docs/remote.md) to `out`;
+ * `*out_len` gets its length. Uses the telemetry key and its next `seq`.
+ *
+ * # Safety
+ * `out` is valid for `cap` writable bytes and `out_len` is writable.
+ */
+int32_t tfmprov_mqtt_announce(uint8_t *out, size_t cap, size_t *out_len);
 
 /**
  * Decodes an `errors` topic report into one log line in `out`

@@ -10,6 +10,7 @@
 
 use alloc::vec::Vec;
 use core::ffi::{c_char, CStr};
+use core::ptr;
 
 use crate::state;
 use crate::{TfmprovSmpRsp, TFMPROV_ERR_BUFFER_TOO_SMALL, TFMPROV_ERR_INVALID_ARGUMENT, TFMPROV_OK};
@@ -181,7 +182,7 @@ unsafe fn shell_args<'a>(argc: usize, argv: *const *const c_char) -> Option<Vec<
 }
 
 /// Writes the MQTT topic of `kind` (`TFMPROV_MQTT_*`) to `out`,
-/// NUL-terminated: `prov/{device_id}/{data|session|sealed|errors}`.
+/// NUL-terminated: `prov/{device_id}/{data|session|sealed|errors|cmd|reply}`.
 ///
 /// # Safety
 /// `out` is valid for `cap` writable bytes.
@@ -195,7 +196,7 @@ pub unsafe extern "C" fn tfmprov_mqtt_topic(kind: u8, out: *mut c_char, cap: usi
 }
 
 /// The MQTT QoS to publish (or subscribe) `kind` with: data 1, session 2,
-/// sealed 1, errors 1; a negative `TFMPROV_ERR_*` for an unknown kind.
+/// sealed 1, errors 1, cmd 1, reply 1; a negative `TFMPROV_ERR_*` for an unknown kind.
 #[no_mangle]
 pub extern "C" fn tfmprov_mqtt_qos(kind: u8) -> i32 {
     state::mqtt_qos(kind)
@@ -229,20 +230,8 @@ pub unsafe extern "C" fn tfmprov_mqtt_next(
     cap: usize,
     out_len: *mut usize,
 ) -> i32 {
-    if out_len.is_null() {
-        return TFMPROV_ERR_INVALID_ARGUMENT;
-    }
     // SAFETY: forwarded from this function's contract.
-    let (Some(payload), Some(out)) = (unsafe { bytes(payload, len) }, unsafe { bytes_mut(out, cap) }) else {
-        return TFMPROV_ERR_INVALID_ARGUMENT;
-    };
-    let (code, n) = match state::mqtt_next(kind, payload, out) {
-        Ok(n) => (TFMPROV_OK, n),
-        Err(code) => (code, 0),
-    };
-    // SAFETY: non-NULL and writable per the contract.
-    unsafe { out_len.write(n) };
-    code
+    unsafe { build_into(payload, len, out, cap, out_len, |payload, out| state::mqtt_next(kind, payload, out)) }
 }
 
 /// 1 when a `session` message must be published before the next `sealed`
@@ -267,20 +256,77 @@ pub unsafe extern "C" fn tfmprov_mqtt_sample(
     cap: usize,
     out_len: *mut usize,
 ) -> i32 {
+    // SAFETY: no input; the rest forwarded from this function's contract.
+    unsafe { build_into(ptr::null(), 0, out, cap, out_len, |_, out| state::mqtt_sample(counter, uptime_ms, out)) }
+}
+
+/// The shape of every call that builds a message: `len` bytes of input at
+/// `input` (none: NULL and 0), the message written to `out`, its length to
+/// `*out_len` (0 on error), the code returned. NULL where data is needed is
+/// `TFMPROV_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `input` is NULL or valid for `len` bytes, `out` NULL or valid for `cap`
+/// writable bytes, `out_len` NULL or writable; they do not overlap.
+unsafe fn build_into(
+    input: *const u8,
+    len: usize,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+    build: impl FnOnce(&[u8], &mut [u8]) -> Result<usize, i32>,
+) -> i32 {
     if out_len.is_null() {
         return TFMPROV_ERR_INVALID_ARGUMENT;
     }
     // SAFETY: forwarded from this function's contract.
-    let Some(out) = (unsafe { bytes_mut(out, cap) }) else {
+    let (Some(input), Some(out)) = (unsafe { bytes(input, len) }, unsafe { bytes_mut(out, cap) }) else {
         return TFMPROV_ERR_INVALID_ARGUMENT;
     };
-    let (code, n) = match state::mqtt_sample(counter, uptime_ms, out) {
+    let (code, n) = match build(input, out) {
         Ok(n) => (TFMPROV_OK, n),
         Err(code) => (code, 0),
     };
-    // SAFETY: non-NULL and writable per the contract.
+    // SAFETY: non-NULL, and writable per the contract.
     unsafe { out_len.write(n) };
     code
+}
+
+/// Handles one remote command, the body of a message received on
+/// `prov/{id}/cmd`: `out` gets the body to publish on `prov/{id}/reply`
+/// (QoS 1), `*out_len` its length. Commands that are refused (bad
+/// signature, replayed, stale) are answered too, with the refusal. Only
+/// after that reply is published may the command be acknowledged (PUBACK):
+/// on an error code nothing was answered, and the command must stay
+/// unacknowledged so that the broker delivers it again. A copy of the last
+/// command (a QoS 1 redelivery) never runs twice: a write is answered with
+/// its stored reply, a read is read again.
+///
+/// # Safety
+/// `msg` is valid for `len` bytes, `out` for `cap` writable bytes,
+/// `out_len` is writable; they do not overlap.
+#[no_mangle]
+pub unsafe extern "C" fn tfmprov_mqtt_command(
+    msg: *const u8,
+    len: usize,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { build_into(msg, len, out, cap, out_len, state::mqtt_command) }
+}
+
+/// Writes the signed announcement of the device's key-agreement key (for
+/// `prov/{id}/reply`, QoS 1, once per connection; docs/remote.md) to `out`;
+/// `*out_len` gets its length. Uses the telemetry key and its next `seq`.
+///
+/// # Safety
+/// `out` is valid for `cap` writable bytes and `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tfmprov_mqtt_announce(out: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
+    // SAFETY: no input; the rest forwarded from this function's contract.
+    unsafe { build_into(ptr::null(), 0, out, cap, out_len, |_, out| state::mqtt_announce(out)) }
 }
 
 /// Decodes an `errors` topic report into one log line in `out`

@@ -115,6 +115,12 @@ pub const TFMPROV_MQTT_SESSION: u8 = 1;
 pub const TFMPROV_MQTT_SEALED: u8 = 2;
 /// `tfmprov_mqtt_*` kind: the `errors` topic (server to device).
 pub const TFMPROV_MQTT_ERRORS: u8 = 3;
+/// `tfmprov_mqtt_*` kind: the `cmd` topic (remote commands, server to
+/// device; subscribe with QoS 1 and a persistent session).
+pub const TFMPROV_MQTT_CMD: u8 = 4;
+/// `tfmprov_mqtt_*` kind: the `reply` topic (answers to remote commands and
+/// the KAK announcement, device to server).
+pub const TFMPROV_MQTT_REPLY: u8 = 5;
 
 /// The successful answer of one SMP request of groups 64/65/66, as the C
 /// handler encodes it with zcbor: for every bit set in `fields`, in bit

@@ -22,6 +22,7 @@ use alloc::string::String;
 use core::ffi::CStr;
 use alloc::vec::Vec;
 use spin::mutex::SpinMutex;
+use tfmprov_cose::remote::{self, Direction};
 use tfmprov_cose::topic::{self, Kind};
 use tfmprov_device::psa::rng::RngHealth;
 use tfmprov_device::{Device, Error, Response};
@@ -220,16 +221,25 @@ pub fn kind(kind: u8) -> Option<Kind> {
     }
 }
 
+/// The topic of a C `kind` for `device_id`, or `None` for an unknown kind.
+fn topic_of(kind_raw: u8, device_id: &str) -> Option<String> {
+    match kind_raw {
+        TFMPROV_MQTT_CMD => Some(remote::envelope_topic(topic::DEFAULT_PREFIX, device_id, Direction::Command)),
+        TFMPROV_MQTT_REPLY => Some(remote::envelope_topic(topic::DEFAULT_PREFIX, device_id, Direction::Reply)),
+        other => kind(other).map(|k| topic::topic(topic::DEFAULT_PREFIX, device_id, k)),
+    }
+}
+
 /// `tfmprov_mqtt_topic`: `prov/{device_id}/{kind}`, NUL-terminated. A topic
 /// that does not fit is not truncated (that would be another topic): `out`
 /// gets the empty string and the call fails.
 pub fn mqtt_topic(kind_raw: u8, out: &mut [u8]) -> i32 {
-    let Some(kind) = kind(kind_raw) else {
-        write_text(out, "");
-        return TFMPROV_ERR_INVALID_ARGUMENT;
-    };
-    let name = match with_device(|device| topic::topic(topic::DEFAULT_PREFIX, device.device_id(), kind)) {
-        Ok(name) => name,
+    let name = match with_device(|device| topic_of(kind_raw, device.device_id())) {
+        Ok(Some(name)) => name,
+        Ok(None) => {
+            write_text(out, "");
+            return TFMPROV_ERR_INVALID_ARGUMENT;
+        }
         Err(unavailable) => {
             write_text(out, "");
             return unavailable.code();
@@ -244,9 +254,13 @@ pub fn mqtt_topic(kind_raw: u8, out: &mut [u8]) -> i32 {
 }
 
 /// `tfmprov_mqtt_qos`: the QoS DESIGN.md gives the topic (the highest it
-/// allows: data 1, session 2, sealed 1, errors 1), or an error code.
+/// allows: data 1, session 2, sealed 1, errors 1, cmd 1, reply 1), or an
+/// error code.
 pub fn mqtt_qos(kind_raw: u8) -> i32 {
-    kind(kind_raw).map_or(TFMPROV_ERR_INVALID_ARGUMENT, |k| i32::from(k.qos()))
+    match kind_raw {
+        TFMPROV_MQTT_CMD | TFMPROV_MQTT_REPLY => 1,
+        other => kind(other).map_or(TFMPROV_ERR_INVALID_ARGUMENT, |k| i32::from(k.qos())),
+    }
 }
 
 /// `tfmprov_mqtt_set_key`: the key that signs telemetry.
@@ -287,9 +301,34 @@ fn next_message(device: &mut Device, kind: Kind, payload: &[u8]) -> Result<Vec<u
 pub fn mqtt_next(kind_raw: u8, payload: &[u8], out: &mut [u8]) -> Result<usize, i32> {
     let kind = kind(kind_raw).ok_or(TFMPROV_ERR_INVALID_ARGUMENT)?;
     let message = with_device(|device| next_message(device, kind, payload)).map_err(Unavailable::code)??;
+    copy_out(&message, out)
+}
+
+/// Copies a built message into the caller's buffer; its length.
+fn copy_out(message: &[u8], out: &mut [u8]) -> Result<usize, i32> {
     let dst = out.get_mut(..message.len()).ok_or(TFMPROV_ERR_BUFFER_TOO_SMALL)?;
-    dst.copy_from_slice(&message);
+    dst.copy_from_slice(message);
     Ok(message.len())
+}
+
+/// `tfmprov_mqtt_command`: one `prov/{id}/cmd` body in, the
+/// `prov/{id}/reply` body to publish out. Every command Rust can answer
+/// (refused ones included) gets a reply; an error means no reply could be
+/// built (no cloud certificate, storage failing) and the C side must not
+/// acknowledge the command, so that the broker delivers it again.
+///
+/// The firmware has no wall clock, so the command's `exp` is not checked
+/// here (docs/remote.md); `cseq` order still refuses a stale copy.
+pub fn mqtt_command(msg: &[u8], out: &mut [u8]) -> Result<usize, i32> {
+    let reply = with_device(|device| device.remote_command(msg, None)).map_err(Unavailable::code)?;
+    copy_out(&reply.map_err(|e| device_error_code(&e))?, out)
+}
+
+/// `tfmprov_mqtt_announce`: the signed KAK announcement for
+/// `prov/{id}/reply`, published once per connection.
+pub fn mqtt_announce(out: &mut [u8]) -> Result<usize, i32> {
+    let message = with_device(|device| device.kak_announcement()).map_err(Unavailable::code)?;
+    copy_out(&message.map_err(|e| device_error_code(&e))?, out)
 }
 
 /// `tfmprov_mqtt_session_due`: 1 when a new session message must be sent
@@ -306,10 +345,7 @@ pub fn mqtt_session_due(now_ms: u64) -> i32 {
 /// `tfmprov_mqtt_sample`: the sample telemetry payload
 /// `{"n": counter, "t": uptime_ms}` (CBOR) into `out`.
 pub fn mqtt_sample(counter: u64, uptime_ms: u64, out: &mut [u8]) -> Result<usize, i32> {
-    let payload = tfmprov_device::telemetry::sample_payload(counter, uptime_ms);
-    let dst = out.get_mut(..payload.len()).ok_or(TFMPROV_ERR_BUFFER_TOO_SMALL)?;
-    dst.copy_from_slice(&payload);
-    Ok(payload.len())
+    copy_out(&tfmprov_device::telemetry::sample_payload(counter, uptime_ms), out)
 }
 
 /// `tfmprov_mqtt_on_error`: one log line for an `errors` topic report

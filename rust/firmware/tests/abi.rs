@@ -183,9 +183,40 @@ fn the_c_abi_end_to_end() {
     // SAFETY: valid buffer.
     assert_eq!(unsafe { tfmprov_mqtt_topic(9, topic.as_mut_ptr().cast(), topic.len()) }, TFMPROV_ERR_INVALID_ARGUMENT);
     assert_eq!(
-        [0u8, 1, 2, 3, 4].map(|k| tfmprov_mqtt_qos(k)),
-        [1, 2, 1, 1, TFMPROV_ERR_INVALID_ARGUMENT]
+        [0u8, 1, 2, 3, 4, 5, 6].map(|k| tfmprov_mqtt_qos(k)),
+        [1, 2, 1, 1, 1, 1, TFMPROV_ERR_INVALID_ARGUMENT]
     );
+    for (kind, want) in [(TFMPROV_MQTT_CMD, "prov/dev-abi-1/cmd"), (TFMPROV_MQTT_REPLY, "prov/dev-abi-1/reply")] {
+        // SAFETY: valid buffer.
+        assert_eq!(unsafe { tfmprov_mqtt_topic(kind, topic.as_mut_ptr().cast(), topic.len()) }, 0);
+        assert_eq!(CStr::from_bytes_until_nul(&topic).expect("NUL").to_str().expect("UTF-8"), want);
+    }
+
+    // Remote commands: the KAK announcement is a COSE_Sign1 by key 3; it
+    // does not fit 8 bytes (nothing written). A command needs the cloud
+    // certificate this device lacks: an error and no reply, so the glue
+    // leaves it unacknowledged. NULLs are refused.
+    let mut out = vec![0u8; 4608];
+    let mut out_len = 99usize;
+    // SAFETY: valid buffers.
+    assert_eq!(unsafe { tfmprov_mqtt_announce(out.as_mut_ptr(), out.len(), &mut out_len) }, TFMPROV_OK);
+    assert_eq!(out[0], 0xD2);
+    assert!(out_len > 65, "{out_len}");
+    // SAFETY: valid buffers.
+    assert_eq!(unsafe { tfmprov_mqtt_announce(out.as_mut_ptr(), 8, &mut out_len) }, TFMPROV_ERR_BUFFER_TOO_SMALL);
+    assert_eq!(out_len, 0);
+    let cmd = [0xD2u8, 0x84, 0x40, 0xA0, 0x40, 0x40];
+    out_len = 99;
+    // SAFETY: valid buffers.
+    let rc = unsafe { tfmprov_mqtt_command(cmd.as_ptr(), cmd.len(), out.as_mut_ptr(), out.len(), &mut out_len) };
+    assert_eq!(rc, TFMPROV_ERR_DEVICE_BASE - 2, "{}", strerror(rc));
+    assert_eq!(out_len, 0);
+    // SAFETY: NULL with a length, and a NULL out_len, are refused.
+    assert_eq!(unsafe { tfmprov_mqtt_command(ptr::null(), 5, out.as_mut_ptr(), out.len(), &mut out_len) }, TFMPROV_ERR_INVALID_ARGUMENT);
+    // SAFETY: as above.
+    assert_eq!(unsafe { tfmprov_mqtt_command(cmd.as_ptr(), cmd.len(), out.as_mut_ptr(), out.len(), ptr::null_mut()) }, TFMPROV_ERR_INVALID_ARGUMENT);
+    // SAFETY: as above.
+    assert_eq!(unsafe { tfmprov_mqtt_announce(out.as_mut_ptr(), out.len(), ptr::null_mut()) }, TFMPROV_ERR_INVALID_ARGUMENT);
 
     // data message: a COSE_Sign1 (tag 18 = 0xD2) over the sample payload.
     let mut payload = [0u8; 32];

@@ -26,11 +26,11 @@
 
 use crate::ids::{CertSlot, STATE_BLOB_JOURNAL, STATE_BLOB_STAGING};
 use crate::keys::exists;
-use crate::{ffi, its, persist, Error, Psa, PsaStatus};
+use crate::{ffi, its, persist, Error, Psa};
 use alloc::vec;
 use alloc::vec::Vec;
 use psa_crypto::types::algorithm::Algorithm;
-use psa_crypto::types::key::{Attributes, Id, Lifetime, Policy, Type, UsageFlags};
+use psa_crypto::types::key::{Attributes, Lifetime, Policy, Type, UsageFlags};
 
 pub use its::MAX_BLOB_LEN;
 
@@ -184,17 +184,14 @@ impl Psa {
 
     /// Reads the blob at `raw`.
     pub(crate) fn load_blob_raw(&self, raw: u32) -> Result<Vec<u8>, Error> {
-        let id = Id::from_persistent_key_id(raw).map_err(|e| match e {
-            PsaStatus::DoesNotExist | PsaStatus::InvalidHandle => Error::NotFound(raw),
-            other => other.into(),
-        })?;
+        // Reading the attributes loads the key into a PSA slot: purged below.
+        let (key_type, bits) = ffi::key_type_bits(raw).map_err(crate::keys::at(raw))?;
         let result = (|| {
-            let attributes = Attributes::from_key_id(id)?;
-            if attributes.key_type != Type::RawData {
+            if key_type != psa_crypto::ffi::PSA_KEY_TYPE_RAW_DATA {
                 return Err(Error::InvalidArgument("not a data blob"));
             }
-            let mut out = vec![0u8; attributes.bits.div_ceil(8).min(MAX_BLOB_LEN)];
-            let n = persist::export(id, &mut out)?;
+            let mut out = vec![0u8; bits.div_ceil(8).min(MAX_BLOB_LEN)];
+            let n = persist::export(raw, &mut out)?;
             out.truncate(n);
             Ok(out)
         })();

@@ -5,10 +5,9 @@
 //! exportable.
 
 use crate::ids::STATE_KAK;
-use crate::{keys, persist, Error, Psa, PsaStatus, PublicKey, PUBLIC_KEY_LEN};
-use psa_crypto::operations::{key_agreement, key_management};
+use crate::{ffi, keys, persist, Error, Psa, PsaStatus, PublicKey, PUBLIC_KEY_LEN};
 use psa_crypto::types::algorithm::{KeyAgreement, RawKeyAgreement};
-use psa_crypto::types::key::{Attributes, EccFamily, Id, Lifetime, Policy, Type, UsageFlags};
+use psa_crypto::types::key::{Attributes, EccFamily, Lifetime, Policy, Type, UsageFlags};
 
 fn kak_attributes() -> Attributes {
     let mut usage_flags = UsageFlags::default();
@@ -29,9 +28,8 @@ impl Psa {
             self.require_rng()?;
             persist::generate(kak_attributes(), STATE_KAK)?;
         }
-        let handle = Id::from_persistent_key_id(STATE_KAK)?;
         let mut public = [0u8; PUBLIC_KEY_LEN];
-        if key_management::export_public(handle, &mut public)? != PUBLIC_KEY_LEN {
+        if ffi::export_public(STATE_KAK, &mut public).map_err(keys::at(STATE_KAK))? != PUBLIC_KEY_LEN {
             return Err(Error::Psa(PsaStatus::CorruptionDetected));
         }
         Ok(public)
@@ -47,14 +45,11 @@ impl Psa {
     /// COSE recipient. No KAK is [`Error::NotFound`]; a point that is not on
     /// P-256 is [`Error::InvalidArgument`].
     pub fn kak_ecdh(&self, peer_public: &[u8; PUBLIC_KEY_LEN]) -> Result<[u8; 32], Error> {
-        let handle = Id::from_persistent_key_id(STATE_KAK).map_err(|_| Error::NotFound(STATE_KAK))?;
         let mut shared = [0u8; 32];
-        let n = key_agreement::raw_key_agreement(RawKeyAgreement::Ecdh, handle, peer_public, &mut shared).map_err(
-            |e| match e {
-                PsaStatus::InvalidArgument => Error::InvalidArgument("peer public key is not a P-256 point"),
-                other => other.into(),
-            },
-        )?;
+        let n = ffi::raw_ecdh(STATE_KAK, peer_public, &mut shared).map_err(|e| match e {
+            PsaStatus::InvalidArgument => Error::InvalidArgument("peer public key is not a P-256 point"),
+            other => keys::at(STATE_KAK)(other),
+        })?;
         if n != shared.len() {
             return Err(Error::Psa(PsaStatus::CorruptionDetected));
         }

@@ -1,10 +1,10 @@
 //! Device private keys: P-256, persistent, deterministic ECDSA only.
 
 use crate::ids::{DeviceKeyId, AUTO_ASSIGN_MIN, DEVICE_KEY_MAX};
-use crate::{persist, Error, Psa, PsaStatus, PublicKey, Signature, PUBLIC_KEY_LEN};
-use psa_crypto::operations::{asym_signature, key_management};
+use crate::{ffi, persist, Error, Psa, PsaStatus, PublicKey, Signature, PUBLIC_KEY_LEN};
+use psa_crypto::operations::key_management;
 use psa_crypto::types::algorithm::{AsymmetricSignature, Hash, SignHash};
-use psa_crypto::types::key::{Attributes, EccFamily, Id, Lifetime, Policy, Type, UsageFlags};
+use psa_crypto::types::key::{Attributes, EccFamily, Lifetime, Policy, Type, UsageFlags};
 
 /// Where a new private key value comes from.
 #[derive(Clone, Copy)]
@@ -34,10 +34,20 @@ pub(crate) fn device_key_attributes(lifetime: Lifetime) -> Attributes {
 
 /// Whether PSA holds a key (of any type) at `raw`.
 pub(crate) fn exists(raw: u32) -> Result<bool, Error> {
-    match Id::from_persistent_key_id(raw) {
+    match ffi::key_type_bits(raw) {
         Ok(_) => Ok(true),
         Err(PsaStatus::DoesNotExist) | Err(PsaStatus::InvalidHandle) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A PSA status of an operation on the persistent key `raw`: no key there
+/// ([`PsaStatus::DoesNotExist`], or `InvalidHandle` outside the key ranges)
+/// is [`Error::NotFound`].
+pub(crate) fn at(raw: u32) -> impl Fn(PsaStatus) -> Error {
+    move |e| match e {
+        PsaStatus::DoesNotExist | PsaStatus::InvalidHandle => Error::NotFound(raw),
+        other => other.into(),
     }
 }
 
@@ -112,22 +122,14 @@ impl Psa {
         exists(id.get())
     }
 
-    fn key_handle(&self, id: DeviceKeyId) -> Result<Id, Error> {
-        Id::from_persistent_key_id(id.get()).map_err(|e| match e {
-            PsaStatus::DoesNotExist | PsaStatus::InvalidHandle => Error::NotFound(id.get()),
-            other => other.into(),
-        })
-    }
-
     /// The uncompressed public key of the key at `id`.
     pub fn public_key(&self, id: DeviceKeyId) -> Result<PublicKey, Error> {
-        let handle = self.key_handle(id)?;
-        let attributes = Attributes::from_key_id(handle)?;
-        if attributes.key_type != (Type::EccKeyPair { curve_family: EccFamily::SecpR1 }) || attributes.bits != 256 {
+        let raw = id.get();
+        if ffi::key_type_bits(raw).map_err(at(raw))? != (ffi::KEY_TYPE_P256_PAIR, 256) {
             return Err(Error::InvalidArgument("not a P-256 key"));
         }
         let mut out = [0u8; PUBLIC_KEY_LEN];
-        let n = key_management::export_public(handle, &mut out)?;
+        let n = ffi::export_public(raw, &mut out).map_err(at(raw))?;
         if n != PUBLIC_KEY_LEN {
             return Err(Error::Psa(PsaStatus::CorruptionDetected));
         }
@@ -136,15 +138,14 @@ impl Psa {
 
     /// Destroys the key at `id` (absent is [`Error::NotFound`]).
     pub fn destroy_key(&mut self, id: DeviceKeyId) -> Result<(), Error> {
-        self.key_handle(id)?;
+        ffi::key_type_bits(id.get()).map_err(at(id.get()))?;
         persist::destroy(id.get())
     }
 
     /// Deterministic ECDSA (RFC 6979) with SHA-256 over a 32-byte digest.
     pub fn sign_hash(&self, id: DeviceKeyId, digest: &[u8; 32]) -> Result<Signature, Error> {
-        let handle = self.key_handle(id)?;
         let mut sig = [0u8; 64];
-        let n = asym_signature::sign_hash(handle, SIGN_ALG, digest, &mut sig)?;
+        let n = ffi::sign_hash(id.get(), ffi::ALG_DETERMINISTIC_ECDSA_SHA256, digest, &mut sig).map_err(at(id.get()))?;
         if n != sig.len() {
             return Err(Error::Psa(PsaStatus::CorruptionDetected));
         }

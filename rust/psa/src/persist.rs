@@ -4,9 +4,9 @@
 //! builds, fails a chosen call ([`faults`]) so tests can prove that an
 //! interrupted certificate store loses nothing.
 
-use crate::{Error, PsaStatus};
+use crate::{ffi, Error, PsaStatus};
 use psa_crypto::operations::key_management;
-use psa_crypto::types::key::{Attributes, Id};
+use psa_crypto::types::key::Attributes;
 
 /// Maps the status of a persistent key creation. Mbed TLS 3.6 (TF-M's crypto
 /// service) turns every failed ITS write into `PSA_ERROR_DATA_INVALID`
@@ -44,19 +44,16 @@ pub(crate) fn generate(attributes: Attributes, id: u32) -> Result<(), Error> {
 /// Destroys whatever is at `id`; absent is fine.
 pub(crate) fn destroy(id: u32) -> Result<(), Error> {
     faults::before()?;
-    match Id::from_persistent_key_id(id) {
-        // SAFETY: callers hold the one `Psa` handle, which is not Sync, so no
-        // other thread uses this key while it is destroyed.
-        Ok(handle) => unsafe { key_management::destroy(handle) }.map_err(Error::from),
-        Err(PsaStatus::DoesNotExist) | Err(PsaStatus::InvalidHandle) => Ok(()),
+    match ffi::destroy(id) {
+        Ok(()) | Err(PsaStatus::DoesNotExist) | Err(PsaStatus::InvalidHandle) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Exports the persistent blob `handle` into `out`, returning its length.
-pub(crate) fn export(handle: Id, out: &mut [u8]) -> Result<usize, Error> {
+/// Exports the persistent blob `id` into `out`, returning its length.
+pub(crate) fn export(id: u32, out: &mut [u8]) -> Result<usize, Error> {
     faults::before()?;
-    key_management::export(handle, out).map_err(Error::from)
+    ffi::export(id, out).map_err(crate::keys::at(id))
 }
 
 /// Fault injection for tests (feature `fault-injection`; compiled out

@@ -1,7 +1,6 @@
 //! Hashing, randomness and the session-key crypto, all through PSA.
 
-use crate::keys::SIGN_ALG;
-use crate::{Error, Psa, PsaStatus, PublicKey, PUBLIC_KEY_LEN};
+use crate::{ffi, Error, Psa, PsaStatus, PublicKey, PUBLIC_KEY_LEN};
 use alloc::vec;
 use alloc::vec::Vec;
 use psa_crypto::operations::{aead, asym_signature, hash, key_agreement, key_management, mac, other};
@@ -78,8 +77,7 @@ impl Psa {
 
     /// Verifies a raw r||s signature over a digest with a key of ours.
     pub fn verify_hash(&self, id: crate::ids::DeviceKeyId, digest: &[u8; 32], sig: &[u8; 64]) -> Result<(), Error> {
-        let handle = Id::from_persistent_key_id(id.get()).map_err(|_| Error::NotFound(id.get()))?;
-        asym_signature::verify_hash(handle, SIGN_ALG, digest, sig).map_err(Error::from)
+        ffi::verify_hash(id.get(), ffi::ALG_DETERMINISTIC_ECDSA_SHA256, digest, sig).map_err(crate::keys::at(id.get()))
     }
 
     /// Verifies a raw r||s ECDSA signature over `digest` (SHA-256) with a

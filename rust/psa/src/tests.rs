@@ -619,3 +619,13 @@ fn session_key_decrypts_what_it_encrypts_and_refuses_a_changed_aad() {
         assert!(k.decrypt(&[1u8; 12], b"binding", &ct[..10]).is_err());
     });
 }
+
+/// The raw constants of the `ffi` module are psa-crypto's encodings of the
+/// same algorithm and key type.
+#[test]
+fn raw_constants_equal_psa_cryptos_encodings() {
+    use psa_crypto::types::key::{EccFamily, Type};
+    assert_eq!(psa_crypto::ffi::psa_algorithm_t::from(crate::keys::SIGN_ALG), crate::ffi::ALG_DETERMINISTIC_ECDSA_SHA256);
+    let pair = psa_crypto::ffi::psa_key_type_t::try_from(Type::EccKeyPair { curve_family: EccFamily::SecpR1 }).unwrap();
+    assert_eq!(pair, crate::ffi::KEY_TYPE_P256_PAIR);
+}
