@@ -240,9 +240,10 @@ async fn aggregator(kind: BrokerKind, pki: &Pki, load: &Load, qos: QoS) -> Outco
     let agg = Aggregator::start(cfg).await.expect("aggregator");
     let base = format!("http://{}", agg.http_addr());
     let regs: Vec<(String, String)> = load.devices.iter().map(|d| (d.id.clone(), d.chain_pem.clone())).collect();
+    let token = admin_token(state.path());
     tokio::task::spawn_blocking(move || {
         for (id, chain) in regs {
-            client::register(&base, &id, &chain, Duration::from_secs(10)).expect("register");
+            client::register(&base, &token, &id, &chain, Duration::from_secs(10)).expect("register");
         }
     })
     .await

@@ -19,6 +19,10 @@ fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
+fn bearer(token: &str) -> String {
+    format!("Bearer {}", token.trim())
+}
+
 fn url(base_url: &str, path: &str) -> String {
     format!("{}{}", base_url.trim_end_matches('/'), path)
 }
@@ -53,16 +57,18 @@ fn expect<T: serde::de::DeserializeOwned>(ok: &[u16], (status, body): (u16, Stri
     serde_json::from_str(&body).map_err(|e| Error::BadResponse(format!("{e}: {}", body.chars().take(200).collect::<String>())))
 }
 
-/// Register `device_id` with its PEM chain (leaf first). Ok for a new device
-/// (201) and for the same key again (200); a refusal is [`Error::Http`] with
-/// status 400 or 409 and the server's reason.
-pub fn register(base_url: &str, device_id: &str, chain_pem: &str, timeout: Duration) -> Result<(), Error> {
-    register_device(base_url, device_id, chain_pem, timeout).map(|_| ())
+/// Register `device_id` with its PEM chain (leaf first), with an operator
+/// `token` of scope `devices`. Ok for a new device (201) and for the same
+/// key again (200); a refusal is [`Error::Http`] with status 400 or 409 and
+/// the server's reason (401 / 403 for the credential).
+pub fn register(base_url: &str, token: &str, device_id: &str, chain_pem: &str, timeout: Duration) -> Result<(), Error> {
+    register_device(base_url, token, device_id, chain_pem, timeout).map(|_| ())
 }
 
 /// [`register`], returning the stored record.
 pub fn register_device(
     base_url: &str,
+    token: &str,
     device_id: &str,
     chain_pem: &str,
     timeout: Duration,
@@ -71,6 +77,7 @@ pub fn register_device(
     let resp = agent(timeout)
         .post(url(base_url, "/v1/devices"))
         .header("Content-Type", "application/json")
+        .header("Authorization", &bearer(token))
         .send(body.as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[200, 201], answer(resp)?)
@@ -78,11 +85,12 @@ pub fn register_device(
 
 /// Register a device's key-agreement key (docs/remote.md): the
 /// uncompressed P-256 point the factory read from the device.
-pub fn set_kak(base_url: &str, device_id: &str, kak: &[u8], timeout: Duration) -> Result<(), Error> {
+pub fn set_kak(base_url: &str, token: &str, device_id: &str, kak: &[u8], timeout: Duration) -> Result<(), Error> {
     let body = serde_json::json!({ "kak": hex::encode(kak) }).to_string();
     let resp = agent(timeout)
         .put(url(base_url, &format!("/v1/devices/{}/kak", segment(device_id))))
         .header("Content-Type", "application/json")
+        .header("Authorization", &bearer(token))
         .send(body.as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     let (status, text) = answer(resp)?;
@@ -95,23 +103,30 @@ pub fn set_kak(base_url: &str, device_id: &str, kak: &[u8], timeout: Duration) -
 
 /// POST `body` as JSON to `{base_url}/v1/devices/{id}/{what}`; the 201
 /// answer decoded.
-fn create<T: serde::de::DeserializeOwned>(base_url: &str, device_id: &str, what: &str, body: serde_json::Value) -> Result<T, Error> {
+fn create<T: serde::de::DeserializeOwned>(base_url: &str, token: &str, device_id: &str, what: &str, body: serde_json::Value) -> Result<T, Error> {
     let resp = agent(Duration::from_secs(30))
         .post(url(base_url, &format!("/v1/devices/{}/{what}", segment(device_id))))
         .header("Content-Type", "application/json")
+        .header("Authorization", &bearer(token))
         .send(body.to_string().as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[201], answer(resp)?)
 }
 
-/// Queue and send a remote command (`op`, JSON `args`); its info.
-pub fn submit_command(base_url: &str, device_id: &str, op: &str, args: serde_json::Value) -> Result<crate::CommandInfo, Error> {
-    create(base_url, device_id, "commands", serde_json::json!({ "op": op, "args": args }))
+/// Queue and send a remote command (`op`, JSON `args`; operator `token` of
+/// scope `commands`); its info.
+pub fn submit_command(base_url: &str, token: &str, device_id: &str, op: &str, args: serde_json::Value) -> Result<crate::CommandInfo, Error> {
+    create(base_url, token, device_id, "commands", serde_json::json!({ "op": op, "args": args }))
 }
 
-/// GET `{base_url}{path}`: the 200 answer decoded, `None` for a 404.
-fn fetch<T: serde::de::DeserializeOwned>(base_url: &str, path: &str, timeout: Duration) -> Result<Option<T>, Error> {
-    let resp = agent(timeout).get(url(base_url, path)).call().map_err(|e| Error::Transport(e.to_string()))?;
+/// GET `{base_url}{path}` (with the operator `token` if given): the 200
+/// answer decoded, `None` for a 404.
+fn fetch<T: serde::de::DeserializeOwned>(base_url: &str, token: Option<&str>, path: &str, timeout: Duration) -> Result<Option<T>, Error> {
+    let mut req = agent(timeout).get(url(base_url, path));
+    if let Some(t) = token {
+        req = req.header("Authorization", &bearer(t));
+    }
+    let resp = req.call().map_err(|e| Error::Transport(e.to_string()))?;
     let (status, text) = answer(resp)?;
     if status == 404 {
         return Ok(None);
@@ -120,32 +135,47 @@ fn fetch<T: serde::de::DeserializeOwned>(base_url: &str, path: &str, timeout: Du
 }
 
 /// A remote command's state and answer, `None` if there is no such command.
-pub fn command(base_url: &str, device_id: &str, cid: &str) -> Result<Option<crate::CommandInfo>, Error> {
-    fetch(base_url, &format!("/v1/devices/{}/commands/{}", segment(device_id), segment(cid)), Duration::from_secs(10))
+pub fn command(base_url: &str, token: &str, device_id: &str, cid: &str) -> Result<Option<crate::CommandInfo>, Error> {
+    fetch(base_url, Some(token), &format!("/v1/devices/{}/commands/{}", segment(device_id), segment(cid)), Duration::from_secs(10))
 }
 
 /// Start rotating a device's key (docs/remote.md "Rotation").
-pub fn start_rotation(base_url: &str, device_id: &str, key_id: Option<u32>, grace_s: Option<u64>) -> Result<crate::RotationInfo, Error> {
-    create(base_url, device_id, "rotation", serde_json::json!({ "id": key_id, "grace_s": grace_s }))
+pub fn start_rotation(
+    base_url: &str,
+    token: &str,
+    device_id: &str,
+    key_id: Option<u32>,
+    grace_s: Option<u64>,
+) -> Result<crate::RotationInfo, Error> {
+    create(base_url, token, device_id, "rotation", serde_json::json!({ "id": key_id, "grace_s": grace_s }))
 }
 
 /// The device's latest rotation, `None` if it never had one.
-pub fn rotation(base_url: &str, device_id: &str) -> Result<Option<crate::RotationInfo>, Error> {
-    fetch(base_url, &format!("/v1/devices/{}/rotation", segment(device_id)), Duration::from_secs(10))
+pub fn rotation(base_url: &str, token: &str, device_id: &str) -> Result<Option<crate::RotationInfo>, Error> {
+    fetch(base_url, Some(token), &format!("/v1/devices/{}/rotation", segment(device_id)), Duration::from_secs(10))
 }
 
 /// The device's record, `None` if it is not registered.
 pub fn device(base_url: &str, device_id: &str) -> Result<Option<DeviceInfo>, Error> {
-    fetch(base_url, &format!("/v1/devices/{}", segment(device_id)), DEFAULT_TIMEOUT)
+    fetch(base_url, None, &format!("/v1/devices/{}", segment(device_id)), DEFAULT_TIMEOUT)
 }
 
-/// Revoke a device (its later messages are rejected); returns its record.
-pub fn revoke(base_url: &str, device_id: &str) -> Result<DeviceInfo, Error> {
+/// Revoke a device (its later messages are rejected; operator `token` of
+/// scope `devices`); returns its record.
+pub fn revoke(base_url: &str, token: &str, device_id: &str) -> Result<DeviceInfo, Error> {
     let resp = agent(DEFAULT_TIMEOUT)
         .delete(url(base_url, &format!("/v1/devices/{}", segment(device_id))))
+        .header("Authorization", &bearer(token))
         .call()
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[200], answer(resp)?)
+}
+
+/// A page of the audit log (operator `token` of scope `audit`): at most
+/// `limit` (<= 1000) entries after `after`, oldest first.
+pub fn audit(base_url: &str, token: &str, after: i64, limit: u32) -> Result<Vec<tfmprov_auth::AuditEntry>, Error> {
+    fetch(base_url, Some(token), &format!("/v1/audit?after={after}&limit={limit}"), DEFAULT_TIMEOUT)?
+        .ok_or_else(|| Error::BadResponse("no audit log (404)".into()))
 }
 
 /// Stored messages of a device, oldest first (at most `limit`, <= 1000).

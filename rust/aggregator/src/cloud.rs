@@ -289,9 +289,9 @@ fn cloud_csr(secret: &p256::SecretKey) -> Result<Vec<u8>, Error> {
 }
 
 /// Enroll `secret` at the CA and return the checked identity.
-fn enroll(roots: &Roots, secret: &p256::SecretKey, ca_url: &str, cert_path: &Path) -> Result<CloudKey, Error> {
+fn enroll(roots: &Roots, secret: &p256::SecretKey, ca_url: &str, ca_token: &str, cert_path: &Path) -> Result<CloudKey, Error> {
     let csr = cloud_csr(secret)?;
-    let chain = tfmprov_ca::client::submit_csr(ca_url, &csr, ENROLL_TIMEOUT)
+    let chain = tfmprov_ca::client::submit_csr(ca_url, ca_token, &csr, ENROLL_TIMEOUT)
         .map_err(|e| Error::Cloud(format!("enrollment at {ca_url} failed: {e}")))?;
     let ck = check_new_chain(roots, secret, &chain, Some(CLOUD_CN), cert_path)?;
     write_file(cert_path, ck.chain_pem.as_bytes(), 0o644)?;
@@ -301,7 +301,8 @@ fn enroll(roots: &Roots, secret: &p256::SecretKey, ca_url: &str, cert_path: &Pat
 
 /// Open (or create, per `choice`) the cloud identity in `state_dir`.
 /// `Ok(None)`: no identity, the aggregator runs without session support.
-pub(crate) fn open(state_dir: &Path, choice: &CloudIdentity, roots: &Roots) -> Result<Option<CloudKey>, Error> {
+/// `ca_token`: the operator token shown to the CA when enrolling.
+pub(crate) fn open(state_dir: &Path, choice: &CloudIdentity, roots: &Roots, ca_token: &str) -> Result<Option<CloudKey>, Error> {
     fs::create_dir_all(state_dir).map_err(|e| cloud_err(state_dir, e))?;
     let key_path = state_dir.join(CLOUD_KEY_FILE);
     let cert_path = state_dir.join(CLOUD_CERT_FILE);
@@ -333,7 +334,7 @@ pub(crate) fn open(state_dir: &Path, choice: &CloudIdentity, roots: &Roots) -> R
         // Enroll again with the same key; anything else refuses to guess.
         (true, false, CloudIdentity::EnrollAt { ca_url }) => {
             let secret = read_key(&key_path)?;
-            enroll(roots, &secret, ca_url, &cert_path).map(Some)
+            enroll(roots, &secret, ca_url, ca_token, &cert_path).map(Some)
         }
         (true, false, _) => Err(Error::Cloud(format!(
             "{} exists without {}: restore the certificate, remove the key, or enroll (EnrollAt)",
@@ -361,7 +362,7 @@ pub(crate) fn open(state_dir: &Path, choice: &CloudIdentity, roots: &Roots) -> R
             // retries it with the same key.
             let secret = p256::SecretKey::random(&mut OsRng);
             write_key(&key_path, &secret)?;
-            enroll(roots, &secret, ca_url, &cert_path).map(Some)
+            enroll(roots, &secret, ca_url, ca_token, &cert_path).map(Some)
         }
     }
 }
@@ -507,40 +508,40 @@ mod tests {
         let (k2, c2) = pki.identity("two");
 
         // Nothing there, no choice: no identity.
-        assert!(open(state.path(), &CloudIdentity::None, &pki.roots).unwrap().is_none());
+        assert!(open(state.path(), &CloudIdentity::None, &pki.roots, "").unwrap().is_none());
         // Key and certificate that do not belong together.
         let mixed = CloudIdentity::Import { key: k1.clone(), cert: c2.clone() };
-        assert!(matches!(open(state.path(), &mixed, &pki.roots), Err(Error::Cloud(_))));
+        assert!(matches!(open(state.path(), &mixed, &pki.roots, ""), Err(Error::Cloud(_))));
         assert!(!state.path().join(CLOUD_KEY_FILE).exists(), "nothing stored on refusal");
         // A chain that does not verify to the configured root.
         let other = pki_roots_only();
         let one = CloudIdentity::Import { key: k1.clone(), cert: c1.clone() };
-        assert!(matches!(open(state.path(), &one, &other), Err(Error::Cloud(_))));
+        assert!(matches!(open(state.path(), &one, &other, ""), Err(Error::Cloud(_))));
 
-        let first = open(state.path(), &one, &pki.roots).unwrap().unwrap();
+        let first = open(state.path(), &one, &pki.roots, "").unwrap().unwrap();
         let mode = fs::metadata(state.path().join(CLOUD_KEY_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // Reused: with no choice, with the same import, even with EnrollAt (no CA contacted).
         for choice in [CloudIdentity::None, one.clone(), CloudIdentity::EnrollAt { ca_url: "http://127.0.0.1:9".into() }] {
-            let again = open(state.path(), &choice, &pki.roots).unwrap().unwrap();
+            let again = open(state.path(), &choice, &pki.roots, "").unwrap().unwrap();
             assert_eq!((again.kid, again.point), (first.kid, first.point));
         }
         // Another identity given for a state that has one: refused, not replaced.
         let two = CloudIdentity::Import { key: k2, cert: c2 };
-        assert!(matches!(open(state.path(), &two, &pki.roots), Err(Error::Cloud(_))));
+        assert!(matches!(open(state.path(), &two, &pki.roots, ""), Err(Error::Cloud(_))));
 
         // Stored key and certificate no longer matching: refused.
         fs::copy(&pki.identity("three").1, state.path().join(CLOUD_CERT_FILE)).unwrap();
-        assert!(matches!(open(state.path(), &CloudIdentity::None, &pki.roots), Err(Error::Cloud(_))));
+        assert!(matches!(open(state.path(), &CloudIdentity::None, &pki.roots, ""), Err(Error::Cloud(_))));
         // A certificate without its key: refused.
         fs::remove_file(state.path().join(CLOUD_KEY_FILE)).unwrap();
-        assert!(matches!(open(state.path(), &CloudIdentity::None, &pki.roots), Err(Error::Cloud(_))));
+        assert!(matches!(open(state.path(), &CloudIdentity::None, &pki.roots, ""), Err(Error::Cloud(_))));
         // A key without a certificate (unfinished enrollment) and no CA: refused.
         fs::remove_file(state.path().join(CLOUD_CERT_FILE)).unwrap();
         fs::copy(&k1, state.path().join(CLOUD_KEY_FILE)).unwrap();
-        assert!(matches!(open(state.path(), &CloudIdentity::None, &pki.roots), Err(Error::Cloud(_))));
+        assert!(matches!(open(state.path(), &CloudIdentity::None, &pki.roots, ""), Err(Error::Cloud(_))));
         let down = CloudIdentity::EnrollAt { ca_url: "http://127.0.0.1:9".into() };
-        let err = open(state.path(), &down, &pki.roots).unwrap_err();
+        let err = open(state.path(), &down, &pki.roots, "").unwrap_err();
         assert!(err.to_string().contains("enrollment"), "{err}");
     }
 

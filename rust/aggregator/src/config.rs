@@ -172,6 +172,16 @@ pub struct Config {
     /// The CA that signs the CSRs of rotated keys (`http://HOST:PORT`).
     /// `None` (default): key rotation is refused.
     pub rotation_ca: Option<String>,
+    /// The first operator's token file (default `operator.token` in the
+    /// state directory): at the first start, with no operator at all, the
+    /// token it holds becomes `admin`'s, or a new one is written there
+    /// ([`tfmprov_auth::Auth::bootstrap`]).
+    pub admin_token_file: Option<PathBuf>,
+    /// The operator token (scope `sign`) the aggregator shows the CA when it
+    /// enrolls its cloud key ([`CloudIdentity::EnrollAt`]) and when it has a
+    /// rotated key's CSR signed. `None`: the CA answers 401, and the error
+    /// says so.
+    pub ca_token: Option<String>,
     /// How long a rotated-out key stays accepted after the device switched
     /// to the new one (default [`crate::DEFAULT_ROTATION_GRACE`], 24 h); a
     /// rotation may give its own.
@@ -202,6 +212,8 @@ impl Config {
             instance: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             rotation_ca: None,
+            ca_token: None,
+            admin_token_file: None,
             rotation_grace: crate::DEFAULT_ROTATION_GRACE,
         }
     }

@@ -110,6 +110,13 @@ pub enum Error {
     /// (client) The server's answer is not what the API promises.
     #[error("unexpected answer from the aggregator: {0}")]
     BadResponse(String),
+    /// The request has no operator credential with the scope it needs (401 /
+    /// 403, answered as it is).
+    #[error("{}", .0.reason)]
+    Denied(tfmprov_auth::Denied),
+    /// The operators and audit log failed.
+    #[error("operators / audit log: {0}")]
+    Auth(#[from] tfmprov_auth::Error),
 }
 
 impl From<Refusal> for Error {

@@ -9,6 +9,14 @@
 //! | GET | `/v1/stats` | 200 [`crate::Stats`] |
 //! | GET | `/v1/cloud` | 200 the cloud certificate chain (PEM, leaf first), 404 without a cloud identity |
 //!
+//! | GET | `/v1/audit?after=N&limit=M` | 200 `[`[`tfmprov_auth::AuditEntry`]`]` (oldest first, M <= 1000) |
+//!
+//! Operator credentials (`Authorization: Bearer <token>`, [`tfmprov_auth`]):
+//! registering, revoking and setting a KAK need the `devices` scope;
+//! commands and rotations (sending and reading) `commands`; the audit log
+//! `audit`. None, unknown or revoked is 401, another scope 403. Each of
+//! these actions, and each refusal, is written to the audit log.
+//!
 //! Errors are `text/plain` with the reason, like the CA server.
 
 use std::sync::Arc;
@@ -23,6 +31,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Refusal};
+use tfmprov_auth::Scope;
 use crate::registry::{Registered, Registry};
 use crate::stats::Counters;
 use crate::store::{DeviceRow, MessageRow};
@@ -43,6 +52,8 @@ pub(crate) struct AppState {
     pub remote: Arc<crate::remote::Remote>,
     /// Key rotations.
     pub rotations: Arc<crate::rotation::Rotations>,
+    /// Operators and the audit log.
+    pub auth: Arc<tfmprov_auth::Auth>,
 }
 
 /// A device record as the API returns it.
@@ -120,6 +131,9 @@ impl From<MessageRow> for StoredMessage {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        if let Error::Denied(d) = self {
+            return d.into_response();
+        }
         let (status, body) = match &self {
             Error::Refused(r) => (
                 StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
@@ -144,6 +158,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/devices/{id}/commands/{cid}", get(get_command))
         .route("/v1/devices/{id}/rotation", post(post_rotation).get(get_rotation))
         .route("/v1/stats", get(get_stats))
+        .route("/v1/audit", get(get_audit))
         .route("/metrics", get(get_metrics))
         .route("/v1/cloud", get(get_cloud))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -164,6 +179,50 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Io(std::io::Error::other(format!("task failed: {e}"))))?
+}
+
+/// The operator behind the request, if it may do `scope`; else the 401 /
+/// 403 to answer (written to the audit log by the check).
+async fn operator(st: &AppState, headers: &HeaderMap, scope: Scope, request: String) -> Result<String, Error> {
+    let auth = st.auth.clone();
+    let headers = headers.clone();
+    blocking(move || Ok(auth.authorize(&headers, scope, &request))).await?.map(|op| op.name).map_err(Error::Denied)
+}
+
+/// Writes an operator's action and its outcome to the audit log, then
+/// returns the outcome. A log that cannot be written is a 500: the action
+/// happened, but the operator learns that it went unrecorded.
+async fn audited<T: Send + 'static>(
+    st: &AppState,
+    actor: String,
+    action: &'static str,
+    subject: String,
+    outcome: Result<T, Error>,
+    describe: impl FnOnce(&T) -> String,
+) -> Result<T, Error> {
+    let result = match &outcome {
+        Ok(v) => describe(v),
+        Err(e) => e.to_string(),
+    };
+    let auth = st.auth.clone();
+    blocking(move || Ok(auth.append(&actor, action, &subject, &result)?)).await?;
+    outcome
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<u32>,
+}
+
+/// The audit log, a page at a time (scope `audit`): at most 1000 entries
+/// after `after`, oldest first.
+async fn get_audit(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, Error> {
+    operator(&st, &headers, Scope::Audit, "GET /v1/audit".into()).await?;
+    let auth = st.auth.clone();
+    let page = blocking(move || Ok(auth.audit_page(q.after, q.limit.unwrap_or(100).min(1000))?)).await?;
+    Ok(Json(page).into_response())
 }
 
 #[derive(Deserialize)]
@@ -230,9 +289,16 @@ async fn post_device(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
+    let actor = operator(&st, &headers, Scope::Devices, "POST /v1/devices".into()).await?;
     let (id, pem) = parse_registration(&headers, Some(query), body).inspect_err(|_| st.counters.registration("refused"))?;
     let reg = st.registry.clone();
-    let (outcome, row) = blocking(move || reg.register(&id, &pem)).await.inspect_err(|_| st.counters.registration("refused"))?;
+    let subject = id.clone();
+    let registered = blocking(move || reg.register(&id, &pem)).await;
+    let registered = audited(&st, actor, "device.register", subject, registered, |(o, row)| {
+        format!("ok: {} kid {}", if *o == Registered::Created { "created" } else { "unchanged" }, hex::encode(row.kid))
+    })
+    .await;
+    let (outcome, row) = registered.inspect_err(|_| st.counters.registration("refused"))?;
     st.counters.registration(match outcome {
         Registered::Created => "created",
         Registered::Unchanged => "unchanged",
@@ -254,10 +320,13 @@ async fn get_device(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> 
     }
 }
 
-async fn delete_device(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Error> {
+async fn delete_device(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
+    let actor = operator(&st, &headers, Scope::Devices, format!("DELETE /v1/devices/{id}")).await?;
     let reg = st.registry.clone();
     let id2 = id.clone();
-    match blocking(move || reg.revoke(&id2)).await? {
+    let revoked = blocking(move || reg.revoke(&id2)).await;
+    let revoked = audited(&st, actor, "device.revoke", id.clone(), revoked, |r| if r.is_some() { "ok".into() } else { "no such device".into() });
+    match revoked.await? {
         Some(row) => {
             tracing::info!(device = %id, "device revoked");
             Ok(Json(DeviceInfo::from(row)).into_response())
@@ -309,13 +378,21 @@ struct KakJson {
 }
 
 /// Register the device's key-agreement key (docs/remote.md).
-async fn put_kak(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+async fn put_kak(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let actor = operator(&st, &headers, Scope::Devices, format!("PUT /v1/devices/{id}/kak")).await?;
     let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
     let j: KakJson = serde_json::from_slice(&body).map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"kak\": hex}}: {e}")))?;
     let kak = hex::decode(&j.kak).map_err(|_| Refusal::BadRequest("kak is not hex".into()))?;
     let reg = st.registry.clone();
     let id2 = id.clone();
-    match blocking(move || reg.set_kak(&id2, &kak)).await? {
+    let set = blocking(move || reg.set_kak(&id2, &kak)).await;
+    let set = audited(&st, actor, "device.kak", id.clone(), set, |r| if r.is_some() { "ok".into() } else { "no such device".into() });
+    match set.await? {
         Some(()) => Ok((StatusCode::NO_CONTENT, "").into_response()),
         None => Ok(not_found(&id)),
     }
@@ -329,17 +406,26 @@ struct CommandJson {
 }
 
 /// Queue and send a remote command: 201 with its info (`cid`, `cseq`, `state`).
-async fn post_command(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+async fn post_command(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let actor = operator(&st, &headers, Scope::Commands, format!("POST /v1/devices/{id}/commands")).await?;
     let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
     let j: CommandJson = serde_json::from_slice(&body)
         .map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"op\", \"args\"?}}: {e}")))?;
     let remote = st.remote.clone();
-    let info = blocking(move || remote.submit(&id, &j.op, &j.args)).await?;
+    let subject = format!("{id} {}", j.op);
+    let submitted = blocking(move || remote.submit(&id, &j.op, &j.args)).await;
+    let info = audited(&st, actor, "command.submit", subject, submitted, |i| format!("ok: cid {} cseq {}", i.cid, i.cseq)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 /// A command's state and answer.
-async fn get_command(State(st): State<Arc<AppState>>, Path((id, cid)): Path<(String, String)>) -> Result<Response, Error> {
+async fn get_command(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((id, cid)): Path<(String, String)>) -> Result<Response, Error> {
+    operator(&st, &headers, Scope::Commands, format!("GET /v1/devices/{id}/commands/{cid}")).await?;
     let Ok(cid_bytes) = hex::decode(&cid) else {
         return Ok(not_found(&id));
     };
@@ -362,7 +448,13 @@ struct RotationJson {
 
 /// Start rotating the device's key (docs/remote.md "Rotation"): 201 with
 /// the rotation's info; it runs in the background.
-async fn post_rotation(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+async fn post_rotation(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let actor = operator(&st, &headers, Scope::Commands, format!("POST /v1/devices/{id}/rotation")).await?;
     let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
     let j: RotationJson = if body.is_empty() {
         RotationJson { id: None, grace_s: None }
@@ -370,12 +462,15 @@ async fn post_rotation(State(st): State<Arc<AppState>>, Path(id): Path<String>, 
         serde_json::from_slice(&body).map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"id\"?, \"grace_s\"?}}: {e}")))?
     };
     let rotations = st.rotations.clone();
-    let info = blocking(move || rotations.start(&id, j.id, j.grace_s.map(std::time::Duration::from_secs))).await?;
+    let subject = id.clone();
+    let started = blocking(move || rotations.start(&id, j.id, j.grace_s.map(std::time::Duration::from_secs))).await;
+    let info = audited(&st, actor, "rotation.start", subject, started, |_| "ok".into()).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 /// The device's latest rotation.
-async fn get_rotation(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Error> {
+async fn get_rotation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
+    operator(&st, &headers, Scope::Commands, format!("GET /v1/devices/{id}/rotation")).await?;
     let rotations = st.rotations.clone();
     let id2 = id.clone();
     match blocking(move || rotations.latest(&id2)).await? {

@@ -76,6 +76,8 @@ pub use tfmprov_db::{DbChoice, DbError};
 pub use stats::Stats;
 pub use store::DB_FILE;
 
+/// The first operator's token file in the state directory.
+pub const ADMIN_TOKEN_FILE: &str = "operator.token";
 /// How long [`Aggregator::start`] waits for the broker connection and subscription.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a rotation waits for the CA to sign a new key's CSR.
@@ -160,19 +162,23 @@ impl Aggregator {
         let roots = chain::Roots::from_pem(&cfg.ca_root_pem)?;
         let state_dir = cfg.state_dir.clone();
         let cloud_choice = cfg.cloud.clone();
+        let ca_token = cfg.ca_token.clone().unwrap_or_default();
         let db_choice = cfg.database.clone();
-        let (reg_db, writer_db, windows, roots, sessions) = tokio::task::spawn_blocking(move || {
+        let admin_token_file = cfg.admin_token_file.clone().unwrap_or_else(|| cfg.state_dir.join(ADMIN_TOKEN_FILE));
+        let (reg_db, writer_db, windows, roots, sessions, auth) = tokio::task::spawn_blocking(move || {
             // The first connection migrates the schema.
             let reg_db = store::open(&db_choice, &state_dir, true)?;
+            let auth = tfmprov_auth::Auth::new(store::open(&db_choice, &state_dir, false)?);
+            auth.bootstrap(&admin_token_file)?;
             let writer_db = store::open(&db_choice, &state_dir, false)?;
             let windows = store::load_windows(&writer_db)?;
             // Blocking: EnrollAt talks to the CA (bounded by ENROLL_TIMEOUT).
-            let cloud = cloud::open(&state_dir, &cloud_choice, &roots)?;
+            let cloud = cloud::open(&state_dir, &cloud_choice, &roots, &ca_token)?;
             let storage = cloud::StorageKey::open(&state_dir)?;
             let session_db = store::open(&db_choice, &state_dir, false)?;
             let ids = store::load_session_ids(&session_db)?;
             let sessions = sessions::Sessions::new(cloud.map(Arc::new), storage, session_db, ids);
-            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions))
+            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions, Arc::new(auth)))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
@@ -217,6 +223,7 @@ impl Aggregator {
             registry: registry.clone(),
             remote: remote.clone(),
             ca_url: cfg.rotation_ca.clone(),
+            ca_token: cfg.ca_token.clone().unwrap_or_default(),
             default_grace: cfg.rotation_grace,
             http_timeout: ROTATION_CA_TIMEOUT,
         });
@@ -259,6 +266,7 @@ impl Aggregator {
             depths: Box::new(move || metrics_view.depths()),
             remote,
             rotations: rotations.clone(),
+            auth,
         }));
         let http_task = tokio::spawn(async move {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {

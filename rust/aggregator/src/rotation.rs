@@ -98,6 +98,8 @@ pub(crate) struct Rotations {
     pub remote: Arc<Remote>,
     /// The CA that signs the new keys' CSRs (`None`: rotation refused).
     pub ca_url: Option<String>,
+    /// The operator token shown to the CA (scope `sign`).
+    pub ca_token: String,
     pub default_grace: Duration,
     pub http_timeout: Duration,
 }
@@ -288,7 +290,7 @@ impl Rotations {
             "csr" => {
                 let csr = res_bytes(res, "csr")?;
                 let ca = self.ca_url.as_deref().ok_or_else(|| Stop::Fail("no CA configured".into()))?;
-                let chain = tfmprov_ca::client::submit_csr(ca, csr, self.http_timeout)
+                let chain = tfmprov_ca::client::submit_csr(ca, &self.ca_token, csr, self.http_timeout)
                     .map_err(|e| Stop::Fail(format!("the CA refused the new key's CSR: {e}")))?;
                 self.advance(row, "store-cert", vec![("chain_pem", chain.as_str().into())])
             }

@@ -207,6 +207,12 @@ CREATE TABLE rotations (
 CREATE UNIQUE INDEX rotations_one_active ON rotations (device_id) WHERE state NOT IN ('done', 'failed');
 ",
 },
+Migration {
+    version: 4,
+    what: tfmprov_auth::MIGRATION.what,
+    sqlite: tfmprov_auth::MIGRATION.sqlite,
+    postgres: tfmprov_auth::MIGRATION.postgres,
+},
 ];
 
 /// Open a connection to the configured database (creating the state

@@ -89,8 +89,8 @@ async fn mqtts_with_client_certificate() {
     assert_eq!(agg.mqtt_addr().port(), tls_port);
     let base = format!("http://{}", agg.http_addr());
     let dev = pki.device("tls-dev");
-    let (b, chain) = (base.clone(), dev.chain_pem.clone());
-    tokio::task::spawn_blocking(move || client::register(&b, "tls-dev", &chain, std::time::Duration::from_secs(10)))
+    let (b, chain, token) = (base.clone(), dev.chain_pem.clone(), common::admin_token(state.path()));
+    tokio::task::spawn_blocking(move || client::register(&b, &token, "tls-dev", &chain, std::time::Duration::from_secs(10)))
         .await
         .unwrap()
         .unwrap();

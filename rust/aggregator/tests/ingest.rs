@@ -157,8 +157,8 @@ async fn revoked_device_is_rejected(kind: BrokerKind) {
     c.publish(&dev.data_topic(), dev.sign(1, b"before"), QoS::AtLeastOnce).await;
     h.wait_stats("1 accepted", |s| s.accepted == 1).await;
 
-    let base = h.base.clone();
-    let rec = tokio::task::spawn_blocking(move || client::revoke(&base, "sensor-3")).await.unwrap().unwrap();
+    let (base, token) = (h.base.clone(), h.token.clone());
+    let rec = tokio::task::spawn_blocking(move || client::revoke(&base, &token, "sensor-3")).await.unwrap().unwrap();
     assert!(rec.revoked);
     assert!(rec.revoked_at.is_some());
 

@@ -31,8 +31,8 @@ async fn registration_checks_the_chain() {
 
     // Good chain: 201, then the same key again: 200 (record returned both times).
     let dev = pki.device("dev-1");
-    let (base, chain) = (h.base.clone(), dev.chain_pem.clone());
-    let rec = tokio::task::spawn_blocking(move || client::register_device(&base, "dev-1", &chain, Duration::from_secs(10)))
+    let (base, token, chain) = (h.base.clone(), h.token.clone(), dev.chain_pem.clone());
+    let rec = tokio::task::spawn_blocking(move || client::register_device(&base, &token, "dev-1", &chain, Duration::from_secs(10)))
         .await
         .unwrap()
         .expect("registered");
@@ -125,7 +125,8 @@ async fn registration_body_forms() {
     let h = Harness::start(BrokerKind::Embedded).await;
     let dev = h.pki.device("pem-dev");
     let other = h.pki.device("json-dev");
-    let base = h.base.clone();
+    let (base, token) = (h.base.clone(), h.token.clone());
+    let auth = format!("Bearer {token}");
     let (chain, ochain) = (dev.chain_pem.clone(), other.chain_pem.clone());
     tokio::task::spawn_blocking(move || {
         let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
@@ -133,6 +134,7 @@ async fn registration_body_forms() {
         for want in [201, 200] {
             let r = agent
                 .post(format!("{base}/v1/devices?device_id=pem-dev"))
+                .header("Authorization", &auth)
                 .header("Content-Type", "application/pem-certificate-chain")
                 .send(chain.as_bytes())
                 .unwrap();
@@ -141,26 +143,27 @@ async fn registration_body_forms() {
         // PEM body without the id: 400.
         let mut r = agent
             .post(format!("{base}/v1/devices"))
+            .header("Authorization", &auth)
             .header("Content-Type", "application/pem-certificate-chain")
             .send(chain.as_bytes())
             .unwrap();
         assert_eq!(r.status().as_u16(), 400);
         assert!(r.body_mut().read_to_string().unwrap().contains("device_id"));
         // Broken JSON: 400; unknown content type: 400.
-        let r = agent.post(format!("{base}/v1/devices")).header("Content-Type", "application/json").send("{").unwrap();
+        let r = agent.post(format!("{base}/v1/devices")).header("Authorization", &auth).header("Content-Type", "application/json").send("{").unwrap();
         assert_eq!(r.status().as_u16(), 400);
-        let r = agent.post(format!("{base}/v1/devices")).header("Content-Type", "image/png").send("x").unwrap();
+        let r = agent.post(format!("{base}/v1/devices")).header("Authorization", &auth).header("Content-Type", "image/png").send("x").unwrap();
         assert_eq!(r.status().as_u16(), 400);
         // JSON: 201.
         let body = serde_json::json!({"device_id": "json-dev", "chain_pem": ochain}).to_string();
-        let r = agent.post(format!("{base}/v1/devices")).header("Content-Type", "application/json").send(body).unwrap();
+        let r = agent.post(format!("{base}/v1/devices")).header("Authorization", &auth).header("Content-Type", "application/json").send(body).unwrap();
         assert_eq!(r.status().as_u16(), 201);
         // Too large: 400/413, or the connection closed before the client
         // finished sending (seen under load: the server answers and closes
         // while the body is still going out). Not a crash: the requests
         // below still get their answers.
         let big = "A".repeat(200 * 1024);
-        match agent.post(format!("{base}/v1/devices?device_id=x")).header("Content-Type", "application/pem-certificate-chain").send(big) {
+        match agent.post(format!("{base}/v1/devices?device_id=x")).header("Authorization", &auth).header("Content-Type", "application/pem-certificate-chain").send(big) {
             Ok(r) => assert!(r.status().as_u16() == 400 || r.status().as_u16() == 413, "{}", r.status()),
             Err(ureq::Error::Io(e)) => assert!(
                 matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset),
@@ -170,10 +173,10 @@ async fn registration_body_forms() {
         }
         // GET / DELETE of an unknown device: 404.
         assert_eq!(agent.get(format!("{base}/v1/devices/nope")).call().unwrap().status().as_u16(), 404);
-        assert_eq!(agent.delete(format!("{base}/v1/devices/nope")).call().unwrap().status().as_u16(), 404);
+        assert_eq!(agent.delete(format!("{base}/v1/devices/nope")).header("Authorization", &auth).call().unwrap().status().as_u16(), 404);
         // DELETE twice keeps the first revocation time.
-        let a = client::revoke(&base, "json-dev").unwrap();
-        let b = client::revoke(&base, "json-dev").unwrap();
+        let a = client::revoke(&base, &token, "json-dev").unwrap();
+        let b = client::revoke(&base, &token, "json-dev").unwrap();
         assert_eq!(a.revoked_at, b.revoked_at);
         assert!(b.revoked);
     })
@@ -215,13 +218,14 @@ async fn bad_configuration_is_refused() {
 /// outside the device range, a malformed body. Nothing is started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_requests_that_cannot_run_are_refused() {
-    let rotate = |base: String, id: &'static str, key: Option<u32>| {
-        tokio::task::spawn_blocking(move || client::start_rotation(&base, id, key, Some(1)).map(|_| ()))
+    let rotate = |h: &Harness, id: &'static str, key: Option<u32>| {
+        let (base, token) = (h.base.clone(), h.token.clone());
+        tokio::task::spawn_blocking(move || client::start_rotation(&base, &token, id, key, Some(1)).map(|_| ()))
     };
     // Without a CA for new keys.
     let h = Harness::start(BrokerKind::Embedded).await;
     h.register(&h.pki.device("dev-1")).await.unwrap();
-    let (s, m) = status_and_message(rotate(h.base.clone(), "dev-1", None).await.unwrap());
+    let (s, m) = status_and_message(rotate(&h, "dev-1", None).await.unwrap());
     assert_eq!(s, 400);
     assert!(m.contains("no CA to sign new keys"), "{m}");
 
@@ -229,28 +233,33 @@ async fn rotation_requests_that_cannot_run_are_refused() {
     let h = Harness::start_with(BrokerKind::Embedded, |c| c.rotation_ca = Some("http://127.0.0.1:9".into())).await;
     let dev = h.pki.device("dev-1");
     h.register(&dev).await.unwrap();
-    let (s, m) = status_and_message(rotate(h.base.clone(), "dev-9", None).await.unwrap());
+    let (s, m) = status_and_message(rotate(&h, "dev-9", None).await.unwrap());
     assert_eq!((s, m.contains("no device \"dev-9\"")), (400, true), "{m}");
-    let (s, m) = status_and_message(rotate(h.base.clone(), "dev-1", None).await.unwrap());
+    let (s, m) = status_and_message(rotate(&h, "dev-1", None).await.unwrap());
     assert_eq!((s, m.contains("no key-agreement key")), (400, true), "{m}");
-    let base = h.base.clone();
+    let (base, token) = (h.base.clone(), h.token.clone());
     let kak = dev.point;
-    tokio::task::spawn_blocking(move || client::set_kak(&base, "dev-1", &kak, Duration::from_secs(5))).await.unwrap().unwrap();
-    let (s, m) = status_and_message(rotate(h.base.clone(), "dev-1", Some(0x3E00_0005)).await.unwrap());
+    tokio::task::spawn_blocking(move || client::set_kak(&base, &token, "dev-1", &kak, Duration::from_secs(5))).await.unwrap().unwrap();
+    let (s, m) = status_and_message(rotate(&h, "dev-1", Some(0x3E00_0005)).await.unwrap());
     assert_eq!((s, m.contains("not a device key ID")), (400, true), "{m}");
-    let base = h.base.clone();
+    let (base, token) = (h.base.clone(), h.token.clone());
     let bad_body = tokio::task::spawn_blocking(move || {
-        ureq::post(&format!("{base}/v1/devices/dev-1/rotation")).config().http_status_as_error(false).build().send("{\"grace\": 5}")
+        ureq::post(&format!("{base}/v1/devices/dev-1/rotation"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send("{\"grace\": 5}")
     })
     .await
     .unwrap()
     .unwrap();
     assert_eq!(bad_body.status().as_u16(), 400);
-    let base = h.base.clone();
-    assert!(tokio::task::spawn_blocking(move || client::rotation(&base, "dev-1")).await.unwrap().unwrap().is_none(), "nothing started");
+    let (base, token) = (h.base.clone(), h.token.clone());
+    assert!(tokio::task::spawn_blocking(move || client::rotation(&base, &token, "dev-1")).await.unwrap().unwrap().is_none(), "nothing started");
     // Revoked.
-    let base = h.base.clone();
-    tokio::task::spawn_blocking(move || client::revoke(&base, "dev-1")).await.unwrap().unwrap();
-    let (s, _) = status_and_message(rotate(h.base.clone(), "dev-1", None).await.unwrap());
+    let (base, token) = (h.base.clone(), h.token.clone());
+    tokio::task::spawn_blocking(move || client::revoke(&base, &token, "dev-1")).await.unwrap().unwrap();
+    let (s, _) = status_and_message(rotate(&h, "dev-1", None).await.unwrap());
     assert_eq!(s, 409);
 }

@@ -516,6 +516,8 @@ async fn sessions_survive_a_restart(kind: BrokerKind) {
 /// harness PKI's root and intermediate.
 struct CaServer {
     url: String,
+    /// The CA's first operator token.
+    token: String,
     ca: Arc<tfmprov_ca::Ca>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tfmprov_ca::Error>>,
@@ -543,11 +545,12 @@ impl CaServer {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let token = admin_token(ca.state_dir());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(tfmprov_ca::serve(ca.clone(), listener, async move {
             let _ = rx.await;
         }));
-        CaServer { url, ca, stop: Some(tx), task, _dir: dir }
+        CaServer { url, token, ca, stop: Some(tx), task, _dir: dir }
     }
 
     async fn stop(mut self) {
@@ -563,8 +566,12 @@ impl CaServer {
 async fn cloud_identity_enrolled_at_the_ca_and_reused(kind: BrokerKind) {
     let pki = Pki::new("test");
     let ca = CaServer::start(&pki).await;
-    let url = ca.url.clone();
-    let mut h = Harness::start_full(kind, pki, |cfg| cfg.cloud = CloudIdentity::EnrollAt { ca_url: url }).await;
+    let (url, token) = (ca.url.clone(), ca.token.clone());
+    let mut h = Harness::start_full(kind, pki, |cfg| {
+        cfg.cloud = CloudIdentity::EnrollAt { ca_url: url };
+        cfg.ca_token = Some(token);
+    })
+    .await;
     let state = h.state.path().to_owned();
     let key_mode = std::fs::metadata(state.join(CLOUD_KEY_FILE)).unwrap().permissions().mode() & 0o777;
     assert_eq!(key_mode, 0o600);
@@ -760,7 +767,8 @@ async fn sessions_work_across_two_instances(postgres: bool) {
     let base = format!("http://{}", a.http_addr());
     let dev = pki.device("car-x");
     let (bs, id, chain) = (base.clone(), dev.id.clone(), dev.chain_pem.clone());
-    tokio::task::spawn_blocking(move || client::register(&bs, &id, &chain, Duration::from_secs(10)))
+    let token = common::admin_token(state.path());
+    tokio::task::spawn_blocking(move || client::register(&bs, &token, &id, &chain, Duration::from_secs(10)))
         .await
         .unwrap()
         .unwrap();

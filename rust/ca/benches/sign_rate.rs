@@ -89,9 +89,10 @@ fn main() {
         }))
     });
 
+    let token = std::fs::read_to_string(ca.state_dir().join(tfmprov_ca::ADMIN_TOKEN_FILE)).expect("operator.token");
     let http = csrs("http", N);
     rows.push(run("HTTP POST /v1/csr, 1 client", &http, |csr| {
-        client::submit_csr(&base, csr, Duration::from_secs(30)).expect("chain");
+        client::submit_csr(&base, &token, csr, Duration::from_secs(30)).expect("chain");
     }));
 
     // HTTP with several clients at once (N in total).
@@ -105,13 +106,14 @@ fn main() {
         .into_iter()
         .map(|chunk| {
             let base = base.clone();
+            let token = token.clone();
             std::thread::spawn(move || {
                 let mut done = 0;
                 for csr in &chunk {
                     if start.elapsed() > TIME_LIMIT {
                         break;
                     }
-                    client::submit_csr(&base, csr, Duration::from_secs(30)).expect("chain");
+                    client::submit_csr(&base, &token, csr, Duration::from_secs(30)).expect("chain");
                     done += 1;
                 }
                 done

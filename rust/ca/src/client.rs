@@ -47,13 +47,15 @@ fn pem_certs(pem: &str) -> Result<Vec<Certificate>, Error> {
         .map_err(|e| Error::BadResponse(format!("not a PEM certificate chain: {e}")))
 }
 
-/// POSTs a DER CSR to `{base_url}/v1/csr` and returns the PEM chain (leaf, then
-/// intermediate). A refusal comes back as [`Error::Http`] with status 400 and the
-/// server's reason.
-pub fn submit_csr(base_url: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
+/// POSTs a DER CSR to `{base_url}/v1/csr` with the operator `token` (scope
+/// `sign`) and returns the PEM chain (leaf, then intermediate). A refusal
+/// comes back as [`Error::Http`] with status 400 and the server's reason; a
+/// missing or insufficient credential as 401 or 403.
+pub fn submit_csr(base_url: &str, token: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
     let resp = agent(timeout)
         .post(url(base_url, "/v1/csr"))
         .header("Content-Type", "application/pkcs10")
+        .header("Authorization", &format!("Bearer {}", token.trim()))
         .send(csr_der)
         .map_err(|e| Error::Transport(e.to_string()))?;
     let pem = read_answer(resp)?;

@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS requests (
     serial_hex  TEXT
 );
 ",
+}, Migration {
+    version: 2,
+    what: tfmprov_auth::MIGRATION.what,
+    sqlite: tfmprov_auth::MIGRATION.sqlite,
+    postgres: tfmprov_auth::MIGRATION.postgres,
 }];
 
 /// One device known to the CA: its latest issued certificate.

@@ -107,6 +107,13 @@ pub enum Error {
     /// The HTTP server could not run (accept loop I/O error).
     #[error("HTTP server error: {0}")]
     Server(#[source] std::io::Error),
+    /// The request has no operator credential with the scope it needs (401 /
+    /// 403, answered with the [`tfmprov_auth::Denied`] as it is).
+    #[error("{}", .0.reason)]
+    Denied(tfmprov_auth::Denied),
+    /// The operators and audit log failed.
+    #[error("operators / audit log: {0}")]
+    Auth(#[from] tfmprov_auth::Error),
     /// Client: the CA server answered with a non-success status; `message` is its text.
     #[error("CA server answered HTTP {status}: {message}")]
     Http {
@@ -129,6 +136,7 @@ impl Error {
         match self {
             Error::Refused(_) => 400,
             Error::TooLarge { .. } => 413,
+            Error::Denied(d) => d.status,
             _ => 500,
         }
     }

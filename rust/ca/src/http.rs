@@ -7,8 +7,14 @@
 //! | GET | `/v1/devices` | | 200 JSON list of [`crate::DeviceRecord`] |
 //! | GET | `/.well-known/est/cacerts` | | 200 `application/pkcs7-mime`, base64 of PKCS#7 certs-only (intermediate, root) |
 //! | POST | `/.well-known/est/simpleenroll` | base64 of DER PKCS#10 (`application/pkcs10`) | 200 `application/pkcs7-mime; smime-type=certs-only`, base64 of PKCS#7 certs-only (the leaf) |
+//! | GET | `/v1/audit?after=N&limit=M` | | 200 JSON list of [`tfmprov_auth::AuditEntry`], oldest first (at most 1000) |
 //! | GET | `/healthz` | | 200 `ok` |
 //! | GET | `/metrics` | | 200 OpenMetrics 1.0 text (Prometheus scrapes it): `tfmprov_ca_certificates_issued_total{rekey}`, `tfmprov_ca_requests_failed_total{outcome}` |
+//!
+//! `POST /v1/csr` and EST `simpleenroll` need an operator token with the
+//! `sign` scope, `GET /v1/audit` one with `audit` (`Authorization: Bearer`;
+//! [`tfmprov_auth`]): none, unknown or revoked is 401, another scope 403;
+//! each refusal and each certificate issued goes to the audit log.
 //!
 //! Errors: 400 with the refusal reason as `text/plain`, 413 for bodies over 64 KiB,
 //! 500 `internal error` (details in the log).
@@ -19,14 +25,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, Extensions, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 
 use crate::{csr, Ca, Error, MAX_BODY_BYTES};
+use tfmprov_auth::Scope;
 
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
 const PKCS7: &str = "application/pkcs7-mime";
@@ -34,6 +41,9 @@ const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        if let Error::Denied(d) = self {
+            return d.into_response();
+        }
         let status =
             StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = match status {
@@ -60,6 +70,7 @@ pub fn router(ca: Arc<Ca>) -> Router {
         .route("/v1/csr", post(post_csr))
         .route("/v1/ca", get(get_ca))
         .route("/v1/devices", get(get_devices))
+        .route("/v1/audit", get(get_audit))
         .route("/.well-known/est/cacerts", get(est_cacerts))
         .route("/.well-known/est/simpleenroll", post(est_simpleenroll))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -127,17 +138,42 @@ fn body_or_refusal(
     }
 }
 
-async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String) -> Result<crate::Issued, Error> {
-    tokio::task::spawn_blocking(move || ca.sign_csr_from(&der, &src))
+/// The operator behind the request, if it may have CSRs signed; a refusal
+/// is answered 401 / 403 before the body is looked at.
+async fn operator(ca: &Arc<Ca>, headers: HeaderMap, request: &'static str) -> Result<String, Error> {
+    let ca = ca.clone();
+    tokio::task::spawn_blocking(move || ca.auth().authorize(&headers, Scope::Sign, request))
         .await
-        .map_err(|e| Error::Encoding(format!("signing task failed: {e}")))?
+        .map_err(|e| Error::Encoding(format!("authorization task failed: {e}")))?
+        .map(|op| op.name)
+        .map_err(Error::Denied)
+}
+
+/// Signs, and writes the outcome to the audit log (`certificate.issue`,
+/// actor the operator). A log that cannot be written fails the request
+/// (500): nothing is issued without its entry, though the certificate
+/// already made stays in the CA's own log.
+async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String) -> Result<crate::Issued, Error> {
+    tokio::task::spawn_blocking(move || {
+        let res = ca.sign_csr_from(&der, &src);
+        let (subject, result) = match &res {
+            Ok(i) => (format!("{} serial {}", i.device_id, i.serial_hex), "ok".to_owned()),
+            Err(e) => ("CSR".to_owned(), e.to_string()),
+        };
+        ca.auth().append(&actor, "certificate.issue", &subject, &result)?;
+        res
+    })
+    .await
+    .map_err(|e| Error::Encoding(format!("signing task failed: {e}")))?
 }
 
 async fn post_csr(
     State(ca): State<Arc<Ca>>,
     ext: Extensions,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
+    let actor = operator(&ca, headers, "POST /v1/csr").await?;
     let src = source("http", &ext);
     let body = body_or_refusal(&ca, &src, body)?;
     let der = match csr::csr_der_from_body(&body) {
@@ -147,7 +183,7 @@ async fn post_csr(
             return Err(Error::Refused(r));
         }
     };
-    let issued = sign(ca, der, src).await?;
+    let issued = sign(ca, der, src, actor).await?;
     let mut resp = ([(header::CONTENT_TYPE, PEM_CHAIN)], issued.chain_pem).into_response();
     if let Ok(v) = HeaderValue::from_str(&issued.device_id) {
         resp.headers_mut().insert("x-device-id", v);
@@ -163,6 +199,29 @@ async fn get_ca(State(ca): State<Arc<Ca>>) -> Response {
     let mut body = ca.root_pem();
     body.push_str(&ca.intermediate_pem());
     ([(header::CONTENT_TYPE, PEM_CHAIN)], body).into_response()
+}
+
+/// `?after=N&limit=M` of `GET /v1/audit`.
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_audit_limit")]
+    limit: u32,
+}
+
+fn default_audit_limit() -> u32 {
+    100
+}
+
+/// The audit log, a page at a time (scope `audit`).
+async fn get_audit(State(ca): State<Arc<Ca>>, headers: HeaderMap, query: Query<AuditQuery>) -> Result<Response, Error> {
+    tokio::task::spawn_blocking(move || {
+        ca.auth().authorize(&headers, Scope::Audit, "GET /v1/audit").map_err(Error::Denied)?;
+        Ok(Json(ca.auth().audit_page(query.after, query.limit.min(1000))?).into_response())
+    })
+    .await
+    .map_err(|e| Error::Encoding(format!("audit task failed: {e}")))?
 }
 
 async fn get_devices(State(ca): State<Arc<Ca>>) -> Result<Response, Error> {
@@ -205,8 +264,10 @@ async fn est_cacerts(State(ca): State<Arc<Ca>>) -> Result<Response, Error> {
 async fn est_simpleenroll(
     State(ca): State<Arc<Ca>>,
     ext: Extensions,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
+    let actor = operator(&ca, headers, "POST /.well-known/est/simpleenroll").await?;
     let src = source("est", &ext);
     let body = body_or_refusal(&ca, &src, body)?;
     let der = match csr::csr_der_from_est_body(&body) {
@@ -216,7 +277,7 @@ async fn est_simpleenroll(
             return Err(Error::Refused(r));
         }
     };
-    let issued = sign(ca.clone(), der, src).await?;
+    let issued = sign(ca.clone(), der, src, actor).await?;
     Ok(pkcs7_response(
         PKCS7_CERTS_ONLY,
         &ca.pkcs7_of(&issued.leaf_der)?,

@@ -41,6 +41,8 @@ pub use http::{router, serve};
 
 /// Largest request body (and CSR) accepted: 64 KiB. Larger is HTTP 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The first operator's token file in the state directory.
+pub const ADMIN_TOKEN_FILE: &str = "operator.token";
 /// Default leaf validity in days.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
 /// Largest accepted `validity_days` (100 years; the leaf is cut at the intermediate's
@@ -79,6 +81,11 @@ pub struct CaConfig {
     /// Where the log goes: `ca.sqlite` in the state directory (default) or
     /// PostgreSQL. The keys and certificates stay in the state directory.
     pub database: tfmprov_db::DbChoice,
+    /// The first operator's token file (default `operator.token` in the
+    /// state directory): at the first start, with no operator at all, the
+    /// token it holds becomes `admin`'s, or a new one is written there
+    /// ([`tfmprov_auth::Auth::bootstrap`]).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl CaConfig {
@@ -89,6 +96,7 @@ impl CaConfig {
             validity_days: DEFAULT_VALIDITY_DAYS,
             import: None,
             database: tfmprov_db::DbChoice::Sqlite,
+            admin_token_file: None,
         }
     }
 }
@@ -119,6 +127,7 @@ pub struct Ca {
     intermediate_key: SigningKey,
     has_root_key: bool,
     db: db::Db,
+    auth: tfmprov_auth::Auth,
     metrics: metrics::Metrics,
 }
 
@@ -155,6 +164,10 @@ impl Ca {
         }
         let state = store::open_or_create(&cfg.state_dir, cfg.import.as_ref())?;
         let db = db::Db::open(&cfg.database, &cfg.state_dir, store::DB_FILE)?;
+        // Its own connection (the log's is held while signing).
+        let auth = tfmprov_auth::Auth::new(tfmprov_db::Db::open(&cfg.database, &cfg.state_dir, store::DB_FILE)?);
+        let token_file = cfg.admin_token_file.clone().unwrap_or_else(|| cfg.state_dir.join(ADMIN_TOKEN_FILE));
+        auth.bootstrap(&token_file)?;
         Ok(Ca {
             validity_days: cfg.validity_days,
             state_dir: cfg.state_dir.clone(),
@@ -163,8 +176,14 @@ impl Ca {
             intermediate_key: state.intermediate_key,
             has_root_key: state.has_root_key,
             db,
+            auth,
             metrics: metrics::Metrics::new(),
         })
+    }
+
+    /// The operators and the audit log.
+    pub fn auth(&self) -> &tfmprov_auth::Auth {
+        &self.auth
     }
 
     /// Counters since start in the Prometheus text format (`GET /metrics`).

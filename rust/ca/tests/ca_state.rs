@@ -217,6 +217,7 @@ fn import_openssl_cas_and_issue() {
         validity_days: 30,
         import: Some(imported.clone()),
         database: tfmprov_db::DbChoice::Sqlite,
+        admin_token_file: None,
     };
     let ca = Ca::open_or_create(&cfg).unwrap();
     assert!(ca.has_root_key());
@@ -280,6 +281,7 @@ fn import_with_offline_root() {
         validity_days: 30,
         import: Some(imported),
         database: tfmprov_db::DbChoice::Sqlite,
+        admin_token_file: None,
     };
     let ca = Ca::open_or_create(&cfg).unwrap();
     assert!(!ca.has_root_key());
@@ -307,6 +309,7 @@ fn import_refuses_an_intermediate_not_signed_by_the_root() {
         validity_days: 30,
         import: Some(imp),
         database: tfmprov_db::DbChoice::Sqlite,
+        admin_token_file: None,
     })
     .unwrap_err();
     assert!(matches!(err, Error::State { .. }), "{err}");
@@ -339,6 +342,7 @@ fn import_refuses_a_key_that_is_not_p256() {
         validity_days: 30,
         import: Some(imp),
         database: tfmprov_db::DbChoice::Sqlite,
+        admin_token_file: None,
     })
     .unwrap_err();
     assert!(matches!(err, Error::State { .. }), "{err}");

@@ -26,10 +26,12 @@ fn sh(dir: &Path, script: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
+/// POST with the operator token (the CA's first one).
+fn post(token: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
     answer(
         agent()
             .post(url)
+            .header("Authorization", &format!("Bearer {token}"))
             .header("Content-Type", content_type)
             .send(body)
             .unwrap(),
@@ -57,6 +59,7 @@ fn csr_der_and_pem_bodies_devices_and_ca() {
     // DER body.
     let der = p256_csr(tmp.path(), "/CN=dev-der");
     let (status, ct, chain) = post(
+        &server.token,
         &format!("{}/v1/csr", server.base),
         "application/pkcs10",
         &der,
@@ -95,6 +98,7 @@ fn csr_der_and_pem_bodies_devices_and_ca() {
     let pem = std::fs::read(tmp.path().join("csr.pem")).unwrap();
     assert!(pem.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----"));
     let (status, _, chain) = post(
+        &server.token,
         &format!("{}/v1/csr", server.base),
         "application/x-pem-file",
         &pem,
@@ -157,7 +161,7 @@ fn refusals_are_400_with_a_reason_and_logged() {
         (b"not a csr", "malformed CSR"),
     ];
     for (body, reason) in cases {
-        let (status, ct, text) = post(&url, "application/pkcs10", body);
+        let (status, ct, text) = post(&server.token, &url, "application/pkcs10", body);
         assert_eq!(status, 400, "{text}");
         assert!(ct.starts_with("text/plain"), "{ct}");
         assert!(text.starts_with("CSR refused: "), "{text}");
@@ -165,12 +169,12 @@ fn refusals_are_400_with_a_reason_and_logged() {
     }
 
     // Over 64 KiB: 413.
-    let (status, _, text) = post(&url, "application/pkcs10", &vec![0x30; 64 * 1024 + 1]);
+    let (status, _, text) = post(&server.token, &url, "application/pkcs10", &vec![0x30; 64 * 1024 + 1]);
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("too large"), "{text}");
     // Exactly 64 KiB is read (and refused as a bad CSR).
     assert_eq!(
-        post(&url, "application/pkcs10", &vec![0x30; 64 * 1024]).0,
+        post(&server.token, &url, "application/pkcs10", &vec![0x30; 64 * 1024]).0,
         400
     );
 
@@ -199,7 +203,7 @@ fn refusals_are_400_with_a_reason_and_logged() {
     ] {
         assert!(page.lines().any(|l| l == line), "missing {line:?} in\n{page}");
     }
-    post(&url, "application/pkcs10", &p256_csr(tmp.path(), "/CN=dev-ok"));
+    post(&server.token, &url, "application/pkcs10", &p256_csr(tmp.path(), "/CN=dev-ok"));
     let (_, _, page) = get(&format!("{}/metrics", server.base));
     assert!(page.lines().any(|l| l == "tfmprov_ca_certificates_issued_total{rekey=\"false\"} 1"), "{page}");
 
@@ -221,6 +225,7 @@ fn est_simpleenroll_and_cacerts_parse_with_openssl() {
          -nodes -keyout est_key.pem -outform DER | base64",
     );
     let (status, ct, body) = post(
+        &server.token,
         &format!("{}/.well-known/est/simpleenroll", server.base),
         "application/pkcs10",
         &b64,
@@ -282,6 +287,7 @@ fn est_simpleenroll_and_cacerts_parse_with_openssl() {
 
     // EST refusals are 400 too.
     let (status, _, text) = post(
+        &server.token,
         &format!("{}/.well-known/est/simpleenroll", server.base),
         "application/pkcs10",
         b"%%%",
@@ -294,6 +300,7 @@ fn est_simpleenroll_and_cacerts_parse_with_openssl() {
          -nodes -keyout k2.pem -outform DER | base64",
     );
     let (status, _, text) = post(
+        &server.token,
         &format!("{}/.well-known/est/simpleenroll", server.base),
         "application/pkcs10",
         &bad,
@@ -313,12 +320,12 @@ fn blocking_client_against_the_server() {
 
     let csr = p256_csr(tmp.path(), "/CN=dev-client");
     let chain =
-        client::submit_csr(&format!("{}/", server.base), &csr, Duration::from_secs(30)).unwrap();
+        client::submit_csr(&format!("{}/", server.base), &server.token, &csr, Duration::from_secs(30)).unwrap();
     let out = openssl_verify(tmp.path(), &ca, &first_pem(&chain));
     assert!(out.contains("leaf.pem: OK"), "{out}");
 
     let bad = p256_csr(tmp.path(), "/CN=bad cn!");
-    match client::submit_csr(&server.base, &bad, Duration::from_secs(30)) {
+    match client::submit_csr(&server.base, &server.token, &bad, Duration::from_secs(30)) {
         Err(Error::Http {
             status: 400,
             message,
@@ -337,6 +344,7 @@ fn blocking_client_against_the_server() {
         .port();
     let err = client::submit_csr(
         &format!("http://127.0.0.1:{port}"),
+        "tfp_none",
         &csr,
         Duration::from_secs(5),
     )
@@ -353,11 +361,12 @@ fn concurrent_requests_all_get_distinct_certificates() {
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let base = base.clone();
+            let token = server.token.clone();
             std::thread::spawn(move || {
                 (0..10)
                     .map(|i| {
                         let csr = rust_csr(&new_key(), &format!("CN=dev-{t}-{i}"));
-                        client::submit_csr(&base, &csr, Duration::from_secs(30)).unwrap()
+                        client::submit_csr(&base, &token, &csr, Duration::from_secs(30)).unwrap()
                     })
                     .collect::<Vec<_>>()
             })
@@ -372,4 +381,60 @@ fn concurrent_requests_all_get_distinct_certificates() {
     assert_eq!(chains.len(), 40);
     assert_eq!(ca.devices().unwrap().len(), 40);
     assert_eq!(ca.requests(100).unwrap().len(), 40);
+}
+
+/// Issue 13: signing needs an operator token with the `sign` scope, on both
+/// `/v1/csr` and EST `simpleenroll`; none / unknown / revoked is 401 (with
+/// `WWW-Authenticate: Bearer`), another scope 403, and nothing is signed. The
+/// audit log records each certificate issued with its operator and each
+/// refusal, and needs the `audit` scope to read.
+#[test]
+fn signing_needs_an_operator_with_the_sign_scope() {
+    use tfmprov_auth::Scope;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+    let (_, station) = ca.auth().add_operator("station-1", &[Scope::Sign]).unwrap();
+    let (_, reader) = ca.auth().add_operator("auditor", &[Scope::Audit]).unwrap();
+    let (_, gone) = ca.auth().add_operator("gone", &[Scope::Sign]).unwrap();
+    ca.auth().revoke_operator("gone").unwrap();
+
+    let csr = rust_csr(&new_key(), "CN=dev-auth");
+    for path in ["/v1/csr", "/.well-known/est/simpleenroll"] {
+        let url = format!("{}{path}", server.base);
+        let body = if path == "/v1/csr" {
+            csr.clone()
+        } else {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &csr).into_bytes()
+        };
+        let resp = agent().post(&url).header("Content-Type", "application/pkcs10").send(&body[..]).unwrap();
+        let www = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+        let (status, _, text) = answer(resp);
+        assert_eq!((status, www.as_deref()), (401, Some("Bearer realm=\"tfmprov\"")), "{path}: {text}");
+        assert!(text.contains("no credential"), "{text}");
+        for (token, want) in [("tfp_unknown-token-unknown-token-unknown-00", 401), (gone.as_str(), 401), (reader.as_str(), 403)] {
+            let (status, _, text) = post(token, &url, "application/pkcs10", &body);
+            assert_eq!(status, want, "{path} with {token}: {text}");
+        }
+        let (status, _, text) = post(&station, &url, "application/pkcs10", &body);
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    // Two certificates issued (one per path), both by station-1.
+    assert_eq!(ca.devices().unwrap().len(), 1, "one device, re-issued");
+    let log = ca.auth().audit_page(0, 1000).unwrap();
+    let issued: Vec<_> = log.iter().filter(|e| e.action == "certificate.issue").collect();
+    assert_eq!(issued.len(), 2, "{log:?}");
+    assert!(issued.iter().all(|e| e.actor == "station-1" && e.subject.starts_with("dev-auth serial ") && e.result == "ok"));
+    let refused: Vec<_> = log.iter().filter(|e| e.action == "auth.refused").collect();
+    assert_eq!(refused.len(), 2 * 4, "{refused:?}");
+    assert!(refused.iter().any(|e| e.actor == "auditor" && e.subject == "POST /.well-known/est/simpleenroll"));
+    // Reading the log over HTTP: the audit scope, not the sign scope.
+    let url = format!("{}/v1/audit?after=0&limit=1000", server.base);
+    let get_with = |t: &str| answer(agent().get(&url).header("Authorization", &format!("Bearer {t}")).call().unwrap());
+    assert_eq!(get_with(&station).0, 403);
+    let (status, _, body) = get_with(&reader);
+    assert_eq!(status, 200, "{body}");
+    let entries: Vec<tfmprov_auth::AuditEntry> = serde_json::from_str(&body).unwrap();
+    assert_eq!(entries.len(), log.len() + 1, "the 403 just above is in it too");
+    assert!(ca.auth().verify_audit(None).is_ok());
 }

@@ -69,8 +69,8 @@ async fn run(postgres: bool, instances: usize, n_dev: usize, n_msgs: usize) -> R
     let per = n_msgs.div_ceil(n_dev) as u64;
     let devs: Vec<Device> = (0..n_dev).map(|i| cl.pki.device(&format!("bench-{i:03}"))).collect();
     for d in &devs {
-        let (base, id, chain) = (cl.a().base.clone(), d.id.clone(), d.chain_pem.clone());
-        tokio::task::spawn_blocking(move || client::register(&base, &id, &chain, Duration::from_secs(10)))
+        let (base, token, id, chain) = (cl.a().base.clone(), cl.token(), d.id.clone(), d.chain_pem.clone());
+        tokio::task::spawn_blocking(move || client::register(&base, &token, &id, &chain, Duration::from_secs(10)))
             .await
             .unwrap()
             .expect("register");

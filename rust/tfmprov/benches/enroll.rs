@@ -34,7 +34,7 @@ fn main() {
             key_id: Some(0x100 + round as u32),
             regenerate: true,
             link: LinkOptions { timeout: Duration::from_secs(5), retries: 1 },
-            ..EnrollOptions::new(&servers.ca_url, None)
+            ..EnrollOptions::new(&servers.ca_url, None, &servers.token)
         };
         let summary = tfmprov::batch::run(&targets, parallel, false, "enroll", |t| enroll(t, &opts));
         assert!(summary.all_ok(), "{}", summary.report("enroll"));

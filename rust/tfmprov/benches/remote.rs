@@ -57,7 +57,7 @@ fn run(broker: &'static str, choice: BrokerChoice, devices: usize, per_device: u
         .collect();
     let opts = tfmprov::enroll::EnrollOptions {
         http_timeout: Duration::from_secs(30),
-        ..tfmprov::enroll::EnrollOptions::new(&servers.ca_url, Some(&servers.aggregator_url))
+        ..tfmprov::enroll::EnrollOptions::new(&servers.ca_url, Some(&servers.aggregator_url), &servers.token)
     };
     let value = |id: &str, n: u8| -> [u8; 32] {
         use sha2::Digest;
@@ -91,12 +91,13 @@ fn run(broker: &'static str, choice: BrokerChoice, devices: usize, per_device: u
             .into_iter()
             .map(|chunk| {
                 let agg = agg.clone();
+                let token = servers.token.clone();
                 sc.spawn(move || {
                     chunk
                         .into_iter()
                         .map(|id| {
                             let args = serde_json::json!({ "id": 3 });
-                            let info = client::submit_command(&agg, &id, "status", args).unwrap();
+                            let info = client::submit_command(&agg, &token, &id, "status", args).unwrap();
                             (id, info.cid)
                         })
                         .collect::<Vec<_>>()
@@ -109,7 +110,7 @@ fn run(broker: &'static str, choice: BrokerChoice, devices: usize, per_device: u
     let mut last_answer = start;
     for (id, cid) in &cids {
         loop {
-            let info = client::command(&agg, id, cid).unwrap().unwrap();
+            let info = client::command(&agg, &servers.token, id, cid).unwrap().unwrap();
             if info.state == "answered" {
                 latencies.push(info.answered_at.unwrap_or(0) - info.created_at);
                 last_answer = Instant::now();

@@ -41,6 +41,7 @@ pub fn serve_ca(
     import_root: Option<Vec<PathBuf>>,
     import_intermediate: Option<Vec<PathBuf>>,
     database: tfmprov_aggregator::DbChoice,
+    admin_token_file: Option<PathBuf>,
 ) -> Result<()> {
     let import = match (import_root, import_intermediate) {
         (None, None) => None,
@@ -58,7 +59,7 @@ pub fn serve_ca(
         }
         (Some(_), None) => bail!("--import-root needs --import-intermediate KEY CERT too"),
     };
-    let cfg = tfmprov_ca::CaConfig { state_dir: state, validity_days, import, database };
+    let cfg = tfmprov_ca::CaConfig { state_dir: state, validity_days, import, database, admin_token_file };
     let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&cfg).context("opening the CA")?);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -128,6 +129,15 @@ pub struct AggregatorArgs {
     /// Seconds a rotated-out key stays accepted after the device switched.
     #[arg(long, default_value_t = tfmprov_aggregator::DEFAULT_ROTATION_GRACE.as_secs())]
     pub rotation_grace: u64,
+    /// The first operator's token file (default: operator.token in --state).
+    /// At the first start, with no operator, the token in it becomes
+    /// admin's, or a new one is written there (mode 0600).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the operator token (scope `sign`) shown to the CA at
+    /// --ca-url / --rotation-ca: cloud key enrollment and rotated keys.
+    #[arg(long, env = "TFMPROV_CA_TOKEN_FILE")]
+    pub ca_token_file: Option<PathBuf>,
 }
 
 impl AggregatorArgs {
@@ -154,6 +164,8 @@ impl AggregatorArgs {
         cfg.rotation_grace = std::time::Duration::from_secs(self.rotation_grace);
         cfg.database = tfmprov_aggregator::DbChoice::parse(&self.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         cfg.instance = self.instance.clone();
+        cfg.admin_token_file = self.admin_token_file.clone();
+        cfg.ca_token = self.ca_token_file.as_deref().map(crate::credential::read_token).transpose()?;
         Ok(cfg)
     }
 }
@@ -198,6 +210,11 @@ pub struct Servers {
     pub mqtt_url: String,
     /// The CA root (PEM).
     pub root_pem: String,
+    /// The operator token both servers took as their first operator's
+    /// (`admin`, every scope), in `operator.token` of the directory.
+    pub token: String,
+    /// The file holding it.
+    pub token_file: PathBuf,
     rt: tokio::runtime::Runtime,
     aggregator: Option<tfmprov_aggregator::Running>,
     ca_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -222,7 +239,16 @@ impl Servers {
         tweak: impl FnOnce(&mut tfmprov_aggregator::Config),
     ) -> Result<Servers> {
         let rt = runtime()?;
-        let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&tfmprov_ca::CaConfig::new(dir.join("ca"))).context("CA")?);
+        // One operator token for both servers (each adopts it as admin's at
+        // its first start), made here unless an earlier start left one.
+        let token_file = dir.join("operator.token");
+        if !token_file.exists() {
+            tfmprov_auth::write_secret(&token_file, &tfmprov_auth::generate_token())?;
+        }
+        let token = crate::credential::read_token(&token_file)?;
+        let mut ca_cfg = tfmprov_ca::CaConfig::new(dir.join("ca"));
+        ca_cfg.admin_token_file = Some(token_file.clone());
+        let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&ca_cfg).context("CA")?);
         let root_pem = ca.root_pem();
         let root_file = dir.join("ca-root.pem");
         std::fs::write(&root_file, &root_pem)?;
@@ -246,11 +272,13 @@ impl Servers {
         cfg.cloud = tfmprov_aggregator::CloudIdentity::EnrollAt { ca_url: ca_url.clone() };
         // And signs rotated keys.
         cfg.rotation_ca = Some(ca_url.clone());
+        cfg.admin_token_file = Some(token_file.clone());
+        cfg.ca_token = Some(token.clone());
         tweak(&mut cfg);
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
         let aggregator_url = format!("http://{}", running.http_addr());
         let mqtt_url = format!("mqtt://{}", running.mqtt_addr());
-        Ok(Servers { ca_url, aggregator_url, mqtt_url, root_pem, rt, aggregator: Some(running), ca_stop: Some(ca_stop) })
+        Ok(Servers { ca_url, aggregator_url, mqtt_url, root_pem, token, token_file, rt, aggregator: Some(running), ca_stop: Some(ca_stop) })
     }
 
     /// The aggregator's counters.
@@ -368,6 +396,23 @@ pub fn tamper_seq(original: &[u8]) -> Result<Vec<u8>> {
     msg.to_tagged_vec().map_err(|e| anyhow::anyhow!("encoding: {e:?}"))
 }
 
+/// A server's audit log (its SQLite file in `state`), verified: its head and
+/// every entry.
+fn audit_of(state: &std::path::Path, file: &str) -> Result<(tfmprov_auth::Head, Vec<tfmprov_auth::AuditEntry>)> {
+    let db = tfmprov_db::Db::open(&tfmprov_db::DbChoice::Sqlite, state, file)?;
+    let auth = tfmprov_auth::Auth::new(db);
+    let head = auth.verify_audit(None)?;
+    let mut entries = Vec::new();
+    loop {
+        let page = auth.audit_page(entries.last().map_or(0, |e: &tfmprov_auth::AuditEntry| e.seq), 1000)?;
+        if page.is_empty() {
+            break;
+        }
+        entries.extend(page);
+    }
+    Ok((head, entries))
+}
+
 /// Rotates `id`'s key through the aggregator while its simulator sends
 /// telemetry; (the rotation at its end, messages stored under the new kid).
 fn rotate_one(
@@ -379,10 +424,10 @@ fn rotate_one(
     let extra: Vec<String> = vec!["--mqtt".into(), servers.mqtt_url.clone(), "--interval".into(), "300".into()];
     let sim = crate::sim::SimProcess::spawn(exe, &dir.join("devices").join(id), id, &extra)?;
     let agg = servers.aggregator_url.as_str();
-    tfmprov_aggregator::client::start_rotation(agg, id, None, Some(1)).context("starting the rotation")?;
+    tfmprov_aggregator::client::start_rotation(agg, &servers.token, id, None, Some(1)).context("starting the rotation")?;
     let mut last = None;
     wait_until(Duration::from_secs(60), || {
-        last = tfmprov_aggregator::client::rotation(agg, id).ok().flatten();
+        last = tfmprov_aggregator::client::rotation(agg, &servers.token, id).ok().flatten();
         last.as_ref().is_some_and(|r| r.state == "done" || r.state == "failed")
     });
     let r = last.context("the rotation vanished")?;
@@ -446,7 +491,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         .collect();
     let opts = crate::enroll::EnrollOptions {
         o: Some("tfmprov demo".into()),
-        ..crate::enroll::EnrollOptions::new(&servers.ca_url, Some(&servers.aggregator_url))
+        ..crate::enroll::EnrollOptions::new(&servers.ca_url, Some(&servers.aggregator_url), &servers.token)
     };
     // Known values as a factory would supply them: one pair per device (here
     // derived from the device id, so that no two devices share a key).
@@ -505,7 +550,14 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     let rotation_ok = matches!(&rotation, Ok((r, n)) if r.state == "done" && *n >= 2);
     let after_rotation = servers.stats();
 
-    // 6. Summary.
+    // 7. Who may do what (issue 13): a CSR without a credential is refused;
+    // both servers' audit logs hold every action and their chains verify.
+    let unauthenticated = tfmprov_ca::client::submit_csr(&servers.ca_url, "", b"", Duration::from_secs(5));
+    let refused_401 = matches!(unauthenticated, Err(tfmprov_ca::Error::Http { status: 401, .. }));
+    let ca_log = audit_of(&dir.join("ca"), tfmprov_ca::store::DB_FILE);
+    let agg_log = audit_of(&dir.join("aggregator"), tfmprov_aggregator::DB_FILE);
+
+    // 8. Summary.
     println!();
     println!("  {:<34} {:>8} {:>8}", "", "expected", "actual");
     println!("  {:<34} {:>8} {:>8}", "devices enrolled and registered", args.devices, enrolled);
@@ -532,6 +584,23 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         }
         Err(e) => println!("  {} key rotation: FAILED: {e:#}", ids[0]),
     }
+    println!("  {:<34} {:>8} {:>8}", "CSR without an operator token", 401, if refused_401 { "401" } else { "accepted" });
+    let count = |log: &Result<(tfmprov_auth::Head, Vec<tfmprov_auth::AuditEntry>)>, action: &str| {
+        log.as_ref().map_or(0, |(_, e)| e.iter().filter(|e| e.action == action && e.result.starts_with("ok")).count())
+    };
+    // Certificates: one per device, the cloud key's, the rotated key's.
+    let want_issued = enrolled + 2;
+    println!("  {:<34} {:>8} {:>8}", "audit (CA): certificates issued", want_issued, count(&ca_log, "certificate.issue"));
+    println!("  {:<34} {:>8} {:>8}", "audit (aggregator): registrations", enrolled, count(&agg_log, "device.register"));
+    for (name, log) in [("CA", &ca_log), ("aggregator", &agg_log)] {
+        match log {
+            Ok((head, _)) => println!("  audit log ({name}): chain intact, head {head}"),
+            Err(e) => println!("  audit log ({name}): NOT intact: {e:#}"),
+        }
+    }
+    if args.keep || args.state.is_some() {
+        println!("  operator token (every scope): {}", servers.token_file.display());
+    }
     let replay = stats.rejected_for(tfmprov_cose::RejectCode::Replay);
     let bad_sig = stats.rejected_for(tfmprov_cose::RejectCode::BadSignature);
     let ok = enrolled == args.devices
@@ -543,10 +612,15 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         && bad_sig == 1
         && stats.rejected_total() == 2
         && rotation_ok
-        && after_rotation.rejected_total() == stats.rejected_total();
+        && after_rotation.rejected_total() == stats.rejected_total()
+        && refused_401
+        && count(&ca_log, "certificate.issue") == want_issued
+        && count(&agg_log, "device.register") == enrolled
+        && ca_log.is_ok()
+        && agg_log.is_ok();
     println!();
     if ok {
-        println!("demo: OK: every device enrolled, every message accepted once, the replay and the tampered message rejected, a key rotated remotely");
+        println!("demo: OK: every device enrolled, every message accepted once, the replay and the tampered message rejected, a key rotated remotely, no credential no certificate, both audit logs intact");
     } else {
         println!("demo: FAILED: see the table above");
     }

@@ -30,13 +30,16 @@ pub struct EnrollOptions {
     pub link: LinkOptions,
     /// HTTP timeout for the CA and the aggregator.
     pub http_timeout: Duration,
+    /// The operator token sent to the CA (scope `sign`) and the aggregator
+    /// (scope `devices`).
+    pub token: String,
 }
 
 impl EnrollOptions {
     /// Defaults for enrolling at `ca_url` (registering at `aggregator_url`
     /// if given): a new key at an auto-assigned ID, no O/OU, default link
     /// options, a 10 s HTTP timeout.
-    pub fn new(ca_url: &str, aggregator_url: Option<&str>) -> EnrollOptions {
+    pub fn new(ca_url: &str, aggregator_url: Option<&str>, token: &str) -> EnrollOptions {
         EnrollOptions {
             ca_url: ca_url.to_owned(),
             aggregator_url: aggregator_url.map(str::to_owned),
@@ -47,6 +50,7 @@ impl EnrollOptions {
             ou: None,
             link: LinkOptions::default(),
             http_timeout: Duration::from_secs(10),
+            token: token.to_owned(),
         }
     }
 }
@@ -104,7 +108,7 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
     let csr = client
         .csr_create(key_id, device_id, opts.o.as_deref(), opts.ou.as_deref())
         .context("device CSR")?;
-    let chain_pem = tfmprov_ca::client::submit_csr(&opts.ca_url, &csr, opts.http_timeout).context("CA refused or unreachable")?;
+    let chain_pem = tfmprov_ca::client::submit_csr(&opts.ca_url, &opts.token, &csr, opts.http_timeout).context("CA refused or unreachable")?;
     let leaf_der = first_pem_der(&chain_pem)?;
     client.cert_store(key_id, &leaf_der).context("storing the certificate on the device")?;
     let (root_pem, _intermediate) =
@@ -116,14 +120,14 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
     }
     let mut registered = false;
     if let Some(url) = &opts.aggregator_url {
-        tfmprov_aggregator::client::register(url, device_id, &chain_pem, opts.http_timeout)
+        tfmprov_aggregator::client::register(url, &opts.token, device_id, &chain_pem, opts.http_timeout)
             .context("registering at the aggregator")?;
         registered = true;
         // The key-agreement key (remote provisioning, docs/remote.md), read
         // over this trusted link. A device whose firmware predates it
         // answers "not supported": enrollment goes on without it.
         match client.kak_public() {
-            Ok(kak) => tfmprov_aggregator::client::set_kak(url, device_id, &kak, opts.http_timeout)
+            Ok(kak) => tfmprov_aggregator::client::set_kak(url, &opts.token, device_id, &kak, opts.http_timeout)
                 .context("registering the key-agreement key")?,
             Err(e) => tracing::warn!("{device_id}: no key-agreement key ({e}): no remote provisioning"),
         }

@@ -46,6 +46,12 @@ enum Command {
     /// A key or certificate operation on a device in the field, through the
     /// aggregator and MQTT, end to end encrypted (docs/remote.md).
     Remote(tfmprov::remote::RemoteArgs),
+    /// Operators of the CA or the aggregator: scoped API tokens, stored hashed.
+    #[command(subcommand)]
+    Operator(tfmprov::admin::OperatorCommand),
+    /// The hash-chained audit log of the CA or the aggregator.
+    #[command(subcommand)]
+    Audit(tfmprov::admin::AuditCommand),
 }
 
 #[derive(Args)]
@@ -99,6 +105,11 @@ enum CaCommand {
         /// (a URL with a password is better given in the environment).
         #[arg(long, env = "TFMPROV_CA_DB", default_value = "sqlite", hide_env_values = true)]
         db: String,
+        /// The first operator's token file (default: operator.token in --state).
+        /// At the first start, with no operator, the token in it becomes
+        /// admin's, or a new one is written there (mode 0600).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
     },
 }
 
@@ -246,6 +257,9 @@ struct BatchArgs {
     /// HTTP timeout in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     http_timeout_ms: u64,
+    /// The operator credential (scopes `sign`, and `devices` with --aggregator).
+    #[command(flatten)]
+    token: tfmprov::credential::TokenArgs,
 }
 
 impl BatchArgs {
@@ -263,8 +277,8 @@ impl BatchArgs {
         Ok(t)
     }
 
-    fn options(&self) -> EnrollOptions {
-        EnrollOptions {
+    fn options(&self) -> Result<EnrollOptions> {
+        Ok(EnrollOptions {
             ca_url: self.ca.clone(),
             aggregator_url: self.aggregator.clone(),
             key_id: None,
@@ -274,7 +288,8 @@ impl BatchArgs {
             ou: None,
             link: self.link.options(),
             http_timeout: Duration::from_millis(self.http_timeout_ms),
-        }
+            token: self.token.token()?,
+        })
     }
 }
 
@@ -375,9 +390,9 @@ fn run(cli: Cli) -> Result<bool> {
             })?;
             Ok(true)
         }
-        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate, db }) => {
+        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate, db, admin_token_file }) => {
             let db = tfmprov_db_choice(&db)?;
-            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate, db)?;
+            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate, db, admin_token_file)?;
             Ok(true)
         }
         Command::Aggregator(AggregatorCommand::Serve(a)) => {
@@ -463,7 +478,7 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Command::Enroll(a) => {
             let targets = a.batch.targets()?;
-            let mut opts = a.batch.options();
+            let mut opts = a.batch.options()?;
             opts.key_id = a.key_id;
             opts.regenerate = a.regenerate;
             opts.o = a.o;
@@ -481,7 +496,7 @@ fn run(cli: Cli) -> Result<bool> {
             let targets = a.batch.targets()?;
             let v2 = a.known_2.as_deref().map(parse_hex32).transpose()?.unwrap_or(tfmprov_device::factory::SAMPLE_VALUE_2);
             let v3 = a.known_3.as_deref().map(parse_hex32).transpose()?.unwrap_or(tfmprov_device::factory::SAMPLE_VALUE_3);
-            let opts = a.batch.options();
+            let opts = a.batch.options()?;
             let summary =
                 tfmprov::batch::run(&targets, a.batch.parallel, true, "factory", |t| tfmprov::enroll::factory(t, &opts, &v2, &v3));
             for o in &summary.outcomes {
@@ -493,6 +508,8 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(summary.all_ok())
         }
         Command::Demo(a) => tfmprov::demo::run(a),
+        Command::Operator(c) => tfmprov::admin::operator(c),
+        Command::Audit(c) => tfmprov::admin::audit(c),
     }
 }
 

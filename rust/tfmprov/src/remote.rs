@@ -43,6 +43,9 @@ pub struct RemoteArgs {
     /// rotate waits until the device has switched to the new key.
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
+    /// The operator credential (scope `commands`).
+    #[command(flatten)]
+    pub token: crate::credential::TokenArgs,
 }
 
 fn ops() -> Vec<&'static str> {
@@ -55,12 +58,13 @@ fn ops() -> Vec<&'static str> {
 /// key (state `grace`), the rotation ended (`done`, `failed`) or the wait is
 /// over. The rotation's info at that point.
 pub fn rotate(a: &RemoteArgs) -> Result<tfmprov_aggregator::RotationInfo> {
-    let mut info = tfmprov_aggregator::client::start_rotation(&a.aggregator, &a.device, a.id, a.grace)
+    let token = a.token.token()?;
+    let mut info = tfmprov_aggregator::client::start_rotation(&a.aggregator, &token, &a.device, a.id, a.grace)
         .context("the aggregator refused the rotation")?;
     let deadline = Instant::now() + Duration::from_secs(a.wait);
     while !["grace", "done", "failed"].contains(&info.state.as_str()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        info = tfmprov_aggregator::client::rotation(&a.aggregator, &a.device)?.context("the rotation vanished from the aggregator")?;
+        info = tfmprov_aggregator::client::rotation(&a.aggregator, &token, &a.device)?.context("the rotation vanished from the aggregator")?;
     }
     if a.wait > 0 && !["grace", "done", "failed"].contains(&info.state.as_str()) {
         bail!("{}: rotation {} still at step {} after {} s (it goes on in the aggregator)", a.device, info.rid, info.state, a.wait);
@@ -92,13 +96,14 @@ pub fn run(a: &RemoteArgs) -> Result<CommandInfo> {
         let der = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         args.insert("cert".into(), hex::encode(der).into());
     }
-    let info = tfmprov_aggregator::client::submit_command(&a.aggregator, &a.device, &a.op, args.into())
+    let token = a.token.token()?;
+    let info = tfmprov_aggregator::client::submit_command(&a.aggregator, &token, &a.device, &a.op, args.into())
         .context("the aggregator refused the command")?;
     let deadline = Instant::now() + Duration::from_secs(a.wait);
     let mut info = info;
     while info.state == "sent" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        info = tfmprov_aggregator::client::command(&a.aggregator, &a.device, &info.cid)?
+        info = tfmprov_aggregator::client::command(&a.aggregator, &token, &a.device, &info.cid)?
             .context("the command vanished from the aggregator")?;
     }
     if a.wait > 0 && info.state == "sent" {

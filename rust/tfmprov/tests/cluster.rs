@@ -70,8 +70,8 @@ async fn two_instances_store_every_message_once_across_a_sigkill(postgres: bool)
     let mut devs = Vec::new();
     for i in 0..n_dev {
         let d = cl.pki.device(&format!("fleet-{i:02}"));
-        let (base, id, chain) = (cl.a().base.clone(), d.id.clone(), d.chain_pem.clone());
-        tokio::task::spawn_blocking(move || client::register(&base, &id, &chain, Duration::from_secs(10)))
+        let (base, token, id, chain) = (cl.a().base.clone(), cl.token(), d.id.clone(), d.chain_pem.clone());
+        tokio::task::spawn_blocking(move || client::register(&base, &token, &id, &chain, Duration::from_secs(10)))
             .await
             .unwrap()
             .expect("register");
@@ -144,8 +144,8 @@ async fn two_instances_store_every_message_once_across_a_sigkill(postgres: bool)
 async fn backlog_across_two_instances_is_all_stored(postgres: bool) {
     let cl = Cluster::start(postgres);
     let dev = cl.pki.device("backlog-x");
-    let (base, id, chain) = (cl.a().base.clone(), dev.id.clone(), dev.chain_pem.clone());
-    tokio::task::spawn_blocking(move || client::register(&base, &id, &chain, Duration::from_secs(10)))
+    let (base, token, id, chain) = (cl.a().base.clone(), cl.token(), dev.id.clone(), dev.chain_pem.clone());
+    tokio::task::spawn_blocking(move || client::register(&base, &token, &id, &chain, Duration::from_secs(10)))
         .await
         .unwrap()
         .expect("register");

@@ -33,6 +33,12 @@ fn openssl_verify(dir: &Path, root_pem: &str, chain_pem: &str) {
     assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+
+/// The operator token file the test servers share.
+fn tf(servers: &Servers) -> &str {
+    servers.token_file.to_str().expect("UTF-8 path")
+}
+
 #[test]
 fn enroll_several_devices_and_check_every_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +49,15 @@ fn enroll_several_devices_and_check_every_certificate() {
             SimProcess::spawn(Path::new(EXE), &dir.path().join(&id), &id, &[]).unwrap()
         })
         .collect();
-    let mut args: Vec<String> = vec!["enroll".into(), "--ca".into(), servers.ca_url.clone(), "--key-id".into(), "0x3".into()];
+    let mut args: Vec<String> = vec![
+        "enroll".into(),
+        "--ca".into(),
+        servers.ca_url.clone(),
+        "--token-file".into(),
+        servers.token_file.display().to_string(),
+        "--key-id".into(),
+        "0x3".into(),
+    ];
     for s in &sims {
         args.push("--device".into());
         args.push(format!("{}@udp:{}", s.device_id, s.udp));
@@ -86,7 +100,7 @@ fn factory_chain_verifies_and_state_survives_restart() {
     let state = dir.path().join("dev-a");
     let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-a", &[]).unwrap();
     let target = format!("dev-a@udp:{}", sim.udp);
-    let out = ok(&["factory", "--ca", &servers.ca_url, "--aggregator", &servers.aggregator_url, "--device", &target]);
+    let out = ok(&["factory", "--ca", &servers.ca_url, "--aggregator", &servers.aggregator_url, "--token-file", tf(&servers), "--device", &target]);
     assert!(out.contains("dev-a: key 0x00000003 enrolled"), "{out}");
     assert!(out.contains("registered"), "{out}");
     let udp = sim.udp.to_string();
@@ -111,7 +125,7 @@ fn factory_chain_verifies_and_state_survives_restart() {
     assert!(ok(&["keys", "status", "--udp", &udp, "--id", "2"]).contains("present"));
     // Running the factory again keeps the keys (idempotent) and re-issues key 3's certificate.
     let target = format!("dev-a@udp:{udp}");
-    ok(&["factory", "--ca", &servers.ca_url, "--device", &target]);
+    ok(&["factory", "--ca", &servers.ca_url, "--token-file", tf(&servers), "--device", &target]);
     assert_eq!(ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]), pub_random);
 }
 
@@ -125,7 +139,7 @@ fn one_failing_device_does_not_stop_the_batch() {
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
     let out = tfmprov(&[
-        "enroll", "--ca", &servers.ca_url, "--timeout-ms", "200", "--retries", "1",
+        "enroll", "--ca", &servers.ca_url, "--token-file", tf(&servers), "--timeout-ms", "200", "--retries", "1",
         "--device", &format!("dead-1@udp:{dead_addr}"),
         "--device", &format!("good-1@udp:{}", good.udp),
     ]);
@@ -173,4 +187,10 @@ fn the_demo_runs_end_to_end() {
     // dev-1's key rotated through the broker, nothing refused meanwhile.
     assert!(stdout.lines().any(|l| l.contains("dev-1 key rotated remotely") && l.trim_end().ends_with("done")), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("rejected during the rotation") && l.trim_end().ends_with(" 0")), "{stdout}");
+    // Issue 13: no credential, no certificate; 2 devices + the cloud key +
+    // the rotated key issued, 2 registrations, both audit logs intact.
+    assert!(stdout.lines().any(|l| l.contains("CSR without an operator token") && l.trim_end().ends_with("401")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("audit (CA): certificates issued") && l.split_whitespace().rev().take(2).all(|w| w == "4")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("audit (aggregator): registrations") && l.split_whitespace().rev().take(2).all(|w| w == "2")), "{stdout}");
+    assert_eq!(stdout.matches("chain intact, head ").count(), 2, "{stdout}");
 }

@@ -65,7 +65,7 @@ fn eavesdrop(mqtt_url: &str) -> (Client, Seen) {
 fn factory_enrolled(dir: &Path, servers: &Servers, id: &str) -> std::path::PathBuf {
     let state = dir.join(id);
     let sim = SimProcess::spawn(Path::new(EXE), &state, id, &[]).unwrap();
-    ok(&["factory", "--ca", &servers.ca_url, "--aggregator", &servers.aggregator_url, "--device", &format!("{id}@udp:{}", sim.udp)]);
+    ok(&["factory", "--ca", &servers.ca_url, "--aggregator", &servers.aggregator_url, "--token-file", servers.token_file.to_str().unwrap(), "--device", &format!("{id}@udp:{}", sim.udp)]);
     sim.stop();
     state
 }
@@ -103,19 +103,20 @@ fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: 
     wait_for("telemetry", Duration::from_secs(20), || servers.stats().accepted >= 1);
 
     let agg = servers.aggregator_url.as_str();
-    let out = ok(&["remote", "status", "--device", "dev-r", "--aggregator", agg, "--id", "3"]);
+    let tf = servers.token_file.to_str().unwrap();
+    let out = ok(&["remote", "status", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "3"]);
     assert!(out.contains("dev-r status cseq 1: answered rc 0"), "{out}");
     assert!(out.contains("\"present\":true"), "{out}");
-    let out = ok(&["remote", "generate", "--device", "dev-r", "--aggregator", agg, "--id", "0x20"]);
+    let out = ok(&["remote", "generate", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "0x20"]);
     assert!(out.contains("generate cseq 2: answered rc 0"), "{out}");
     let new_pub = out.split("\"pub\":\"").nth(1).and_then(|r| r.split('"').next()).expect("pub in the result").to_owned();
     assert_eq!(new_pub.len(), 130);
-    let out = ok(&["remote", "public", "--device", "dev-r", "--aggregator", agg, "--id", "0x20"]);
+    let out = ok(&["remote", "public", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "0x20"]);
     assert!(out.contains(&new_pub), "the same key read back: {out}");
-    let out = ok(&["remote", "destroy", "--device", "dev-r", "--aggregator", agg, "--id", "0x20"]);
+    let out = ok(&["remote", "destroy", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "0x20"]);
     assert!(out.contains("destroy cseq 4: answered rc 0"), "{out}");
     // A group error comes back with its code (and exit status 1).
-    let o = tfmprov(&["remote", "public", "--device", "dev-r", "--aggregator", agg, "--id", "0x20"]);
+    let o = tfmprov(&["remote", "public", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "0x20"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("answered rc 2"), "{}", String::from_utf8_lossy(&o.stdout));
 
@@ -139,7 +140,7 @@ fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: 
     let generate = cmds[1].clone();
     watcher.publish("prov/dev-r/cmd", QoS::AtLeastOnce, false, generate).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let o = tfmprov(&["remote", "status", "--device", "dev-r", "--aggregator", agg, "--id", "0x20"]);
+    let o = tfmprov(&["remote", "status", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "0x20"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"present\":false"), "replaying generate did not run it again: {out}");
     drop(sim);
@@ -169,6 +170,8 @@ fn rotation_on_mosquitto() {
 /// in clear on the broker.
 fn rotation_of_a_running_device_restarted_midway(dir: &Path, servers: &Servers) {
     let agg = servers.aggregator_url.as_str();
+    let tok = servers.token.as_str();
+    let tf = servers.token_file.to_str().unwrap();
     let state = factory_enrolled(dir, servers, "dev-k");
     let before = tfmprov_aggregator::client::device(agg, "dev-k").unwrap().unwrap();
     let (_watcher, seen) = eavesdrop(&servers.mqtt_url);
@@ -179,21 +182,21 @@ fn rotation_of_a_running_device_restarted_midway(dir: &Path, servers: &Servers) 
     // The rotation runs in the aggregator; the CLI starts it and waits until
     // the device has switched.
     let cli = Command::new(EXE)
-        .args(["remote", "rotate", "--device", "dev-k", "--aggregator", agg, "--id", "0x30", "--grace", "2", "--wait", "90"])
+        .args(["remote", "rotate", "--device", "dev-k", "--aggregator", agg, "--token-file", tf, "--id", "0x30", "--grace", "2", "--wait", "90"])
         .env("TFMPROV_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut started = None;
     wait_for("the rotation started", Duration::from_secs(20), || {
-        started = tfmprov_aggregator::client::rotation(agg, "dev-k").unwrap();
+        started = tfmprov_aggregator::client::rotation(agg, tok, "dev-k").unwrap();
         started.is_some()
     });
     assert_eq!(started.unwrap().old_kid, before.kid);
     // A second rotation of the same device while this one runs: refused.
-    let e = tfmprov_aggregator::client::start_rotation(agg, "dev-k", None, None).unwrap_err();
+    let e = tfmprov_aggregator::client::start_rotation(agg, tok, "dev-k", None, None).unwrap_err();
     assert!(e.to_string().contains("rotation running already"), "{e}");
-    let rotation = || tfmprov_aggregator::client::rotation(agg, "dev-k").unwrap().unwrap();
+    let rotation = || tfmprov_aggregator::client::rotation(agg, tok, "dev-k").unwrap().unwrap();
     // Power lost once the new key exists and before the device switched.
     wait_for("the new key generated", Duration::from_secs(30), || rotation().state != "generate");
     sim.kill();
@@ -234,9 +237,9 @@ fn rotation_of_a_running_device_restarted_midway(dir: &Path, servers: &Servers) 
         assert_ne!(r.state, "failed", "{r:?}");
         r.state == "done"
     });
-    let out = ok(&["remote", "status", "--device", "dev-k", "--aggregator", agg, "--id", "3"]);
+    let out = ok(&["remote", "status", "--device", "dev-k", "--aggregator", agg, "--token-file", tf, "--id", "3"]);
     assert!(out.contains("\"present\":false"), "old key destroyed: {out}");
-    let out = ok(&["remote", "get-cert", "--device", "dev-k", "--aggregator", agg, "--id", "0x30"]);
+    let out = ok(&["remote", "get-cert", "--device", "dev-k", "--aggregator", agg, "--token-file", tf, "--id", "0x30"]);
     let leaf_hex = out.split("\"cert\":\"").nth(1).and_then(|r| r.split('"').next()).expect("cert").to_owned();
     let registered_leaf = tfmprov::enroll::pem_chain_der(&after.chain_pem).unwrap().remove(0);
     assert_eq!(hex::decode(&leaf_hex).unwrap(), registered_leaf, "the device holds the registered certificate");
@@ -286,6 +289,8 @@ fn expired_commands_are_refused_and_a_rotation_asks_again() {
     let embedded = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() };
     let servers = Servers::start_with(dir.path(), embedded, |c| c.command_timeout = Duration::from_secs(1)).unwrap();
     let agg = servers.aggregator_url.as_str();
+    let tok = servers.token.as_str();
+    let tf = servers.token_file.to_str().unwrap();
     let state = factory_enrolled(dir.path(), &servers, "dev-x");
     // Online once, so that the broker keeps its session, then away.
     let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
@@ -293,28 +298,28 @@ fn expired_commands_are_refused_and_a_rotation_asks_again() {
     wait_for("telemetry", Duration::from_secs(20), || servers.stats().accepted >= 1);
     sim.stop();
 
-    let destroy = tfmprov_aggregator::client::submit_command(agg, "dev-x", "destroy", serde_json::json!({"id": 3})).unwrap();
-    tfmprov_aggregator::client::start_rotation(agg, "dev-x", Some(0x31), Some(1)).unwrap();
+    let destroy = tfmprov_aggregator::client::submit_command(agg, tok, "dev-x", "destroy", serde_json::json!({"id": 3})).unwrap();
+    tfmprov_aggregator::client::start_rotation(agg, tok, "dev-x", Some(0x31), Some(1)).unwrap();
     wait_for("the rotation's first command sent", Duration::from_secs(10), || {
-        tfmprov_aggregator::client::rotation(agg, "dev-x").unwrap().unwrap().cid.is_some()
+        tfmprov_aggregator::client::rotation(agg, tok, "dev-x").unwrap().unwrap().cid.is_some()
     });
     std::thread::sleep(Duration::from_millis(2500));
     let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-x", &args).unwrap();
     let mut info = None;
     wait_for("the destroy answered", Duration::from_secs(20), || {
-        info = tfmprov_aggregator::client::command(agg, "dev-x", &destroy.cid).unwrap();
+        info = tfmprov_aggregator::client::command(agg, tok, "dev-x", &destroy.cid).unwrap();
         info.as_ref().is_some_and(|i| i.state == "answered")
     });
     assert_eq!(info.unwrap().rc, Some(12), "expired, not run");
-    let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--id", "3"]);
+    let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--token-file", tf, "--id", "3"]);
     assert!(out.contains("\"present\":true"), "key 3 kept: {out}");
     // The rotation's expired generate was sent again and the rotation ends.
     wait_for("the rotation done", Duration::from_secs(60), || {
-        let r = tfmprov_aggregator::client::rotation(agg, "dev-x").unwrap().unwrap();
+        let r = tfmprov_aggregator::client::rotation(agg, tok, "dev-x").unwrap().unwrap();
         assert_ne!(r.state, "failed", "{r:?}");
         r.state == "done"
     });
-    let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--id", "0x31"]);
+    let out = ok(&["remote", "status", "--device", "dev-x", "--aggregator", agg, "--token-file", tf, "--id", "0x31"]);
     assert!(out.contains("\"present\":true"), "the new key: {out}");
     drop(sim);
 }
@@ -329,16 +334,18 @@ fn a_device_announces_its_key_agreement_key() {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::start(dir.path()).unwrap();
     let agg = servers.aggregator_url.as_str();
+    let tok = servers.token.as_str();
+    let tf = servers.token_file.to_str().unwrap();
     let state = factory_enrolled(dir.path(), &servers, "dev-a");
     let wrong = p256::SecretKey::from_slice(&[7; 32]).unwrap().public_key();
     let wrong = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&wrong, false);
-    tfmprov_aggregator::client::set_kak(agg, "dev-a", wrong.as_bytes(), Duration::from_secs(5)).unwrap();
+    tfmprov_aggregator::client::set_kak(agg, tok, "dev-a", wrong.as_bytes(), Duration::from_secs(5)).unwrap();
 
     let (_watcher, seen) = eavesdrop(&servers.mqtt_url);
     let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
     let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-a", &args).unwrap();
     wait_for("the announcement", Duration::from_secs(20), || seen.lock().unwrap().iter().any(|(t, _)| t == "prov/dev-a/reply"));
-    let out = ok(&["remote", "status", "--device", "dev-a", "--aggregator", agg, "--id", "3"]);
+    let out = ok(&["remote", "status", "--device", "dev-a", "--aggregator", agg, "--token-file", tf, "--id", "3"]);
     assert!(out.contains("answered rc 0") && out.contains("\"present\":true"), "{out}");
     // The announcement carries the KAK's point and nothing secret; signed
     // by key 3, it does not verify as any other device's.
@@ -358,25 +365,27 @@ fn a_lost_rotation_command_is_sent_again() {
     let embedded = tfmprov_aggregator::BrokerChoice::Embedded { listen: "127.0.0.1:0".parse().unwrap() };
     let servers = Servers::start_with(dir.path(), embedded, |c| c.command_timeout = Duration::from_secs(1)).unwrap();
     let agg = servers.aggregator_url.as_str();
+    let tok = servers.token.as_str();
+    let tf = servers.token_file.to_str().unwrap();
     let state = factory_enrolled(dir.path(), &servers, "dev-l");
-    tfmprov_aggregator::client::start_rotation(agg, "dev-l", Some(0x32), Some(1)).unwrap();
+    tfmprov_aggregator::client::start_rotation(agg, tok, "dev-l", Some(0x32), Some(1)).unwrap();
     let mut first_cid = None;
     wait_for("the generate sent", Duration::from_secs(10), || {
-        first_cid = tfmprov_aggregator::client::rotation(agg, "dev-l").unwrap().unwrap().cid;
+        first_cid = tfmprov_aggregator::client::rotation(agg, tok, "dev-l").unwrap().unwrap().cid;
         first_cid.is_some()
     });
     std::thread::sleep(Duration::from_millis(1500));
     let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
     let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-l", &args).unwrap();
     wait_for("the rotation done", Duration::from_secs(60), || {
-        let r = tfmprov_aggregator::client::rotation(agg, "dev-l").unwrap().unwrap();
+        let r = tfmprov_aggregator::client::rotation(agg, tok, "dev-l").unwrap().unwrap();
         assert_ne!(r.state, "failed", "{r:?}");
         r.state == "done"
     });
     // The same command (same cid and cseq) published again, answered once.
-    let lost = tfmprov_aggregator::client::command(agg, "dev-l", first_cid.as_deref().unwrap()).unwrap().unwrap();
+    let lost = tfmprov_aggregator::client::command(agg, tok, "dev-l", first_cid.as_deref().unwrap()).unwrap().unwrap();
     assert_eq!((lost.op.as_str(), lost.state.as_str(), lost.rc), ("generate", "answered", Some(0)));
-    let out = ok(&["remote", "status", "--device", "dev-l", "--aggregator", agg, "--id", "0x32"]);
+    let out = ok(&["remote", "status", "--device", "dev-l", "--aggregator", agg, "--token-file", tf, "--id", "0x32"]);
     assert!(out.contains("\"present\":true"), "{out}");
     drop(sim);
 }

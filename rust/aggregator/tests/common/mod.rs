@@ -332,6 +332,14 @@ pub struct Harness {
     pub base: String,
     /// The broker devices publish to.
     pub broker: SocketAddr,
+    /// The first operator's token (every scope), from `operator.token` in
+    /// the state directory, where the aggregator wrote it at first start.
+    pub token: String,
+}
+
+/// The token a server wrote to `operator.token` in `state` at first start.
+pub fn admin_token(state: &Path) -> String {
+    std::fs::read_to_string(state.join(tfmprov_aggregator::ADMIN_TOKEN_FILE)).expect("operator.token").trim().to_owned()
 }
 
 pub fn config(state: &Path, root_pem: &str, broker: BrokerChoice) -> Config {
@@ -370,7 +378,8 @@ impl Harness {
         let agg = Aggregator::start(cfg).await.expect("aggregator starts");
         let base = format!("http://{}", agg.http_addr());
         let broker = agg.mqtt_addr();
-        Harness { kind, agg: Some(agg), mosq, pg, pki, state, base, broker }
+        let token = admin_token(state.path());
+        Harness { kind, agg: Some(agg), mosq, pg, pki, state, base, broker, token }
     }
 
     pub fn agg(&self) -> &Running {
@@ -432,9 +441,9 @@ impl Harness {
     }
 
     pub async fn register_chain(&self, id: &str, chain: &str) -> Result<(), tfmprov_aggregator::Error> {
-        let (base, id, chain) = (self.base.clone(), id.to_owned(), chain.to_owned());
+        let (base, token, id, chain) = (self.base.clone(), self.token.clone(), id.to_owned(), chain.to_owned());
         tokio::task::spawn_blocking(move || {
-            tfmprov_aggregator::client::register(&base, &id, &chain, Duration::from_secs(10))
+            tfmprov_aggregator::client::register(&base, &token, &id, &chain, Duration::from_secs(10))
         })
         .await
         .expect("join")

@@ -105,12 +105,18 @@ pub fn first_pem(chain: &str) -> String {
 pub struct Server {
     pub addr: SocketAddr,
     pub base: String,
+    /// The CA's first operator token (every scope), from `operator.token`.
+    pub token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), tfmprov_ca::Error>>>,
 }
 
 impl Server {
     pub fn start(ca: Arc<Ca>) -> Server {
+        let token = std::fs::read_to_string(ca.state_dir().join(tfmprov_ca::ADMIN_TOKEN_FILE))
+            .expect("operator.token")
+            .trim()
+            .to_owned();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -129,6 +135,7 @@ impl Server {
         Server {
             addr,
             base: format!("http://{addr}"),
+            token,
             stop: Some(tx),
             thread: Some(thread),
         }

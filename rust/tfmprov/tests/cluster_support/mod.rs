@@ -126,6 +126,14 @@ impl Cluster {
         Instance::start(&self.state.path().join("agg"), &self.root, &self.mosq.url(), db, name)
     }
 
+    /// The first operator's token, written by the first instance that ran.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("agg").join(tfmprov_aggregator::ADMIN_TOKEN_FILE))
+            .expect("operator.token")
+            .trim()
+            .to_owned()
+    }
+
     pub fn a(&self) -> &Instance {
         self.a.as_ref().expect("a running")
     }

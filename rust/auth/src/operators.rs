@@ -1,0 +1,312 @@
+//! Operators: named, scoped API tokens, stored as their SHA-256.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use tfmprov_db::{now_ms, Value};
+
+use crate::{Auth, Error};
+
+/// What a token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Have the CA sign CSRs (`POST /v1/csr`, EST `simpleenroll`).
+    Sign,
+    /// Register and revoke devices, set their key-agreement keys.
+    Devices,
+    /// Send remote commands and key rotations, read their answers.
+    Commands,
+    /// Read the audit log.
+    Audit,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 4] = [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Sign => "sign",
+            Scope::Devices => "devices",
+            Scope::Commands => "commands",
+            Scope::Audit => "audit",
+        }
+    }
+
+    /// The scope of a name.
+    pub fn parse(s: &str) -> Result<Scope, Error> {
+        Scope::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| Error::UnknownScope(s.to_owned()))
+    }
+
+    /// Scopes from a comma-separated list (`sign,devices`); `all` is every one.
+    pub fn parse_list(s: &str) -> Result<Vec<Scope>, Error> {
+        if s.trim() == "all" {
+            return Ok(Scope::ALL.to_vec());
+        }
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let scope = Scope::parse(part)?;
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::UnknownScope(s.to_owned()));
+        }
+        Ok(out)
+    }
+}
+
+fn join(scopes: &[Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// An operator as listed (never its token).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Operator {
+    /// Its name (the audit log's actor).
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+impl Operator {
+    /// Whether it may do `scope`.
+    pub fn may(&self, scope: Scope) -> bool {
+        self.revoked_ms.is_none() && self.scopes.contains(&scope)
+    }
+}
+
+/// A new token: `tfp_` and 43 characters (32 random bytes, base64url).
+fn new_token() -> String {
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    format!("tfp_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// `tfp_` and at least 32 base64url characters.
+fn looks_like_token(t: &str) -> bool {
+    t.strip_prefix("tfp_")
+        .is_some_and(|r| r.len() >= 32 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// A new token for an operator file that several servers adopt as their
+/// first operator's ([`Auth::bootstrap`]).
+pub fn generate_token() -> String {
+    new_token()
+}
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
+}
+
+fn operator_of(row: &tfmprov_db::Row) -> Result<Operator, Error> {
+    let scopes = row.text(1)?;
+    Ok(Operator {
+        name: row.text(0)?,
+        // A scope a newer version wrote is ignored, not fatal.
+        scopes: scopes.split(',').filter_map(|s| Scope::parse(s).ok()).collect(),
+        created_ms: row.int(2)?,
+        revoked_ms: row.opt_int(3)?,
+    })
+}
+
+/// Why a request was refused: 401 (no, unknown or revoked credential) or
+/// 403 (a valid one without the scope). The body says which, never more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    /// 401 or 403.
+    pub status: u16,
+    /// The reason, for the body and the audit log.
+    pub reason: String,
+}
+
+impl axum_core::response::IntoResponse for Denied {
+    fn into_response(self) -> axum_core::response::Response {
+        let mut resp = (
+            http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::UNAUTHORIZED),
+            [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.reason),
+        )
+            .into_response();
+        if self.status == 401 {
+            resp.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"tfmprov\""));
+        }
+        resp
+    }
+}
+
+impl Auth {
+    /// A new operator with `scopes`; its token, shown this once.
+    pub fn add_operator(&self, name: &str, scopes: &[Scope]) -> Result<(Operator, String), Error> {
+        self.add_with_token(name, scopes, new_token())
+    }
+
+    fn add_with_token(&self, name: &str, scopes: &[Scope], token: String) -> Result<(Operator, String), Error> {
+        check_name(name)?;
+        if scopes.is_empty() {
+            return Err(Error::UnknownScope(String::new()));
+        }
+        let now = now_ms();
+        let n = self.db().execute(
+            "INSERT INTO operators (name, token_sha256, scopes, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+            vec![name.into(), Value::Blob(digest(&token)), Value::Text(join(scopes)), Value::Int(now)],
+        )?;
+        if n == 0 {
+            return Err(Error::NameTaken(name.to_owned()));
+        }
+        self.append("-", "operator.add", name, &format!("ok: {}", join(scopes)))?;
+        Ok((Operator { name: name.to_owned(), scopes: scopes.to_vec(), created_ms: now, revoked_ms: None }, token))
+    }
+
+    /// Every operator, revoked ones included, by name.
+    pub fn operators(&self) -> Result<Vec<Operator>, Error> {
+        let rows = self.db().query("SELECT name, scopes, created_ms, revoked_ms FROM operators ORDER BY name", vec![])?;
+        rows.iter().map(operator_of).collect()
+    }
+
+    /// Revokes `name`'s token (at once: the next request with it is 401).
+    /// Revoking a revoked operator changes nothing.
+    pub fn revoke_operator(&self, name: &str) -> Result<Operator, Error> {
+        let db = self.db();
+        db.execute(
+            "UPDATE operators SET revoked_ms = $2 WHERE name = $1 AND revoked_ms IS NULL",
+            vec![name.into(), Value::Int(now_ms())],
+        )?;
+        let row = db
+            .query_opt("SELECT name, scopes, created_ms, revoked_ms FROM operators WHERE name = $1", vec![name.into()])?
+            .ok_or_else(|| Error::NoSuchOperator(name.to_owned()))?;
+        drop(db);
+        self.append("-", "operator.revoke", name, "ok")?;
+        operator_of(&row)
+    }
+
+    /// At a server's first start (no operator at all): makes `admin` with
+    /// every scope, so that the server is never open to anyone and never
+    /// unusable. Its token is the one already in `token_file` (a `tfp_`
+    /// token, so that one file can open the CA and the aggregator alike, as
+    /// `scripts/demo` does), else a new one written there (mode 0600).
+    /// `None` when operators exist. Two instances starting together on one
+    /// database make one admin: the second one's insert does nothing.
+    pub fn bootstrap(&self, token_file: &Path) -> Result<Option<String>, Error> {
+        let any = self.db().query_opt("SELECT name FROM operators LIMIT 1", vec![])?;
+        if any.is_some() {
+            return Ok(None);
+        }
+        let file_err = |source| Error::TokenFile { path: token_file.display().to_string(), source };
+        let given = match std::fs::read_to_string(token_file) {
+            Ok(s) => Some(s.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(file_err(e)),
+        };
+        if let Some(t) = &given {
+            if !looks_like_token(t) {
+                return Err(file_err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "does not hold a tfp_ token (tfp_ and at least 32 base64url characters)",
+                )));
+            }
+        }
+        let adopted = given.is_some();
+        let token = match self.add_with_token("admin", &Scope::ALL, given.unwrap_or_else(new_token)) {
+            Ok((_, token)) => token,
+            Err(Error::NameTaken(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !adopted {
+            write_secret(token_file, &token).map_err(file_err)?;
+        }
+        tracing::warn!(file = %token_file.display(), "no operator existed: made \"admin\" with every scope; its token is in the file");
+        Ok(Some(token))
+    }
+
+    /// The operator a token belongs to, if it is known and not revoked.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Operator>, Error> {
+        let row = self.db().query_opt(
+            "SELECT name, scopes, created_ms, revoked_ms FROM operators WHERE token_sha256 = $1",
+            vec![Value::Blob(digest(token))],
+        )?;
+        match row {
+            Some(r) => {
+                let op = operator_of(&r)?;
+                Ok(op.revoked_ms.is_none().then_some(op))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The operator behind a request's `Authorization: Bearer` header, if it
+    /// may do `scope`; else the refusal (written to the audit log with
+    /// `request`, e.g. `"POST /v1/csr"`). A database failure is a 503.
+    pub fn authorize(&self, headers: &http::HeaderMap, scope: Scope, request: &str) -> Result<Operator, Denied> {
+        let refuse = |status: u16, actor: &str, reason: String| {
+            if let Err(e) = self.append(actor, "auth.refused", request, &reason) {
+                tracing::error!(error = %e, "audit log: refused credential not recorded");
+            }
+            Denied { status, reason }
+        };
+        let token = match bearer(headers) {
+            Some(t) => t,
+            None => return Err(refuse(401, "-", "no credential: send Authorization: Bearer <operator token>".into())),
+        };
+        match self.authenticate(token) {
+            Ok(Some(op)) if op.may(scope) => Ok(op),
+            Ok(Some(op)) => {
+                let name = op.name.clone();
+                Err(refuse(403, &name, format!("operator {name:?} lacks the {:?} scope", scope.as_str())))
+            }
+            Ok(None) => Err(refuse(401, "-", "unknown or revoked token".into())),
+            Err(e) => {
+                tracing::error!(error = %e, "operator lookup failed");
+                Err(Denied { status: 503, reason: "credential check unavailable".into() })
+            }
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Writes `secret` and a newline to `path`, readable by the owner only.
+pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(f, "{secret}")?;
+    f.sync_all()
+}
