@@ -209,6 +209,11 @@ async fn audited<T: Send + 'static>(
     outcome
 }
 
+/// The audit result of an action on a device that may not exist.
+fn found<T>(r: &Option<T>) -> String {
+    if r.is_some() { "ok" } else { "no such device" }.to_owned()
+}
+
 #[derive(Deserialize)]
 struct AuditQuery {
     #[serde(default)]
@@ -325,7 +330,7 @@ async fn delete_device(State(st): State<Arc<AppState>>, headers: HeaderMap, Path
     let reg = st.registry.clone();
     let id2 = id.clone();
     let revoked = blocking(move || reg.revoke(&id2)).await;
-    let revoked = audited(&st, actor, "device.revoke", id.clone(), revoked, |r| if r.is_some() { "ok".into() } else { "no such device".into() });
+    let revoked = audited(&st, actor, "device.revoke", id.clone(), revoked, found);
     match revoked.await? {
         Some(row) => {
             tracing::info!(device = %id, "device revoked");
@@ -391,7 +396,7 @@ async fn put_kak(
     let reg = st.registry.clone();
     let id2 = id.clone();
     let set = blocking(move || reg.set_kak(&id2, &kak)).await;
-    let set = audited(&st, actor, "device.kak", id.clone(), set, |r| if r.is_some() { "ok".into() } else { "no such device".into() });
+    let set = audited(&st, actor, "device.kak", id.clone(), set, found);
     match set.await? {
         Some(()) => Ok((StatusCode::NO_CONTENT, "").into_response()),
         None => Ok(not_found(&id)),
