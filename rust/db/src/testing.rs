@@ -114,7 +114,12 @@ impl PgServer {
     /// fail with "source database template1 is being accessed by other
     /// users" (each copies template1): retried, bounded (5 s).
     pub fn fresh_database(&self) -> String {
-        let name = format!("t{}_{}", std::process::id(), free_port());
+        // Unique in this process by a counter (a free port alone was not:
+        // two threads at once could be handed the same one, and the second
+        // CREATE DATABASE then failed with "already exists").
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("t{}_{n}_{}", std::process::id(), free_port());
         let admin = format!("{}/postgres", self.base);
         let sql = format!("CREATE DATABASE {name}");
         std::thread::spawn(move || {
