@@ -218,6 +218,7 @@ impl Aggregator {
             prefix: cfg.topic_prefix.clone(),
             out: out_tx.clone(),
             timeout_ms: i64::try_from(cfg.command_timeout.as_millis()).unwrap_or(i64::MAX),
+            send_order: std::sync::Mutex::new(()),
         });
         let rotations = Arc::new(rotation::Rotations {
             registry: registry.clone(),

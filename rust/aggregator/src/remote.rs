@@ -31,6 +31,10 @@ pub(crate) struct Remote {
     pub prefix: String,
     pub out: UnboundedSender<Out>,
     pub timeout_ms: i64,
+    /// Held from a command's `cseq` to its publication: commands leave in
+    /// `cseq` order, so a device never gets one behind a later one (which it
+    /// would refuse as stale, rc 10, running nothing).
+    pub send_order: std::sync::Mutex<()>,
 }
 
 /// A command as the API shows it.
@@ -119,6 +123,8 @@ impl Remote {
         let mut args_cbor = Vec::new();
         ciborium::ser::into_writer(args, &mut args_cbor).map_err(|e| Error::Cloud(e.to_string()))?;
         self.kak_of(device_id)?; // refused before a cseq is used
+        // A poisoned lock guards no data: still usable.
+        let _in_order = self.send_order.lock().unwrap_or_else(|p| p.into_inner());
         let cseq = self.registry.with_db(|db| store::insert_command(db, cid, device_id, op, &args_cbor))?;
         self.publish(device_id, cseq, cid, op, args)?;
         tracing::info!(device = device_id, cseq, op, "remote command sent");

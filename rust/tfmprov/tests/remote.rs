@@ -389,3 +389,47 @@ fn a_lost_rotation_command_is_sent_again() {
     assert!(out.contains("\"present\":true"), "{out}");
     drop(sim);
 }
+
+/// Commands sent at the same time to one device (here 4 threads x 6) all
+/// run: each gets its `cseq` and is published in that order, so none
+/// reaches the device behind a later one and is refused as stale (rc 10).
+/// Found by CI: a rotation step and an operator's command, sent together,
+/// reached the device in the other order.
+#[test]
+fn concurrent_commands_to_one_device_are_never_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::start(dir.path()).unwrap();
+    let state = factory_enrolled(dir.path(), &servers, "dev-c");
+    let args: Vec<String> = ["--mqtt", &servers.mqtt_url, "--interval", "300"].iter().map(|s| s.to_string()).collect();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-c", &args).unwrap();
+    wait_for("telemetry", Duration::from_secs(20), || servers.stats().accepted >= 1);
+    let (agg, tok) = (servers.aggregator_url.clone(), servers.token.clone());
+    let cids: Vec<String> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (agg, tok) = (agg.clone(), tok.clone());
+                sc.spawn(move || {
+                    (0..6)
+                        .map(|_| {
+                            tfmprov_aggregator::client::submit_command(&agg, &tok, "dev-c", "status", serde_json::json!({"id": 3}))
+                                .unwrap()
+                                .cid
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut rcs = Vec::new();
+    for cid in &cids {
+        let mut info = None;
+        wait_for("an answer", Duration::from_secs(30), || {
+            info = tfmprov_aggregator::client::command(&agg, &tok, "dev-c", cid).unwrap();
+            info.as_ref().is_some_and(|i| i.state == "answered")
+        });
+        rcs.push(info.unwrap().rc);
+    }
+    assert!(rcs.iter().all(|rc| *rc == Some(0)), "rc per command: {rcs:?}");
+    drop(sim);
+}
