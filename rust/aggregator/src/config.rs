@@ -172,6 +172,12 @@ pub struct Config {
     /// The CA that signs the CSRs of rotated keys (`http://HOST:PORT`).
     /// `None` (default): key rotation is refused.
     pub rotation_ca: Option<String>,
+    /// Where the CA's CRL is (`http://HOST:PORT/v1/crl`). `None` (default):
+    /// no CRL is fetched, devices are revoked only through the API.
+    pub crl_url: Option<String>,
+    /// How often the CRL is fetched (default [`DEFAULT_CRL_INTERVAL`], 60 s):
+    /// a certificate the CA revokes is refused within this long.
+    pub crl_interval: Duration,
     /// The first operator's token file (default `operator.token` in the
     /// state directory): at the first start, with no operator at all, the
     /// token it holds becomes `admin`'s, or a new one is written there
@@ -187,6 +193,9 @@ pub struct Config {
     /// rotation may give its own.
     pub rotation_grace: Duration,
 }
+
+/// Default [`Config::crl_interval`]: 60 seconds.
+pub const DEFAULT_CRL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Default [`Config::command_timeout`]: 10 minutes.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
@@ -214,6 +223,8 @@ impl Config {
             rotation_ca: None,
             ca_token: None,
             admin_token_file: None,
+            crl_url: None,
+            crl_interval: DEFAULT_CRL_INTERVAL,
             rotation_grace: crate::DEFAULT_ROTATION_GRACE,
         }
     }

@@ -31,13 +31,15 @@ pub enum Refusal {
     Conflict,
     /// The device id was revoked; it cannot be registered again (HTTP 409).
     Revoked,
+    /// The CA's CRL lists the leaf certificate (HTTP 409).
+    CertificateRevoked,
 }
 
 impl Refusal {
     /// The HTTP status for this refusal.
     pub fn http_status(&self) -> u16 {
         match self {
-            Refusal::Conflict | Refusal::Revoked => 409,
+            Refusal::Conflict | Refusal::Revoked | Refusal::CertificateRevoked => 409,
             _ => 400,
         }
     }
@@ -61,6 +63,7 @@ impl fmt::Display for Refusal {
                 f.write_str("device id is already registered with a different key")
             }
             Refusal::Revoked => f.write_str("device id is revoked and cannot be registered again"),
+            Refusal::CertificateRevoked => f.write_str("the certificate is revoked: the CA's CRL lists it"),
         }
     }
 }

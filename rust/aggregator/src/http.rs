@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub rotations: Arc<crate::rotation::Rotations>,
     /// Operators and the audit log.
     pub auth: Arc<tfmprov_auth::Auth>,
+    /// The CA's last CRL that verified (registration refuses what it lists).
+    pub crl: crate::crl::Latest,
 }
 
 /// A device record as the API returns it.
@@ -298,7 +300,18 @@ async fn post_device(
     let (id, pem) = parse_registration(&headers, Some(query), body).inspect_err(|_| st.counters.registration("refused"))?;
     let reg = st.registry.clone();
     let subject = id.clone();
-    let registered = blocking(move || reg.register(&id, &pem)).await;
+    let crl = st.crl.clone();
+    let registered = blocking(move || {
+        // A certificate the CA revoked is not registered (its chain would
+        // verify: revocation is the CRL's, not the chain's).
+        if let (Some(c), Some((leaf, _))) = (&*crl.read().unwrap_or_else(|p| p.into_inner()), crate::crl::leaf_and_issuer(&pem)) {
+            if c.revokes(&leaf) {
+                return Err(Refusal::CertificateRevoked.into());
+            }
+        }
+        reg.register(&id, &pem)
+    })
+    .await;
     let registered = audited(&st, actor, "device.register", subject, registered, |(o, row)| {
         format!("ok: {} kid {}", if *o == Registered::Created { "created" } else { "unchanged" }, hex::encode(row.kid))
     })

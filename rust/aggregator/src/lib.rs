@@ -39,6 +39,7 @@ mod chain;
 pub mod client;
 mod cloud;
 mod config;
+mod crl;
 mod error;
 mod http;
 mod ingest;
@@ -64,10 +65,20 @@ pub use chain::MAX_CHAIN_CERTS;
 pub use cloud::{CloudIdentity, CLOUD_CERT_FILE, CLOUD_CN, CLOUD_KEY_FILE, ENROLL_TIMEOUT, STORAGE_KEY_FILE};
 pub use sessions::SESSIONS_KEPT;
 pub use config::{
-    BrokerChoice, Config, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
+    BrokerChoice, Config, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRL_INTERVAL, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
     MAX_EARLY_SEALED_WAIT,
 };
 pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
+
+/// Checks a DER CRL the way the aggregator does before it applies one
+/// (signature by `issuer_pem`'s key, ecdsa-with-SHA256): the revoked serials
+/// (hex), or why it is refused.
+pub fn verify_crl(der: &[u8], issuer_pem: &str) -> Result<Vec<String>, String> {
+    let issuers = x509_cert::Certificate::load_pem_chain(issuer_pem.as_bytes()).map_err(|e| format!("issuer: {e}"))?;
+    let mut serials: Vec<String> = crl::verify(der, &issuers)?.serials.iter().map(hex::encode).collect();
+    serials.sort();
+    Ok(serials)
+}
 pub use error::{Error, Refusal};
 pub use http::{DeviceInfo, StoredMessage, MAX_BODY_BYTES};
 pub use remote::{CommandInfo, OPS as REMOTE_OPS};
@@ -113,6 +124,7 @@ pub struct Running {
     shared: Arc<ingest::Shared>,
     expiry_task: JoinHandle<()>,
     rotation_task: JoinHandle<()>,
+    crl_task: Option<JoinHandle<()>>,
 }
 
 /// MQTT client id: stable for a state directory, so a restarted aggregator
@@ -260,6 +272,8 @@ impl Aggregator {
 
         let (http_stop, stop_rx) = oneshot::channel::<()>();
         let http_registry = registry.clone();
+        let crl_latest: crl::Latest = Arc::default();
+        let (crl_registry, crl_auth) = (registry.clone(), auth.clone());
         let app = http::router(Arc::new(http::AppState {
             registry,
             counters: counters.clone(),
@@ -267,7 +281,8 @@ impl Aggregator {
             depths: Box::new(move || metrics_view.depths()),
             remote,
             rotations: rotations.clone(),
-            auth,
+            auth: auth.clone(),
+            crl: crl_latest.clone(),
         }));
         let http_task = tokio::spawn(async move {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
@@ -310,8 +325,24 @@ impl Aggregator {
                 let _ = tokio::task::spawn_blocking(move || r.tick()).await;
             }
         });
+        // The CA's CRL, every crl_interval (the first round at once).
+        let crl_task = cfg.crl_url.clone().map(|url| {
+            let (registry, auth, latest, every) = (crl_registry, crl_auth, crl_latest, cfg.crl_interval);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let (r, a, l, u) = (registry.clone(), auth.clone(), latest.clone(), url.clone());
+                    match tokio::task::spawn_blocking(move || crl::refresh(&u, &r, &a, &l)).await {
+                        Ok(Err(e)) => tracing::warn!(error = %e, "CRL not applied"),
+                        Ok(Ok(revoked)) if !revoked.is_empty() => tracing::warn!(?revoked, "devices revoked by the CA's CRL"),
+                        _ => {}
+                    }
+                }
+            })
+        });
         tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
-        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task })
+        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task, crl_task })
     }
 }
 
@@ -338,10 +369,13 @@ impl Running {
     /// embedded broker (rumqttd has no stop) keeps running until the process
     /// exits.
     pub async fn shutdown(self) {
-        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, rotation_task, .. } = self;
+        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, rotation_task, crl_task, .. } = self;
         link.intake.store(false, Ordering::SeqCst);
         expiry_task.abort();
         rotation_task.abort();
+        if let Some(t) = crl_task {
+            t.abort();
+        }
         // Early sealed messages still waiting: their session message did not
         // come before the shutdown (they were acknowledged when held).
         shared.expire_all_parked();

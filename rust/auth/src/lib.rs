@@ -93,7 +93,7 @@ pub enum Error {
     #[error(transparent)]
     Db(#[from] DbError),
     /// A scope name this program does not know.
-    #[error("unknown scope {0:?} (known: sign, devices, commands, audit)")]
+    #[error("unknown scope {0:?} (known: sign, devices, commands, audit, revoke)")]
     UnknownScope(String),
     /// An operator name that is empty, too long or not `[A-Za-z0-9._-]`.
     #[error("operator name {0:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -")]

@@ -22,11 +22,13 @@ pub enum Scope {
     Commands,
     /// Read the audit log.
     Audit,
+    /// Revoke certificates at the CA.
+    Revoke,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit];
+    pub const ALL: [Scope; 5] = [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit, Scope::Revoke];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Scope {
             Scope::Devices => "devices",
             Scope::Commands => "commands",
             Scope::Audit => "audit",
+            Scope::Revoke => "revoke",
         }
     }
 

@@ -384,3 +384,60 @@ pub(crate) fn cert_pem(der_bytes: &[u8]) -> Result<String, Error> {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der_bytes)
         .map_err(Error::encoding)
 }
+
+/// A certificate revocation list (RFC 5280 section 5, v2) signed by the
+/// issuing CA with ecdsa-with-SHA256: `revoked` holds (serial, revocation
+/// time in Unix seconds), `number` goes into the CRL number extension (it
+/// must grow from one CRL to the next), and the authority key identifier
+/// names the signing key, as `openssl verify -crl_check` expects.
+pub(crate) fn make_crl(
+    issuer: &CaCert,
+    key: &SigningKey,
+    revoked: &[(Vec<u8>, u64)],
+    this_update: SystemTime,
+    next_update: SystemTime,
+    number: u64,
+) -> Result<Vec<u8>, Error> {
+    use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+    use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
+    use x509_cert::ext::{AsExtension, Extension};
+    let alg = spki::AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA_256, parameters: None };
+    let entries = revoked
+        .iter()
+        .map(|(serial, at)| {
+            Ok(RevokedCert {
+                serial_number: SerialNumber::new(serial).map_err(Error::encoding)?,
+                revocation_date: time(SystemTime::UNIX_EPOCH + Duration::from_secs(*at))?,
+                crl_entry_extensions: None,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let issuer_name = issuer.cert.tbs_certificate.subject.clone();
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(issuer.ski.clone()).map_err(Error::encoding)?),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    };
+    let number = CrlNumber(der::asn1::Uint::new(&number.to_be_bytes()).map_err(Error::encoding)?);
+    let extensions: Vec<Extension> = vec![
+        aki.to_extension(&issuer_name, &[]).map_err(Error::encoding)?,
+        number.to_extension(&issuer_name, &[]).map_err(Error::encoding)?,
+    ];
+    let tbs = TbsCertList {
+        version: x509_cert::Version::V2,
+        signature: alg.clone(),
+        issuer: issuer_name,
+        this_update: time(this_update)?,
+        next_update: Some(time(next_update)?),
+        revoked_certificates: (!entries.is_empty()).then_some(entries),
+        crl_extensions: Some(extensions),
+    };
+    let tbs_der = tbs.to_der().map_err(Error::encoding)?;
+    let sig: DerSignature = p256::ecdsa::signature::Signer::sign(key, &tbs_der);
+    let crl = CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: alg,
+        signature: der::asn1::BitString::from_bytes(sig.as_bytes()).map_err(Error::encoding)?,
+    };
+    crl.to_der().map_err(Error::encoding)
+}

@@ -96,3 +96,18 @@ pub fn fetch_ca_with_timeout(base_url: &str, timeout: Duration) -> Result<(Strin
         intermediate.to_pem(lf).map_err(Error::encoding)?,
     ))
 }
+
+/// Revokes the certificate with serial `serial_hex` at `{base_url}` (POST
+/// `/v1/revocations`, operator `token` of scope `revoke`). An unknown serial
+/// is [`Error::Http`] 404.
+pub fn revoke(base_url: &str, token: &str, serial_hex: &str, reason: &str, timeout: Duration) -> Result<crate::Revoked, Error> {
+    let body = serde_json::json!({ "serial": serial_hex, "reason": reason }).to_string();
+    let resp = agent(timeout)
+        .post(url(base_url, "/v1/revocations"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {}", token.trim()))
+        .send(body.as_bytes())
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let text = read_answer(resp)?;
+    serde_json::from_str(&text).map_err(|e| Error::BadResponse(format!("not a revocation record: {e}")))
+}

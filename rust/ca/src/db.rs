@@ -71,6 +71,23 @@ CREATE TABLE IF NOT EXISTS requests (
     what: tfmprov_auth::MIGRATION.what,
     sqlite: tfmprov_auth::MIGRATION.sqlite,
     postgres: tfmprov_auth::MIGRATION.postgres,
+}, Migration {
+    version: 3,
+    what: "revoked certificates",
+    sqlite: "
+CREATE TABLE revoked (
+    serial_hex  TEXT PRIMARY KEY REFERENCES issued(serial_hex),
+    revoked_at  INTEGER NOT NULL,      -- unix seconds
+    reason      TEXT NOT NULL
+);
+",
+    postgres: "
+CREATE TABLE revoked (
+    serial_hex  TEXT PRIMARY KEY REFERENCES issued(serial_hex),
+    revoked_at  BIGINT NOT NULL,
+    reason      TEXT NOT NULL
+);
+",
 }];
 
 /// One device known to the CA: its latest issued certificate.
@@ -234,6 +251,30 @@ impl Db {
             vec![to_i64(at).into(), source.into(), outcome.into(), reason.into(), device_id.into(), spki_sha256.into()],
         )?;
         Ok(())
+    }
+
+    /// Revokes the certificate `serial_hex`: its device id and revocation
+    /// time, the first revocation's if it was revoked before; `None` for a
+    /// serial this CA never issued.
+    pub fn revoke(&self, serial_hex: &str, reason: &str, now: u64) -> Result<Option<(String, u64)>, Error> {
+        let conn = self.lock();
+        Ok(conn.transaction(|tx| {
+            let Some(issued) = tx.query_opt("SELECT device_id FROM issued WHERE serial_hex = $1", vec![serial_hex.into()])? else {
+                return Ok::<_, tfmprov_db::DbError>(None);
+            };
+            tx.execute(
+                "INSERT INTO revoked (serial_hex, revoked_at, reason) VALUES ($1, $2, $3) ON CONFLICT (serial_hex) DO NOTHING",
+                vec![serial_hex.into(), Value::Int(to_i64(now)), reason.into()],
+            )?;
+            let at = tx.query_opt("SELECT revoked_at FROM revoked WHERE serial_hex = $1", vec![serial_hex.into()])?;
+            Ok(Some((issued.text(0)?, at.map_or(Ok(0), |r| r.int(0).map(to_u64))?)))
+        })?)
+    }
+
+    /// Every revoked certificate: (serial, unix seconds), by serial.
+    pub fn revoked(&self) -> Result<Vec<(String, u64)>, Error> {
+        let rows = self.lock().query("SELECT serial_hex, revoked_at FROM revoked ORDER BY serial_hex", vec![])?;
+        rows.iter().map(|r| Ok((r.text(0)?, to_u64(r.int(1)?)))).collect()
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, Error> {

@@ -107,6 +107,12 @@ pub enum Error {
     /// The HTTP server could not run (accept loop I/O error).
     #[error("HTTP server error: {0}")]
     Server(#[source] std::io::Error),
+    /// A revocation names a serial this CA never issued (404).
+    #[error("no certificate with serial {0} was issued by this CA")]
+    UnknownSerial(String),
+    /// A revocation request that cannot be read (400).
+    #[error("bad revocation request: {0}")]
+    BadRevocation(String),
     /// The request has no operator credential with the scope it needs (401 /
     /// 403, answered with the [`tfmprov_auth::Denied`] as it is).
     #[error("{}", .0.reason)]
@@ -137,6 +143,8 @@ impl Error {
             Error::Refused(_) => 400,
             Error::TooLarge { .. } => 413,
             Error::Denied(d) => d.status,
+            Error::UnknownSerial(_) => 404,
+            Error::BadRevocation(_) => 400,
             _ => 500,
         }
     }

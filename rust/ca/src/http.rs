@@ -8,6 +8,8 @@
 //! | GET | `/.well-known/est/cacerts` | | 200 `application/pkcs7-mime`, base64 of PKCS#7 certs-only (intermediate, root) |
 //! | POST | `/.well-known/est/simpleenroll` | base64 of DER PKCS#10 (`application/pkcs10`) | 200 `application/pkcs7-mime; smime-type=certs-only`, base64 of PKCS#7 certs-only (the leaf) |
 //! | GET | `/v1/audit?after=N&limit=M` | | 200 JSON list of [`tfmprov_auth::AuditEntry`], oldest first (at most 1000) |
+//! | GET | `/v1/crl` | | 200 `application/pkix-crl`: the CRL (DER, v2, signed by the intermediate, valid [`crate::CRL_VALIDITY`]) |
+//! | POST | `/v1/revocations` | JSON `{"serial": hex, "reason"?}` | 200 JSON [`crate::Revoked`]; 404 unknown serial (scope `revoke`) |
 //! | GET | `/healthz` | | 200 `ok` |
 //! | GET | `/metrics` | | 200 OpenMetrics 1.0 text (Prometheus scrapes it): `tfmprov_ca_certificates_issued_total{rekey}`, `tfmprov_ca_requests_failed_total{outcome}` |
 //!
@@ -71,6 +73,8 @@ pub fn router(ca: Arc<Ca>) -> Router {
         .route("/v1/ca", get(get_ca))
         .route("/v1/devices", get(get_devices))
         .route("/v1/audit", get(get_audit))
+        .route("/v1/crl", get(get_crl))
+        .route("/v1/revocations", post(post_revocation))
         .route("/.well-known/est/cacerts", get(est_cacerts))
         .route("/.well-known/est/simpleenroll", post(est_simpleenroll))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -199,6 +203,54 @@ async fn get_ca(State(ca): State<Arc<Ca>>) -> Response {
     let mut body = ca.root_pem();
     body.push_str(&ca.intermediate_pem());
     ([(header::CONTENT_TYPE, PEM_CHAIN)], body).into_response()
+}
+
+/// The CRL (DER, `application/pkix-crl`): open, like the CA certificates.
+async fn get_crl(State(ca): State<Arc<Ca>>) -> Result<Response, Error> {
+    let der = tokio::task::spawn_blocking(move || ca.crl_der())
+        .await
+        .map_err(|e| Error::Encoding(format!("CRL task failed: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, "application/pkix-crl")], der).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationJson {
+    /// The certificate's serial, hex.
+    serial: String,
+    /// Why (kept in the CA's log and the audit log).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Revoke a certificate (scope `revoke`): 200 with the [`crate::Revoked`]
+/// record, 404 for a serial this CA did not issue, 400 for a body that is
+/// not `{"serial": hex, "reason"?: text}`.
+async fn post_revocation(State(ca): State<Arc<Ca>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+    tokio::task::spawn_blocking(move || {
+        let op = ca.auth().authorize(&headers, Scope::Revoke, "POST /v1/revocations").map_err(Error::Denied)?;
+        let outcome = (|| {
+            let body = body.map_err(|e| Error::BadRevocation(e.to_string()))?;
+            let j: RevocationJson = serde_json::from_slice(&body)
+                .map_err(|e| Error::BadRevocation(format!("expected JSON {{\"serial\": hex, \"reason\"?}}: {e}")))?;
+            if j.serial.is_empty() || j.serial.len() > 64 || !j.serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::BadRevocation(format!("serial {:?} is not hex", j.serial.chars().take(80).collect::<String>())));
+            }
+            let reason = j.reason.unwrap_or_else(|| "unspecified".into());
+            let revoked = ca.revoke(&j.serial, &reason);
+            Ok((j.serial, revoked))
+        })();
+        let (subject, result) = match &outcome {
+            Ok((_, Ok(r))) => (format!("{} serial {}", r.device_id, r.serial_hex), "ok".to_owned()),
+            Ok((serial, Err(e))) => (format!("serial {serial}"), e.to_string()),
+            Err(e) => ("-".to_owned(), e.to_string()),
+        };
+        ca.auth().append(&op.name, "certificate.revoke", &subject, &result)?;
+        let revoked = outcome?.1?;
+        Ok(Json(revoked).into_response())
+    })
+    .await
+    .map_err(|e| Error::Encoding(format!("revocation task failed: {e}")))?
 }
 
 /// `?after=N&limit=M` of `GET /v1/audit`.

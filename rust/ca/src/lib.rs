@@ -118,6 +118,21 @@ pub struct Issued {
     pub rekey: bool,
 }
 
+/// A revoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Revoked {
+    /// Its serial (lowercase hex).
+    pub serial_hex: String,
+    /// The device (the CN).
+    pub device_id: String,
+    /// When it was revoked (Unix seconds).
+    pub revoked_at: u64,
+}
+
+/// How long a CRL is valid (its nextUpdate): 1 hour. Clients fetch it more
+/// often (the aggregator every `--crl-interval`, 60 s by default).
+pub const CRL_VALIDITY: Duration = Duration::from_secs(3600);
+
 /// The CA: root and intermediate certificates, the intermediate's key, the log.
 pub struct Ca {
     validity_days: u32,
@@ -129,6 +144,8 @@ pub struct Ca {
     db: db::Db,
     auth: tfmprov_auth::Auth,
     metrics: metrics::Metrics,
+    /// The last CRL number handed out.
+    crl_number: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Ca {
@@ -178,6 +195,7 @@ impl Ca {
             db,
             auth,
             metrics: metrics::Metrics::new(),
+            crl_number: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -353,6 +371,44 @@ impl Ca {
         {
             tracing::error!(error = %e, "cannot write the request log");
         }
+    }
+
+    /// Revokes the certificate with serial `serial_hex` (lowercase hex, as
+    /// the CA's log and [`Issued::serial_hex`] show it): the next CRL lists
+    /// it. Revoking twice keeps the first time. A serial this CA never
+    /// issued is [`Error::UnknownSerial`].
+    pub fn revoke(&self, serial_hex: &str, reason: &str) -> Result<Revoked, Error> {
+        let serial = serial_hex.trim().to_ascii_lowercase();
+        match self.db.revoke(&serial, reason, unix_now())? {
+            Some((device_id, revoked_at)) => {
+                tracing::warn!(serial = %serial, device_id = %device_id, reason, "certificate revoked");
+                Ok(Revoked { serial_hex: serial, device_id, revoked_at })
+            }
+            None => Err(Error::UnknownSerial(serial)),
+        }
+    }
+
+    /// The CRL now (DER, RFC 5280 v2): every revoked certificate, signed by
+    /// the intermediate, valid for [`CRL_VALIDITY`]. Its CRL number is the
+    /// time in seconds, kept strictly increasing within the process.
+    pub fn crl_der(&self) -> Result<Vec<u8>, Error> {
+        let revoked = self
+            .db
+            .revoked()?
+            .into_iter()
+            .map(|(hex_serial, at)| Ok((hex::decode(&hex_serial).map_err(Error::encoding)?, at)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let now = SystemTime::now();
+        let mut number = unix_now();
+        let mut last = self.crl_number.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            number = number.max(last + 1);
+            match self.crl_number.compare_exchange(last, number, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now_last) => last = now_last,
+            }
+        }
+        certs::make_crl(&self.intermediate, &self.intermediate_key, &revoked, now, now + CRL_VALIDITY, number)
     }
 
     /// The devices known to the CA (latest certificate per CN), sorted by device id.

@@ -438,3 +438,82 @@ fn signing_needs_an_operator_with_the_sign_scope() {
     assert_eq!(entries.len(), log.len() + 1, "the 403 just above is in it too");
     assert!(ca.auth().verify_audit(None).is_ok());
 }
+
+/// Issue 13: a certificate revoked by an operator with the `revoke` scope
+/// is in the CA's CRL (`GET /v1/crl`, DER, signed by the intermediate), and
+/// openssl agrees: the CRL verifies, `openssl verify -crl_check` refuses the
+/// revoked leaf and accepts the other. Wrong scope 403, unknown serial 404,
+/// bad body 400; each revocation is in the audit log; CRL numbers grow.
+#[test]
+fn revoked_certificates_are_in_a_crl_that_openssl_checks() {
+    use tfmprov_auth::Scope;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = Arc::new(open_ca(&dir.join("state")));
+    let server = Server::start(ca.clone());
+    let (_, revoker) = ca.auth().add_operator("revoker", &[Scope::Revoke]).unwrap();
+    let chain_a = client::submit_csr(&server.base, &server.token, &rust_csr(&new_key(), "CN=dev-a"), Duration::from_secs(30)).unwrap();
+    let chain_b = client::submit_csr(&server.base, &server.token, &rust_csr(&new_key(), "CN=dev-b"), Duration::from_secs(30)).unwrap();
+    let serial_of = |id: &str| ca.devices().unwrap().into_iter().find(|d| d.device_id == id).unwrap().serial_hex;
+    let (serial_a, serial_b) = (serial_of("dev-a"), serial_of("dev-b"));
+
+    let url = format!("{}/v1/revocations", server.base);
+    let body = serde_json::json!({ "serial": serial_a, "reason": "key compromise" }).to_string();
+    let (s, _, _) = post("tfp_not-a-token-not-a-token-not-a-token-0000", &url, "application/json", body.as_bytes());
+    assert_eq!(s, 401);
+    let (_, signer) = ca.auth().add_operator("signer", &[Scope::Sign]).unwrap();
+    assert_eq!(post(&signer, &url, "application/json", body.as_bytes()).0, 403);
+    let (s, _, text) = post(&revoker, &url, "application/json", body.as_bytes());
+    assert_eq!(s, 200, "{text}");
+    let r: tfmprov_ca::Revoked = serde_json::from_str(&text).unwrap();
+    assert_eq!((r.device_id.as_str(), r.serial_hex.as_str()), ("dev-a", serial_a.as_str()));
+    // Again: the same record (first time kept).
+    let (_, _, again) = post(&revoker, &url, "application/json", body.as_bytes());
+    assert_eq!(serde_json::from_str::<tfmprov_ca::Revoked>(&again).unwrap(), r);
+    let unknown = serde_json::json!({ "serial": "0badc0de" }).to_string();
+    assert_eq!(post(&revoker, &url, "application/json", unknown.as_bytes()).0, 404);
+    for bad in [r#"{"serial":"xyz"}"#, r#"{"serial":""}"#, "{", r#"{"serial":"00","extra":1}"#] {
+        assert_eq!(post(&revoker, &url, "application/json", bad.as_bytes()).0, 400, "{bad}");
+    }
+
+    // The CRL, checked by openssl.
+    let crl = |n: &str| {
+        let resp = agent().get(&format!("{}/v1/crl", server.base)).call().unwrap();
+        assert_eq!(resp.headers().get("content-type").unwrap(), "application/pkix-crl");
+        let der = resp.into_body().read_to_vec().unwrap();
+        std::fs::write(dir.join(format!("{n}.der")), &der).unwrap();
+        openssl(dir, &["crl", "-inform", "DER", "-in", &format!("{n}.der"), "-out", &format!("{n}.pem")]);
+        openssl(dir, &["crl", "-in", &format!("{n}.pem"), "-noout", "-text"])
+    };
+    let text = crl("crl1");
+    std::fs::write(dir.join("root.pem"), ca.root_pem()).unwrap();
+    std::fs::write(dir.join("inter.pem"), ca.intermediate_pem()).unwrap();
+    let check = Command::new("openssl").current_dir(dir).args(["crl", "-in", "crl1.pem", "-CAfile", "inter.pem", "-noout"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&check.stderr).contains("verify OK"), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(text.to_ascii_lowercase().contains(&serial_a.to_ascii_lowercase()), "{text}");
+    assert!(!text.to_ascii_lowercase().contains(&serial_b.to_ascii_lowercase()), "{text}");
+    for (name, chain, revoked) in [("a", &chain_a, true), ("b", &chain_b, false)] {
+        std::fs::write(dir.join(format!("leaf_{name}.pem")), first_pem(chain)).unwrap();
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(["verify", "-crl_check", "-CAfile", "root.pem", "-untrusted", "inter.pem", "-CRLfile", "crl1.pem"])
+            .arg(format!("leaf_{name}.pem"))
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(!out.status.success(), revoked, "{name}: {said}");
+        if revoked {
+            assert!(said.contains("certificate revoked"), "{said}");
+        }
+    }
+    let number = |t: &str| -> u64 {
+        let i = t.find("X509v3 CRL Number:").unwrap();
+        t[i..].lines().nth(1).unwrap().trim().parse().unwrap()
+    };
+    assert!(number(&crl("crl2")) > number(&text), "CRL numbers grow");
+
+    let log = ca.auth().audit_page(0, 1000).unwrap();
+    let revocations: Vec<_> = log.iter().filter(|e| e.action == "certificate.revoke").collect();
+    assert_eq!(revocations.len(), 2 + 1 + 4, "two ok, one unknown, four bad: {revocations:?}");
+    assert!(revocations[0].actor == "revoker" && revocations[0].result == "ok" && revocations[0].subject.starts_with("dev-a serial "));
+}

@@ -134,6 +134,13 @@ pub struct AggregatorArgs {
     /// admin's, or a new one is written there (mode 0600).
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
+    /// The CA's CRL, fetched every --crl-interval: a device whose certificate
+    /// it lists is revoked (default: {--ca-url}/v1/crl when --ca-url is given).
+    #[arg(long)]
+    pub crl_url: Option<String>,
+    /// Seconds between CRL fetches.
+    #[arg(long, default_value_t = tfmprov_aggregator::DEFAULT_CRL_INTERVAL.as_secs())]
+    pub crl_interval: u64,
     /// File holding the operator token (scope `sign`) shown to the CA at
     /// --ca-url / --rotation-ca: cloud key enrollment and rotated keys.
     #[arg(long, env = "TFMPROV_CA_TOKEN_FILE")]
@@ -165,6 +172,8 @@ impl AggregatorArgs {
         cfg.database = tfmprov_aggregator::DbChoice::parse(&self.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         cfg.instance = self.instance.clone();
         cfg.admin_token_file = self.admin_token_file.clone();
+        cfg.crl_url = self.crl_url.clone().or_else(|| self.ca_url.as_ref().map(|u| format!("{}/v1/crl", u.trim_end_matches('/'))));
+        cfg.crl_interval = std::time::Duration::from_secs(self.crl_interval.max(1));
         cfg.ca_token = self.ca_token_file.as_deref().map(crate::credential::read_token).transpose()?;
         Ok(cfg)
     }
@@ -274,6 +283,8 @@ impl Servers {
         cfg.rotation_ca = Some(ca_url.clone());
         cfg.admin_token_file = Some(token_file.clone());
         cfg.ca_token = Some(token.clone());
+        // And whose revocations it follows.
+        cfg.crl_url = Some(format!("{ca_url}/v1/crl"));
         tweak(&mut cfg);
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
         let aggregator_url = format!("http://{}", running.http_addr());

@@ -111,12 +111,28 @@ enum CaCommand {
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
     },
+    /// Revoke a certificate at a running CA (operator scope `revoke`): its
+    /// CRL (GET /v1/crl) lists it from now on, and aggregators that follow
+    /// the CRL revoke the device.
+    Revoke {
+        /// The CA's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8443")]
+        url: String,
+        /// The certificate's serial (hex, as `GET /v1/devices` shows it).
+        #[arg(long)]
+        serial: String,
+        /// Why (kept in the CA's log and the audit log).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        #[command(flatten)]
+        token: tfmprov::credential::TokenArgs,
+    },
 }
 
 #[derive(Subcommand)]
 enum AggregatorCommand {
     /// Serve registration over HTTP and ingest messages from MQTT.
-    Serve(tfmprov::demo::AggregatorArgs),
+    Serve(Box<tfmprov::demo::AggregatorArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -395,8 +411,14 @@ fn run(cli: Cli) -> Result<bool> {
             tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate, db, admin_token_file)?;
             Ok(true)
         }
+        Command::Ca(CaCommand::Revoke { url, serial, reason, token }) => {
+            let r = tfmprov_ca::client::revoke(&url, &token.token()?, &serial, &reason, Duration::from_secs(10))
+                .context("the CA refused the revocation")?;
+            println!("revoked: {} serial {} at {} s", r.device_id, r.serial_hex, r.revoked_at);
+            Ok(true)
+        }
         Command::Aggregator(AggregatorCommand::Serve(a)) => {
-            tfmprov::demo::serve_aggregator(a)?;
+            tfmprov::demo::serve_aggregator(*a)?;
             Ok(true)
         }
         Command::Remote(a) if a.op == "rotate" => {
