@@ -36,21 +36,46 @@ impl Crl {
     }
 }
 
+/// Why a CRL is not applied.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No registered chain has the CRL's issuer: nothing it could revoke
+    /// is registered (the normal case before the first registration).
+    UnknownIssuer(String),
+    /// The CRL is malformed or does not verify.
+    Bad(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::UnknownIssuer(n) => write!(f, "CRL issuer {n} is not an intermediate of a registered chain"),
+            Refused::Bad(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(s: String) -> Refused {
+        Refused::Bad(s)
+    }
+}
+
 /// Parses `der` and checks its signature (ecdsa-with-SHA256) with the
 /// public key of the one of `issuers` whose subject is the CRL's issuer.
-pub(crate) fn verify(der: &[u8], issuers: &[Certificate]) -> Result<Crl, String> {
+pub(crate) fn verify(der: &[u8], issuers: &[Certificate]) -> Result<Crl, Refused> {
     if der.len() > 1 << 20 {
-        return Err(format!("CRL of {} bytes is larger than 1 MiB", der.len()));
+        return Err(format!("CRL of {} bytes is larger than 1 MiB", der.len()).into());
     }
     let crl = CertificateList::from_der(der).map_err(|e| format!("not a DER CRL: {e}"))?;
     if crl.signature_algorithm.oid != const_oid::db::rfc5912::ECDSA_WITH_SHA_256 {
-        return Err(format!("CRL signed with {}, not ecdsa-with-SHA256", crl.signature_algorithm.oid));
+        return Err(format!("CRL signed with {}, not ecdsa-with-SHA256", crl.signature_algorithm.oid).into());
     }
     let tbs = &crl.tbs_cert_list;
     let issuer = issuers
         .iter()
         .find(|c| c.tbs_certificate.subject == tbs.issuer)
-        .ok_or_else(|| format!("CRL issuer {} is not an intermediate of a registered chain", tbs.issuer))?;
+        .ok_or_else(|| Refused::UnknownIssuer(tbs.issuer.to_string()))?;
     let spki = &issuer.tbs_certificate.subject_public_key_info;
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
         .map_err(|_| "the CRL issuer's key is not P-256".to_owned())?;
@@ -116,7 +141,14 @@ pub(crate) fn refresh(
         return Err(format!("fetching {url}: HTTP {}", resp.status()));
     }
     let der = resp.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| format!("reading {url}: {e}"))?;
-    let crl = verify(&der, &issuers(registry).map_err(|e| e.to_string())?)?;
+    let crl = match verify(&der, &issuers(registry).map_err(|e| e.to_string())?) {
+        Ok(c) => c,
+        Err(Refused::UnknownIssuer(n)) => {
+            tracing::debug!(issuer = %n, "CRL: no registered device has a certificate from its issuer");
+            return Ok(Vec::new());
+        }
+        Err(Refused::Bad(why)) => return Err(why),
+    };
     *latest.write().unwrap_or_else(|p| p.into_inner()) = Some(crl.clone());
     let rows = registry.with_db(crate::store::all_devices).map_err(|e| e.to_string())?;
     let mut revoked = Vec::new();
@@ -144,8 +176,9 @@ mod tests {
 
     #[test]
     fn garbage_and_unknown_issuers_are_refused() {
-        assert!(verify(b"", &[]).unwrap_err().contains("not a DER CRL"));
-        assert!(verify(&[0x30, 0x03, 0x02, 0x01, 0x00], &[]).unwrap_err().contains("not a DER CRL"));
-        assert!(verify(&vec![0u8; (1 << 20) + 1], &[]).unwrap_err().contains("larger"));
+        let why = |r: Result<Crl, Refused>| r.unwrap_err().to_string();
+        assert!(why(verify(b"", &[])).contains("not a DER CRL"));
+        assert!(why(verify(&[0x30, 0x03, 0x02, 0x01, 0x00], &[])).contains("not a DER CRL"));
+        assert!(why(verify(&vec![0u8; (1 << 20) + 1], &[])).contains("larger"));
     }
 }

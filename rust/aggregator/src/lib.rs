@@ -75,7 +75,7 @@ pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
 /// (hex), or why it is refused.
 pub fn verify_crl(der: &[u8], issuer_pem: &str) -> Result<Vec<String>, String> {
     let issuers = x509_cert::Certificate::load_pem_chain(issuer_pem.as_bytes()).map_err(|e| format!("issuer: {e}"))?;
-    let mut serials: Vec<String> = crl::verify(der, &issuers)?.serials.iter().map(hex::encode).collect();
+    let mut serials: Vec<String> = crl::verify(der, &issuers).map_err(|e| e.to_string())?.serials.iter().map(hex::encode).collect();
     serials.sort();
     Ok(serials)
 }

@@ -236,10 +236,12 @@ impl Auth {
             Err(Error::NameTaken(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if !adopted {
+        if adopted {
+            tracing::info!(file = %token_file.display(), "no operator existed: made \"admin\" with every scope and the token in the file");
+        } else {
             write_secret(token_file, &token).map_err(file_err)?;
+            tracing::warn!(file = %token_file.display(), "no operator existed: made \"admin\" with every scope; its token is in the file");
         }
-        tracing::warn!(file = %token_file.display(), "no operator existed: made \"admin\" with every scope; its token is in the file");
         Ok(Some(token))
     }
 
