@@ -110,17 +110,6 @@ pub(crate) fn leaf_and_issuer(chain_pem: &str) -> Option<(Certificate, Option<Ce
 /// check.
 pub(crate) type Latest = std::sync::Arc<std::sync::RwLock<Option<Crl>>>;
 
-/// The distinct intermediates of the registered chains.
-fn issuers(registry: &crate::registry::Registry) -> Result<Vec<Certificate>, crate::Error> {
-    let rows = registry.with_db(crate::store::all_devices)?;
-    let mut seen = HashSet::new();
-    Ok(rows
-        .iter()
-        .filter_map(|r| leaf_and_issuer(&r.chain_pem)?.1)
-        .filter(|c| c.to_der().is_ok_and(|d| seen.insert(d)))
-        .collect())
-}
-
 /// One round (blocking): fetch the CRL at `url`, verify it, keep it as the
 /// latest, and revoke each registered device it lists (audited as actor
 /// `crl`). The devices revoked now.
@@ -141,7 +130,17 @@ pub(crate) fn refresh(
         return Err(format!("fetching {url}: HTTP {}", resp.status()));
     }
     let der = resp.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| format!("reading {url}: {e}"))?;
-    let crl = match verify(&der, &issuers(registry).map_err(|e| e.to_string())?) {
+    // Each registered chain read and parsed once: its intermediate may sign
+    // the CRL, its leaf may be on it.
+    let rows = registry.with_db(crate::store::all_devices).map_err(|e| e.to_string())?;
+    let parsed: Vec<_> = rows.iter().filter_map(|r| Some((r, leaf_and_issuer(&r.chain_pem)?))).collect();
+    let mut seen = HashSet::new();
+    let issuers: Vec<Certificate> = parsed
+        .iter()
+        .filter_map(|(_, (_, issuer))| issuer.clone())
+        .filter(|c| c.to_der().is_ok_and(|d| seen.insert(d)))
+        .collect();
+    let crl = match verify(&der, &issuers) {
         Ok(c) => c,
         Err(Refused::UnknownIssuer(n)) => {
             tracing::debug!(issuer = %n, "CRL: no registered device has a certificate from its issuer");
@@ -150,11 +149,9 @@ pub(crate) fn refresh(
         Err(Refused::Bad(why)) => return Err(why),
     };
     *latest.write().unwrap_or_else(|p| p.into_inner()) = Some(crl.clone());
-    let rows = registry.with_db(crate::store::all_devices).map_err(|e| e.to_string())?;
     let mut revoked = Vec::new();
-    for row in rows.iter().filter(|r| r.revoked_at.is_none()) {
-        let Some((leaf, _)) = leaf_and_issuer(&row.chain_pem) else { continue };
-        if !crl.revokes(&leaf) {
+    for (row, (leaf, _)) in parsed.iter().filter(|(r, _)| r.revoked_at.is_none()) {
+        if !crl.revokes(leaf) {
             continue;
         }
         if registry.revoke(&row.device_id).map_err(|e| e.to_string())?.is_some() {

@@ -399,15 +399,13 @@ impl Ca {
             .map(|(hex_serial, at)| Ok((hex::decode(&hex_serial).map_err(Error::encoding)?, at)))
             .collect::<Result<Vec<_>, Error>>()?;
         let now = SystemTime::now();
-        let mut number = unix_now();
-        let mut last = self.crl_number.load(std::sync::atomic::Ordering::Relaxed);
-        loop {
-            number = number.max(last + 1);
-            match self.crl_number.compare_exchange(last, number, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now_last) => last = now_last,
-            }
-        }
+        let secs = unix_now();
+        let next = |last: u64| Some(secs.max(last + 1));
+        let last = self
+            .crl_number
+            .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, next)
+            .unwrap_or_default();
+        let number = secs.max(last + 1);
         certs::make_crl(&self.intermediate, &self.intermediate_key, &revoked, now, now + CRL_VALIDITY, number)
     }
 

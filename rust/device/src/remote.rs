@@ -165,7 +165,8 @@ impl Device {
                 return self.seal_reply(&body, &cloud, &cloud_kid, signer);
             }
         }
-        let (rc, res, new_key) = match route(&cmd.op) {
+        let routed = route(&cmd.op);
+        let (rc, res, new_key) = match routed {
             None if cmd.op == "use-key" => match self.use_key(&cmd.args) {
                 Ok(res) => (0, Some(res), None),
                 Err(e) => (e.group_rc().code(), None, None),
@@ -195,7 +196,7 @@ impl Device {
         // holds; ITS on AN521 has 16 KiB in all) costs no storage. Every
         // other op's reply is small and kept, so a copy of it is answered
         // without running twice.
-        if !matches!(route(&cmd.op), Some((Op::Read, ..))) {
+        if !matches!(routed, Some((Op::Read, ..))) {
             record.extend_from_slice(&reply);
         }
         self.psa.store_state(StateId::Remote, &record)?;

@@ -78,20 +78,30 @@ fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `scenario` with servers on the embedded broker, or on a mosquitto
+/// started for it.
+fn with_servers(mosquitto: bool, scenario: fn(&Path, &Servers)) {
+    let mosq = mosquitto.then(common::Mosquitto::start);
+    let dir = tempfile::tempdir().unwrap();
+    let servers = match &mosq {
+        Some(m) => {
+            let broker = tfmprov_aggregator::BrokerChoice::External { url: m.url(), ca_file: None, client_cert: None };
+            Servers::start_on(dir.path(), broker)
+        }
+        None => Servers::start(dir.path()),
+    }
+    .unwrap();
+    scenario(dir.path(), &servers);
+}
+
 #[test]
 fn on_the_embedded_broker() {
-    let dir = tempfile::tempdir().unwrap();
-    let servers = Servers::start(dir.path()).unwrap();
-    remote_commands_through_the_broker_end_to_end_encrypted(dir.path(), &servers);
+    with_servers(false, remote_commands_through_the_broker_end_to_end_encrypted);
 }
 
 #[test]
 fn on_mosquitto() {
-    let mosq = common::Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = tfmprov_aggregator::BrokerChoice::External { url: mosq.url(), ca_file: None, client_cert: None };
-    let servers = Servers::start_on(dir.path(), broker).unwrap();
-    remote_commands_through_the_broker_end_to_end_encrypted(dir.path(), &servers);
+    with_servers(true, remote_commands_through_the_broker_end_to_end_encrypted);
 }
 
 fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: &Servers) {
@@ -148,18 +158,12 @@ fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: 
 
 #[test]
 fn rotation_on_the_embedded_broker() {
-    let dir = tempfile::tempdir().unwrap();
-    let servers = Servers::start(dir.path()).unwrap();
-    rotation_of_a_running_device_restarted_midway(dir.path(), &servers);
+    with_servers(false, rotation_of_a_running_device_restarted_midway);
 }
 
 #[test]
 fn rotation_on_mosquitto() {
-    let mosq = common::Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = tfmprov_aggregator::BrokerChoice::External { url: mosq.url(), ca_file: None, client_cert: None };
-    let servers = Servers::start_on(dir.path(), broker).unwrap();
-    rotation_of_a_running_device_restarted_midway(dir.path(), &servers);
+    with_servers(true, rotation_of_a_running_device_restarted_midway);
 }
 
 /// Issue 12's rotation: a device sending telemetry gets a new key through

@@ -29,15 +29,6 @@ fn serial_of(chain_pem: &str) -> String {
     hex::encode(leaf.tbs_certificate.serial_number.as_bytes())
 }
 
-fn revoke_at_ca(servers: &Servers, serial: &str) {
-    let resp = ureq::post(&format!("{}/v1/revocations", servers.ca_url))
-        .header("Authorization", &format!("Bearer {}", servers.token))
-        .header("Content-Type", "application/json")
-        .send(serde_json::json!({ "serial": serial, "reason": "test" }).to_string())
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 #[test]
 fn a_certificate_revoked_at_the_ca_is_refused_by_the_aggregator() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +44,7 @@ fn a_certificate_revoked_at_the_ca_is_refused_by_the_aggregator() {
     // dev-b's certificate revoked before it was ever registered, dev-a's
     // while registered: once dev-a shows revoked, the aggregator holds a
     // CRL with both.
-    // dev-b's with the CLI, dev-a's over HTTP.
+    // dev-b's with the CLI, dev-a's with the client library.
     let out = Command::new(EXE)
         .args(["ca", "revoke", "--url", ca, "--serial", &serial_of(&chain_b), "--reason", "test"])
         .args(["--token-file", servers.token_file.to_str().unwrap()])
@@ -61,7 +52,8 @@ fn a_certificate_revoked_at_the_ca_is_refused_by_the_aggregator() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("revoked: dev-b serial "), "{}", String::from_utf8_lossy(&out.stdout));
-    revoke_at_ca(&servers, &serial_of(&chain_a));
+    let r = tfmprov_ca::client::revoke(ca, token, &serial_of(&chain_a), "test", t).unwrap();
+    assert_eq!(r.device_id, "dev-a");
     let start = Instant::now();
     while !tfmprov_aggregator::client::device(agg, "dev-a").unwrap().unwrap().revoked {
         assert!(start.elapsed() < Duration::from_secs(15), "dev-a not revoked within 15 s of the CA's revocation");

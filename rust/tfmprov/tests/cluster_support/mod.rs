@@ -128,10 +128,7 @@ impl Cluster {
 
     /// The first operator's token, written by the first instance that ran.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.state.path().join("agg").join(tfmprov_aggregator::ADMIN_TOKEN_FILE))
-            .expect("operator.token")
-            .trim()
-            .to_owned()
+        admin_token(&self.state.path().join("agg"))
     }
 
     pub fn a(&self) -> &Instance {
