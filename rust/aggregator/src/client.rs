@@ -201,8 +201,19 @@ pub fn stats(base_url: &str) -> Result<Stats, Error> {
 /// then the intermediate. No cloud identity is [`Error::Http`] with status
 /// 404; an answer that is not PEM certificates is [`Error::BadResponse`].
 pub fn cloud_certificate(base_url: &str, timeout: Duration) -> Result<String, Error> {
+    pem_chain_at(base_url, "/v1/cloud", timeout)
+}
+
+/// GETs `{base_url}/v1/broker`: the PEM chain of the embedded broker's TLS
+/// certificate (the leaf devices store at peer ID 0x3F000003 and pin). No
+/// TLS listener is [`Error::Http`] with status 404.
+pub fn broker_certificate(base_url: &str, timeout: Duration) -> Result<String, Error> {
+    pem_chain_at(base_url, "/v1/broker", timeout)
+}
+
+fn pem_chain_at(base_url: &str, path: &str, timeout: Duration) -> Result<String, Error> {
     let resp = agent(timeout)
-        .get(url(base_url, "/v1/cloud"))
+        .get(url(base_url, path))
         .call()
         .map_err(|e| Error::Transport(e.to_string()))?;
     let (status, body) = answer(resp)?;

@@ -158,7 +158,7 @@ fn cloud_err(path: &Path, what: impl std::fmt::Display) -> Error {
 
 /// Writes `data` atomically with `mode` (the CA's helper: a key is never
 /// readable by others, not even for a moment).
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     tfmprov_ca::store::write_file_atomic(path, data, mode).map_err(|e| cloud_err(path, e))
 }
 
@@ -179,7 +179,7 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
 }
 
 /// A P-256 private key from PEM: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
-fn read_key(path: &Path) -> Result<p256::SecretKey, Error> {
+pub(crate) fn read_key(path: &Path) -> Result<p256::SecretKey, Error> {
     let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| cloud_err(path, e))?);
     warn_if_open(path);
     if let Some(block) = pem_block(&text, "PRIVATE KEY") {
@@ -193,7 +193,7 @@ fn read_key(path: &Path) -> Result<p256::SecretKey, Error> {
     Err(cloud_err(path, "no \"PRIVATE KEY\" or \"EC PRIVATE KEY\" PEM block"))
 }
 
-fn write_key(path: &Path, secret: &p256::SecretKey) -> Result<(), Error> {
+pub(crate) fn write_key(path: &Path, secret: &p256::SecretKey) -> Result<(), Error> {
     let pem = secret
         .to_pkcs8_pem(der::pem::LineEnding::LF)
         .map_err(|e| cloud_err(path, format!("cannot encode the key: {e}")))?;
@@ -277,9 +277,14 @@ fn load_existing(roots: &Roots, key_path: &Path, cert_path: &Path) -> Result<Clo
 
 /// A CSR (DER) for `secret` with subject CN=cloud, signed ecdsa-with-SHA256.
 fn cloud_csr(secret: &p256::SecretKey) -> Result<Vec<u8>, Error> {
+    csr_for(secret, CLOUD_CN)
+}
+
+/// A CSR (DER) for `secret` with subject CN=`cn`, signed ecdsa-with-SHA256.
+pub(crate) fn csr_for(secret: &p256::SecretKey, cn: &str) -> Result<Vec<u8>, Error> {
     use x509_cert::builder::{Builder, RequestBuilder};
     let signing = p256::ecdsa::SigningKey::from(secret);
-    let name = x509_cert::name::Name::from_str(&format!("CN={CLOUD_CN}"))
+    let name = x509_cert::name::Name::from_str(&format!("CN={cn}"))
         .map_err(|e| Error::Cloud(format!("CSR subject: {e}")))?;
     let builder = RequestBuilder::new(name, &signing).map_err(|e| Error::Cloud(format!("CSR: {e}")))?;
     let req = builder

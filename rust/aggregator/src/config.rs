@@ -192,6 +192,33 @@ pub struct Config {
     /// to the new one (default [`crate::DEFAULT_ROTATION_GRACE`], 24 h); a
     /// rotation may give its own.
     pub rotation_grace: Duration,
+    /// A TLS listener of the embedded broker for devices (mutual TLS: a
+    /// client certificate that verifies to the CA root). `None` (default):
+    /// plain MQTT only. The aggregator itself stays on the plain listener,
+    /// which should then be on loopback.
+    pub broker_tls: Option<BrokerTls>,
+}
+
+/// The embedded broker's TLS listener ([`Config::broker_tls`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerTls {
+    /// Its address (port 0 = pick a free one; [`crate::Running::mqtts_addr`]).
+    pub listen: SocketAddr,
+    /// The names in its certificate (host names or IP addresses; devices
+    /// connect to the first). Default `localhost`, `127.0.0.1`.
+    pub names: Vec<String>,
+    /// The CA that issues its certificate at the first start
+    /// (`http://HOST:PORT`, with [`Config::ca_token`], scope `servers`).
+    /// `None`: `broker.key` and `broker.crt` must already be in the state
+    /// directory.
+    pub ca_url: Option<String>,
+}
+
+impl BrokerTls {
+    /// On `listen`, names `localhost` and `127.0.0.1`, issued by `ca_url`.
+    pub fn new(listen: SocketAddr, ca_url: Option<String>) -> BrokerTls {
+        BrokerTls { listen, names: vec!["localhost".into(), "127.0.0.1".into()], ca_url }
+    }
 }
 
 /// Default [`Config::crl_interval`]: 60 seconds.
@@ -226,6 +253,7 @@ impl Config {
             crl_url: None,
             crl_interval: DEFAULT_CRL_INTERVAL,
             rotation_grace: crate::DEFAULT_ROTATION_GRACE,
+            broker_tls: None,
         }
     }
 
@@ -276,6 +304,16 @@ impl Config {
                 return Err(Error::Config(
                     "a share group needs an instance name (the broker keeps each member's session by client id)".into(),
                 ));
+            }
+        }
+        if self.broker_tls.is_some() && !matches!(self.broker, BrokerChoice::Embedded { .. }) {
+            return Err(Error::Config(
+                "a broker TLS listener is for the embedded broker: configure TLS on the external broker itself".into(),
+            ));
+        }
+        if let Some(t) = &self.broker_tls {
+            if t.names.is_empty() {
+                return Err(Error::Config("the broker's TLS listener needs at least one name".into()));
             }
         }
         if let CloudIdentity::EnrollAt { ca_url } = &self.cloud {

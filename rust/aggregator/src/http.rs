@@ -46,6 +46,8 @@ pub(crate) struct AppState {
     pub counters: Arc<Counters>,
     /// `cloud_cert.pem` (leaf, then intermediate), if there is a cloud identity.
     pub cloud_chain_pem: Option<String>,
+    /// The embedded broker's certificate chain (TLS listener), for devices to pin.
+    pub broker_chain_pem: Option<String>,
     /// The pipeline's queue depths now (for `/metrics`).
     pub depths: Box<dyn Fn() -> Vec<(crate::stats::Queue, usize)> + Send + Sync>,
     /// Remote provisioning commands.
@@ -163,6 +165,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit", get(get_audit))
         .route("/metrics", get(get_metrics))
         .route("/v1/cloud", get(get_cloud))
+        .route("/v1/broker", get(get_broker))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -494,6 +497,20 @@ async fn get_rotation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
     match blocking(move || rotations.latest(&id2)).await? {
         Some(info) => Ok(Json(info).into_response()),
         None => Ok((StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("no rotation for {id}\n")).into_response()),
+    }
+}
+
+/// The broker's certificate chain (PEM), open like the CA certificates:
+/// enrollment stores its leaf on the device, which pins its key.
+async fn get_broker(State(st): State<Arc<AppState>>) -> Response {
+    match &st.broker_chain_pem {
+        Some(pem) => ([(header::CONTENT_TYPE, PEM_CHAIN)], pem.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no broker certificate: the embedded broker has no TLS listener\n",
+        )
+            .into_response(),
     }
 }
 

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod broker;
+mod broker_tls;
 mod chain;
 pub mod client;
 mod cloud;
@@ -61,11 +62,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use broker::EMBEDDED_MAX_PAYLOAD;
+pub use broker_tls::{BROKER_CERT_FILE, BROKER_CN, BROKER_KEY_FILE};
 pub use chain::MAX_CHAIN_CERTS;
 pub use cloud::{CloudIdentity, CLOUD_CERT_FILE, CLOUD_CN, CLOUD_KEY_FILE, ENROLL_TIMEOUT, STORAGE_KEY_FILE};
 pub use sessions::SESSIONS_KEPT;
 pub use config::{
-    BrokerChoice, Config, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRL_INTERVAL, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
+    BrokerChoice, BrokerTls, Config, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRL_INTERVAL, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
     MAX_EARLY_SEALED_WAIT,
 };
 pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
@@ -115,6 +117,7 @@ pub struct Aggregator;
 pub struct Running {
     http_addr: SocketAddr,
     mqtt_addr: SocketAddr,
+    mqtts_addr: Option<SocketAddr>,
     counters: Arc<stats::Counters>,
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<()>,
@@ -125,6 +128,7 @@ pub struct Running {
     expiry_task: JoinHandle<()>,
     rotation_task: JoinHandle<()>,
     crl_task: Option<JoinHandle<()>>,
+    tls_task: Option<JoinHandle<()>>,
 }
 
 /// MQTT client id: stable for a state directory, so a restarted aggregator
@@ -174,10 +178,11 @@ impl Aggregator {
         let roots = chain::Roots::from_pem(&cfg.ca_root_pem)?;
         let state_dir = cfg.state_dir.clone();
         let cloud_choice = cfg.cloud.clone();
+        let (broker_tls, ca_root_pem) = (cfg.broker_tls.clone(), cfg.ca_root_pem.clone());
         let ca_token = cfg.ca_token.clone().unwrap_or_default();
         let db_choice = cfg.database.clone();
         let admin_token_file = cfg.admin_token_file.clone().unwrap_or_else(|| cfg.state_dir.join(ADMIN_TOKEN_FILE));
-        let (reg_db, writer_db, windows, roots, sessions, auth) = tokio::task::spawn_blocking(move || {
+        let opened = tokio::task::spawn_blocking(move || {
             // The first connection migrates the schema.
             let reg_db = store::open(&db_choice, &state_dir, true)?;
             let auth = tfmprov_auth::Auth::new(store::open(&db_choice, &state_dir, false)?);
@@ -190,10 +195,16 @@ impl Aggregator {
             let session_db = store::open(&db_choice, &state_dir, false)?;
             let ids = store::load_session_ids(&session_db)?;
             let sessions = sessions::Sessions::new(cloud.map(Arc::new), storage, session_db, ids);
-            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions, Arc::new(auth)))
+            // Blocking too: a first start has the CA issue the broker's certificate.
+            let broker_id = broker_tls
+                .as_ref()
+                .map(|t| broker_tls::open(&state_dir, t, &ca_root_pem, &ca_token))
+                .transpose()?;
+            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions, Arc::new(auth), broker_id))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        let (reg_db, writer_db, windows, roots, sessions, auth, broker_id) = opened;
         let sessions = Arc::new(sessions);
         let cloud_chain_pem = sessions.cloud().map(|c| c.chain_pem.clone());
         let registry = Arc::new(registry::Registry::open(roots, reg_db)?);
@@ -202,6 +213,8 @@ impl Aggregator {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let http_addr = listener.local_addr()?;
 
+        let broker_chain_pem = broker_id.as_ref().map(|i| i.chain_pem.clone());
+        let (mut mqtts_addr, mut tls_task) = (None, None);
         let (embedded, mqtt_addr) = match &cfg.broker {
             BrokerChoice::Embedded { listen } => {
                 let listen = *listen;
@@ -209,6 +222,16 @@ impl Aggregator {
                     .await
                     .map_err(|e| Error::Broker(e.to_string()))??;
                 tracing::info!(%addr, "embedded MQTT broker listening");
+                if let (Some(t), Some(id)) = (&cfg.broker_tls, &broker_id) {
+                    let tls_config = broker_tls::server_config(id, &cfg.ca_root_pem)?;
+                    let listener = tokio::net::TcpListener::bind(t.listen)
+                        .await
+                        .map_err(|e| Error::Broker(format!("cannot listen on {}: {e}", t.listen)))?;
+                    let a = listener.local_addr()?;
+                    tracing::info!(addr = %a, "embedded MQTT broker: TLS listener for devices");
+                    tls_task = Some(tokio::spawn(broker_tls::terminate(listener, tls_config, addr)));
+                    mqtts_addr = Some(a);
+                }
                 (Some(addr), addr)
             }
             BrokerChoice::External { .. } => {
@@ -278,6 +301,7 @@ impl Aggregator {
             registry,
             counters: counters.clone(),
             cloud_chain_pem,
+            broker_chain_pem,
             depths: Box::new(move || metrics_view.depths()),
             remote,
             rotations: rotations.clone(),
@@ -342,7 +366,7 @@ impl Aggregator {
             })
         });
         tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
-        Ok(Running { http_addr, mqtt_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task, crl_task })
+        Ok(Running { http_addr, mqtt_addr, mqtts_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task, crl_task, tls_task })
     }
 }
 
@@ -358,6 +382,12 @@ impl Running {
         self.mqtt_addr
     }
 
+    /// The embedded broker's TLS listener for devices, if configured
+    /// ([`Config::broker_tls`]).
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.mqtts_addr
+    }
+
     /// Accepted / rejected counters since start.
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
@@ -369,8 +399,12 @@ impl Running {
     /// embedded broker (rumqttd has no stop) keeps running until the process
     /// exits.
     pub async fn shutdown(self) {
-        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, rotation_task, crl_task, .. } = self;
+        let Running { http_stop, http_task, link, pipeline, out, shared, expiry_task, rotation_task, crl_task, tls_task, .. } = self;
         link.intake.store(false, Ordering::SeqCst);
+        // No new device connections over TLS (those open end with the process).
+        if let Some(t) = tls_task {
+            t.abort();
+        }
         expiry_task.abort();
         rotation_task.abort();
         if let Some(t) = crl_task {

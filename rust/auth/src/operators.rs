@@ -24,11 +24,14 @@ pub enum Scope {
     Audit,
     /// Revoke certificates at the CA.
     Revoke,
+    /// Have the CA issue TLS server certificates (`POST /v1/csr?profile=server`):
+    /// apart from `sign` because such a certificate can stand in for a server.
+    Servers,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit, Scope::Revoke];
+    pub const ALL: [Scope; 6] = [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit, Scope::Revoke, Scope::Servers];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Scope {
             Scope::Commands => "commands",
             Scope::Audit => "audit",
             Scope::Revoke => "revoke",
+            Scope::Servers => "servers",
         }
     }
 

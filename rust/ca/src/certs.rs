@@ -6,7 +6,7 @@ use cms::cert::CertificateChoices;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignedData, SignerInfos};
 use const_oid::db::rfc4519::{CN, O};
-use const_oid::db::rfc5280::ID_KP_CLIENT_AUTH;
+use const_oid::db::rfc5280::{ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH};
 use const_oid::db::rfc5911::{ID_DATA, ID_SIGNED_DATA};
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_CE_SUBJECT_KEY_IDENTIFIER};
 use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, SECP_256_R_1};
@@ -22,8 +22,9 @@ use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
-    SubjectKeyIdentifier,
+    SubjectAltName, SubjectKeyIdentifier,
 };
+use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
@@ -234,11 +235,14 @@ pub(crate) fn make_intermediate(
 ///
 /// Validity: `now - 5 min` .. `now + validity_days`, cut at the intermediate's
 /// notAfter. Extensions: basicConstraints CA:FALSE (critical), keyUsage
-/// digitalSignature (critical), extKeyUsage clientAuth, SKI, AKI = intermediate's SKI.
+/// digitalSignature (critical), extKeyUsage clientAuth (a device) or
+/// serverAuth with a subjectAltName of the names (a server), SKI, AKI =
+/// intermediate's SKI.
 pub(crate) fn make_leaf(
     issuer: &CaCert,
     issuer_key: &SigningKey,
     csr: &CheckedCsr,
+    profile: &LeafProfile,
     validity_days: u32,
     now: SystemTime,
 ) -> Result<(Certificate, [u8; 16]), Error> {
@@ -269,14 +273,76 @@ pub(crate) fn make_leaf(
     .map_err(Error::encoding)?;
     b.add_extension(&KeyUsage(KeyUsages::DigitalSignature.into()))
         .map_err(Error::encoding)?;
-    b.add_extension(&NonCriticalEku(ExtendedKeyUsage(vec![ID_KP_CLIENT_AUTH])))
-        .map_err(Error::encoding)?;
+    match profile {
+        LeafProfile::Device => b
+            .add_extension(&NonCriticalEku(ExtendedKeyUsage(vec![ID_KP_CLIENT_AUTH])))
+            .map_err(Error::encoding)?,
+        LeafProfile::Server(names) => {
+            b.add_extension(&NonCriticalEku(ExtendedKeyUsage(vec![ID_KP_SERVER_AUTH])))
+                .map_err(Error::encoding)?;
+            let general = names
+                .iter()
+                .map(|n| match n {
+                    ServerName::Dns(d) => der::asn1::Ia5String::new(d).map(GeneralName::DnsName),
+                    ServerName::Ip(std::net::IpAddr::V4(a)) => OctetString::new(a.octets().to_vec()).map(GeneralName::IpAddress),
+                    ServerName::Ip(std::net::IpAddr::V6(a)) => OctetString::new(a.octets().to_vec()).map(GeneralName::IpAddress),
+                })
+                .collect::<der::Result<Vec<_>>>()
+                .map_err(Error::encoding)?;
+            b.add_extension(&SubjectAltName(general)).map_err(Error::encoding)?;
+        }
+    }
     b.add_extension(&ski(&key_id(&csr.spki))?)
         .map_err(Error::encoding)?;
     b.add_extension(&aki(&issuer.ski)?)
         .map_err(Error::encoding)?;
     let cert = b.build::<DerSignature>().map_err(Error::encoding)?;
     Ok((cert, serial))
+}
+
+/// What a leaf is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeafProfile {
+    /// A device: clientAuth (MQTT with mutual TLS), no names.
+    Device,
+    /// A TLS server (the broker, an HTTPS API): serverAuth, these names.
+    Server(Vec<ServerName>),
+}
+
+/// A name in a server certificate's subjectAltName.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerName {
+    /// dNSName (lower case, `[a-z0-9-]` labels joined by dots; a leading `*.` allowed).
+    Dns(String),
+    /// iPAddress.
+    Ip(std::net::IpAddr),
+}
+
+impl ServerName {
+    /// An IP address, or a host name of 1..=253 characters whose labels are
+    /// 1..=63 of `[A-Za-z0-9-]` not starting or ending with `-` (a first
+    /// label `*` allowed); anything else is refused with the reason.
+    pub fn parse(s: &str) -> Result<ServerName, String> {
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Ok(ServerName::Ip(ip));
+        }
+        let lower = s.to_ascii_lowercase();
+        if lower.is_empty() || lower.len() > 253 {
+            return Err(format!("{s:?} is not a host name or IP address"));
+        }
+        for (i, label) in lower.split('.').enumerate() {
+            let ok = (i == 0 && label == "*")
+                || (!label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !ok {
+                return Err(format!("{s:?} is not a host name or IP address"));
+            }
+        }
+        Ok(ServerName::Dns(lower))
+    }
 }
 
 /// extKeyUsage marked non-critical (x509-cert marks it critical; RFC 5280 4.2.1.12

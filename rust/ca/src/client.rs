@@ -52,8 +52,27 @@ fn pem_certs(pem: &str) -> Result<Vec<Certificate>, Error> {
 /// comes back as [`Error::Http`] with status 400 and the server's reason; a
 /// missing or insufficient credential as 401 or 403.
 pub fn submit_csr(base_url: &str, token: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
+    post_csr(base_url, "/v1/csr".to_owned(), token, csr_der, timeout)
+}
+
+/// [`submit_csr`] for a TLS server certificate with subjectAltName `names`
+/// (host names or IP addresses), with a `token` of scope `servers`.
+pub fn submit_server_csr(base_url: &str, token: &str, csr_der: &[u8], names: &[&str], timeout: Duration) -> Result<String, Error> {
+    let mut path = "/v1/csr?profile=server".to_owned();
+    for n in names {
+        // Host names and IP addresses need no escaping; anything else is refused here.
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:*".contains(&b)) {
+            return Err(Error::Refused(crate::Refusal::BadServerName(format!("{n:?} is not a host name or IP address"))));
+        }
+        path.push_str("&name=");
+        path.push_str(n);
+    }
+    post_csr(base_url, path, token, csr_der, timeout)
+}
+
+fn post_csr(base_url: &str, path: String, token: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
     let resp = agent(timeout)
-        .post(url(base_url, "/v1/csr"))
+        .post(url(base_url, &path))
         .header("Content-Type", "application/pkcs10")
         .header("Authorization", &format!("Bearer {}", token.trim()))
         .send(csr_der)

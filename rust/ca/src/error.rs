@@ -31,6 +31,8 @@ pub enum Refusal {
     CnNotAllowed(String),
     /// An O or OU attribute is unusable (wrong string type, empty, too long, control chars).
     BadAttribute(String),
+    /// A server certificate request without a usable name (string: why).
+    BadServerName(String),
 }
 
 impl fmt::Display for Refusal {
@@ -48,6 +50,7 @@ impl fmt::Display for Refusal {
             }
             Refusal::BadSignature => f.write_str("CSR signature does not verify"),
             Refusal::MissingCn => f.write_str("CSR subject has no CN"),
+            Refusal::BadServerName(why) => write!(f, "server certificate names: {why}"),
             Refusal::MultipleCn => f.write_str("CSR subject has more than one CN"),
             Refusal::CnNotAllowed(cn) => {
                 write!(

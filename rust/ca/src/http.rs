@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -144,9 +144,9 @@ fn body_or_refusal(
 
 /// The operator behind the request, if it may have CSRs signed; a refusal
 /// is answered 401 / 403 before the body is looked at.
-async fn operator(ca: &Arc<Ca>, headers: HeaderMap, request: &'static str) -> Result<String, Error> {
+async fn operator(ca: &Arc<Ca>, headers: HeaderMap, scope: Scope, request: &'static str) -> Result<String, Error> {
     let ca = ca.clone();
-    tokio::task::spawn_blocking(move || ca.auth().authorize(&headers, Scope::Sign, request))
+    tokio::task::spawn_blocking(move || ca.auth().authorize(&headers, scope, request))
         .await
         .map_err(|e| Error::Encoding(format!("authorization task failed: {e}")))?
         .map(|op| op.name)
@@ -157,9 +157,12 @@ async fn operator(ca: &Arc<Ca>, headers: HeaderMap, request: &'static str) -> Re
 /// actor the operator). A log that cannot be written fails the request
 /// (500): nothing is issued without its entry, though the certificate
 /// already made stays in the CA's own log.
-async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String) -> Result<crate::Issued, Error> {
+async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String, server_names: Option<Vec<String>>) -> Result<crate::Issued, Error> {
     tokio::task::spawn_blocking(move || {
-        let res = ca.sign_csr_from(&der, &src);
+        let res = match &server_names {
+            None => ca.sign_csr_from(&der, &src),
+            Some(names) => ca.sign_server_csr_from(&der, &src, names),
+        };
         let (subject, result) = match &res {
             Ok(i) => (format!("{} serial {}", i.device_id, i.serial_hex), "ok".to_owned()),
             Err(e) => ("CSR".to_owned(), e.to_string()),
@@ -171,13 +174,39 @@ async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String) -> Result<c
     .map_err(|e| Error::Encoding(format!("signing task failed: {e}")))?
 }
 
+/// The names of `?profile=server&name=A&name=B` (None for a device
+/// certificate: no query). Any other parameter is refused.
+fn server_names(query: Option<&str>) -> Result<Option<Vec<String>>, Error> {
+    let Some(q) = query.filter(|q| !q.is_empty()) else { return Ok(None) };
+    let bad = |why: String| Error::Refused(crate::Refusal::BadServerName(why));
+    let (mut server, mut names) = (false, Vec::new());
+    for pair in q.split('&') {
+        match pair.split_once('=') {
+            Some(("profile", "server")) => server = true,
+            Some(("profile", other)) => return Err(bad(format!("unknown profile {other:?} (only \"server\")"))),
+            Some(("name", n)) => names.push(n.to_owned()),
+            _ => return Err(bad(format!("unknown query parameter {:?}", pair.chars().take(40).collect::<String>()))),
+        }
+    }
+    if !server {
+        return Err(bad("name= needs profile=server".into()));
+    }
+    Ok(Some(names))
+}
+
 async fn post_csr(
     State(ca): State<Arc<Ca>>,
     ext: Extensions,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&ca, headers, "POST /v1/csr").await?;
+    let names = server_names(query.as_deref())?;
+    let (scope, what) = match names {
+        None => (Scope::Sign, "POST /v1/csr"),
+        Some(_) => (Scope::Servers, "POST /v1/csr?profile=server"),
+    };
+    let actor = operator(&ca, headers, scope, what).await?;
     let src = source("http", &ext);
     let body = body_or_refusal(&ca, &src, body)?;
     let der = match csr::csr_der_from_body(&body) {
@@ -187,7 +216,7 @@ async fn post_csr(
             return Err(Error::Refused(r));
         }
     };
-    let issued = sign(ca, der, src, actor).await?;
+    let issued = sign(ca, der, src, actor, names).await?;
     let mut resp = ([(header::CONTENT_TYPE, PEM_CHAIN)], issued.chain_pem).into_response();
     if let Ok(v) = HeaderValue::from_str(&issued.device_id) {
         resp.headers_mut().insert("x-device-id", v);
@@ -319,7 +348,7 @@ async fn est_simpleenroll(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&ca, headers, "POST /.well-known/est/simpleenroll").await?;
+    let actor = operator(&ca, headers, Scope::Sign, "POST /.well-known/est/simpleenroll").await?;
     let src = source("est", &ext);
     let body = body_or_refusal(&ca, &src, body)?;
     let der = match csr::csr_der_from_est_body(&body) {
@@ -329,7 +358,7 @@ async fn est_simpleenroll(
             return Err(Error::Refused(r));
         }
     };
-    let issued = sign(ca.clone(), der, src, actor).await?;
+    let issued = sign(ca.clone(), der, src, actor, None).await?;
     Ok(pkcs7_response(
         PKCS7_CERTS_ONLY,
         &ca.pkcs7_of(&issued.leaf_der)?,

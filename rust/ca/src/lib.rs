@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 pub use csr::{cn_allowed, csr_der_from_body, csr_der_from_est_body};
 pub use db::{DeviceRecord, RequestRecord};
+pub use certs::{LeafProfile, ServerName};
 pub use error::{Error, Refusal};
 pub use http::{router, serve};
 
@@ -262,6 +263,29 @@ impl Ca {
     /// digitalSignature (critical), extKeyUsage clientAuth, SKI, AKI = intermediate's
     /// SKI. Every call is written to the request log with `source` and its outcome.
     pub fn sign_csr_from(&self, csr_der: &[u8], source: &str) -> Result<Issued, Error> {
+        self.sign_csr_as(csr_der, source, &LeafProfile::Device)
+    }
+
+    /// [`Ca::sign_csr_from`] for a TLS server: the leaf has extKeyUsage
+    /// serverAuth and a subjectAltName of `names` (each an IP address or a
+    /// host name, [`ServerName::parse`]; 1 to 16 of them).
+    pub fn sign_server_csr_from(&self, csr_der: &[u8], source: &str, names: &[String]) -> Result<Issued, Error> {
+        let parsed = if names.is_empty() || names.len() > 16 {
+            Err(format!("{} names given, 1 to 16 needed", names.len()))
+        } else {
+            names.iter().map(|n| ServerName::parse(n)).collect::<Result<Vec<_>, _>>()
+        };
+        match parsed {
+            Ok(p) => self.sign_csr_as(csr_der, source, &LeafProfile::Server(p)),
+            Err(why) => {
+                let err = Error::Refused(Refusal::BadServerName(why));
+                self.log_failure(source, "refused", &err.to_string(), None, None);
+                Err(err)
+            }
+        }
+    }
+
+    fn sign_csr_as(&self, csr_der: &[u8], source: &str, profile: &LeafProfile) -> Result<Issued, Error> {
         if csr_der.len() > MAX_BODY_BYTES {
             let err = Error::TooLarge {
                 limit: MAX_BODY_BYTES,
@@ -285,7 +309,7 @@ impl Ca {
                 return Err(Error::Refused(refusal));
             }
         };
-        match self.issue(&checked, source) {
+        match self.issue(&checked, source, profile) {
             Ok(issued) => {
                 self.metrics.issued(issued.rekey);
                 Ok(issued)
@@ -305,12 +329,13 @@ impl Ca {
         }
     }
 
-    fn issue(&self, csr: &csr::CheckedCsr, source: &str) -> Result<Issued, Error> {
+    fn issue(&self, csr: &csr::CheckedCsr, source: &str, profile: &LeafProfile) -> Result<Issued, Error> {
         let now = SystemTime::now();
         let (cert, serial) = certs::make_leaf(
             &self.intermediate,
             &self.intermediate_key,
             csr,
+            profile,
             self.validity_days,
             now,
         )?;

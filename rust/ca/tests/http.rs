@@ -517,3 +517,62 @@ fn revoked_certificates_are_in_a_crl_that_openssl_checks() {
     assert_eq!(revocations.len(), 2 + 1 + 4, "two ok, one unknown, four bad: {revocations:?}");
     assert!(revocations[0].actor == "revoker" && revocations[0].result == "ok" && revocations[0].subject.starts_with("dev-a serial "));
 }
+
+/// Issue 13: server certificates (`?profile=server&name=...`, scope
+/// `servers`): serverAuth and the names in subjectAltName, which openssl
+/// checks for TLS servers (`-purpose sslserver -verify_hostname/-verify_ip`);
+/// a device certificate is not one. Bad names and the sign-only scope are
+/// refused.
+#[test]
+fn server_certificates_carry_names_and_need_the_servers_scope() {
+    use tfmprov_auth::Scope;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+    let (_, station) = ca.auth().add_operator("station-1", &[Scope::Sign]).unwrap();
+    let csr = rust_csr(&new_key(), "CN=tfmprov-broker");
+
+    let err = client::submit_server_csr(&server.base, &station, &csr, &["localhost"], Duration::from_secs(10)).unwrap_err();
+    assert!(matches!(err, Error::Http { status: 403, .. }), "{err:?}");
+
+    let chain = client::submit_server_csr(&server.base, &server.token, &csr, &["localhost", "127.0.0.1", "broker.example"], Duration::from_secs(10))
+        .unwrap();
+    let leaf = first_pem(&chain);
+    let dir = tmp.path();
+    std::fs::write(dir.join("srv.pem"), &leaf).unwrap();
+    let ext = openssl(dir, &["x509", "-noout", "-ext", "subjectAltName,extendedKeyUsage", "-in", "srv.pem"]);
+    assert!(ext.contains("DNS:localhost") && ext.contains("IP Address:127.0.0.1") && ext.contains("DNS:broker.example"), "{ext}");
+    assert!(ext.contains("TLS Web Server Authentication") && !ext.contains("Client"), "{ext}");
+    std::fs::write(dir.join("root.pem"), ca.root_pem()).unwrap();
+    std::fs::write(dir.join("intermediate.pem"), ca.intermediate_pem()).unwrap();
+    let verify = |extra: &[&str], cert: &str| {
+        let mut args = vec!["openssl", "verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-purpose", "sslserver"];
+        args.extend_from_slice(extra);
+        args.push(cert);
+        Command::new(args[0]).args(&args[1..]).current_dir(dir).output().unwrap()
+    };
+    assert!(verify(&["-verify_hostname", "localhost"], "srv.pem").status.success());
+    assert!(verify(&["-verify_ip", "127.0.0.1"], "srv.pem").status.success());
+    assert!(!verify(&["-verify_hostname", "other.example"], "srv.pem").status.success());
+    // A device certificate is not a server certificate.
+    let device_chain = client::submit_csr(&server.base, &station, &rust_csr(&new_key(), "CN=dev-1"), Duration::from_secs(10)).unwrap();
+    std::fs::write(dir.join("dev.pem"), first_pem(&device_chain)).unwrap();
+    assert!(!verify(&[], "dev.pem").status.success());
+
+    // Refusals: no name, a bad name, an unknown profile or parameter (400).
+    for (query, want) in [
+        ("profile=server", "0 names given"),
+        ("profile=server&name=bad_name", "not a host name"),
+        ("profile=server&name=-x.example", "not a host name"),
+        ("profile=client&name=a", "unknown profile"),
+        ("name=a", "needs profile=server"),
+        ("profile=server&name=a&x=1", "unknown query parameter"),
+    ] {
+        let (status, _, text) = post(&server.token, &format!("{}/v1/csr?{query}", server.base), "application/pkcs10", &csr);
+        assert_eq!(status, 400, "{query}: {text}");
+        assert!(text.contains(want), "{query}: {text}");
+    }
+    assert!(client::submit_server_csr(&server.base, &server.token, &csr, &["a&b"], Duration::from_secs(10)).is_err());
+    let log = ca.auth().audit_page(0, 1000).unwrap();
+    assert!(log.iter().any(|e| e.action == "certificate.issue" && e.actor == "admin" && e.subject.starts_with("tfmprov-broker serial ")));
+}

@@ -317,7 +317,7 @@ fn walk_chain_parts(c: &[u8]) -> Option<ChainParts<'_>> {
 /// `child` is signed by `issuer`: the names match and the signature
 /// verifies with the issuer's key (through PSA).
 fn issued_by(psa: &Psa, child: &ChainParts<'_>, issuer: &ChainParts<'_>) -> Result<(), Error> {
-    const BROKEN: Error = Error::InvalidArgument("cloud certificate does not chain to the CA root on the device");
+    const BROKEN: Error = Error::InvalidArgument("peer certificate does not chain to the CA root on the device");
     if child.issuer != issuer.subject {
         return Err(BROKEN);
     }
@@ -343,14 +343,14 @@ pub fn check_cloud_chain(psa: &Psa, der: &[u8]) -> Result<(), Error> {
         }
     };
     let root_der = load(PEER_CA_ROOT)?
-        .ok_or(Error::InvalidArgument("no CA root on the device to check the cloud certificate against"))?;
+        .ok_or(Error::InvalidArgument("no CA root on the device to check the peer certificate against"))?;
     let root = chain_parts(&root_der)?;
     let leaf = chain_parts(der)?;
     if issued_by(psa, &leaf, &root).is_ok() {
         return Ok(());
     }
     let inter_der =
-        load(PEER_INTERMEDIATE)?.ok_or(Error::InvalidArgument("cloud certificate does not chain to the CA root on the device"))?;
+        load(PEER_INTERMEDIATE)?.ok_or(Error::InvalidArgument("peer certificate does not chain to the CA root on the device"))?;
     let inter = chain_parts(&inter_der)?;
     if !inter.is_ca {
         return Err(Error::InvalidArgument("the intermediate certificate on the device is not a CA"));
@@ -380,11 +380,51 @@ pub fn store(psa: &mut Psa, target: CertTarget, der: &[u8]) -> Result<(), Error>
             return Err(Error::Mismatch);
         }
     }
-    if target.slot() == CertTarget::Peer(tfmprov_psa::ids::PeerId::new(tfmprov_psa::ids::PEER_CLOUD.into())?).slot() {
-        check_cloud_chain(psa, der)?;
+    // The cloud's and the broker's certificates are trusted for what they
+    // are (encrypting to the cloud, pinning the broker): both must chain to
+    // the root on the device.
+    if let CertTarget::Peer(p) = target {
+        if p.get() == tfmprov_psa::ids::PEER_CLOUD || p.get() == tfmprov_psa::ids::PEER_BROKER {
+            check_cloud_chain(psa, der)?;
+        }
     }
     psa.store_cert(target.slot(), der)?;
     Ok(())
+}
+
+/// What a device needs for mutual TLS with the broker: its certificate
+/// chain (the telemetry key's leaf, then the intermediate if stored), the
+/// CA root, and the pin of the broker's key. The key itself stays in PSA.
+#[derive(Clone, Debug)]
+pub struct TlsIdentity {
+    /// The key that signs the handshake.
+    pub key: tfmprov_psa::ids::DeviceKeyId,
+    /// Leaf, then the intermediate (DER).
+    pub chain: Vec<Vec<u8>>,
+    /// The CA root the broker's chain must verify to (DER).
+    pub root: Vec<u8>,
+    /// SHA-256 of the broker certificate's SubjectPublicKeyInfo.
+    pub broker_pin: [u8; 32],
+}
+
+/// The [`TlsIdentity`] for key `key`: its certificate, the root, and the
+/// broker certificate at [`tfmprov_psa::ids::PEER_BROKER`], whose chain is
+/// checked again (a root replaced since makes it unusable).
+pub fn tls_identity(psa: &Psa, key: tfmprov_psa::ids::DeviceKeyId) -> Result<TlsIdentity, Error> {
+    use der::Encode;
+    use tfmprov_psa::ids::{PeerId, PEER_BROKER, PEER_CA_ROOT, PEER_INTERMEDIATE};
+    let peer = |id: u32| -> Result<Option<Vec<u8>>, Error> {
+        let slot = CertTarget::Peer(PeerId::new(id.into())?).slot();
+        Ok(if psa.cert_present(slot)? { Some(psa.load_cert(slot)?) } else { None })
+    };
+    let leaf = psa.load_cert(key.cert_slot())?;
+    let root = peer(PEER_CA_ROOT)?.ok_or(Error::InvalidArgument("no CA root on the device"))?;
+    let broker = peer(PEER_BROKER)?.ok_or(Error::InvalidArgument("no broker certificate on the device (0x3F000003): no key to pin"))?;
+    check_cloud_chain(psa, &broker)?;
+    let spki = subject_public_key_info(&broker)?.to_der().map_err(|_| NOT_A_CERTIFICATE)?;
+    let mut chain = alloc::vec![leaf];
+    chain.extend(peer(PEER_INTERMEDIATE)?);
+    Ok(TlsIdentity { key, chain, root, broker_pin: psa.sha256(&spki)? })
 }
 
 /// Reads a certificate back.

@@ -220,6 +220,19 @@ impl Device {
         Ok((id, kid))
     }
 
+    /// The device's identity for mutual TLS with the broker: the telemetry
+    /// key (the one its messages are signed with) and its certificate, the
+    /// root, the broker's pin ([`crate::certs::tls_identity`]).
+    pub fn tls_identity(&self) -> Result<crate::certs::TlsIdentity, Error> {
+        crate::certs::tls_identity(&self.psa, DeviceKeyId::new(self.telemetry_key_id().into())?)
+    }
+
+    /// SHA-256 then ECDSA with key `key` through PSA: the TLS handshake
+    /// signature (the digest comes from rustls or Mbed TLS).
+    pub fn sign_digest(&self, key: DeviceKeyId, digest: &[u8; 32]) -> Result<[u8; 64], Error> {
+        Ok(self.psa.sign_hash(key, digest)?)
+    }
+
     /// The next `data` message: Sign1 over `payload` with the next seq.
     pub fn data_message(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
         let (key, kid) = self.telemetry_key()?;

@@ -23,6 +23,10 @@ pub const PEER_CLOUD: u32 = PEER_MIN + 1;
 /// Peer ID where enrollment stores the intermediate CA certificate that
 /// issued the cloud certificate (its chain is checked to the root).
 pub const PEER_INTERMEDIATE: u32 = PEER_MIN + 2;
+/// Peer ID where enrollment stores the MQTT broker's TLS certificate: its
+/// chain is checked to the root like the cloud certificate's, and its key is
+/// the one the device pins (the SHA-256 of its SubjectPublicKeyInfo).
+pub const PEER_BROKER: u32 = PEER_MIN + 3;
 /// Device state records (docs/ARCHITECTURE.md): not reachable over SMP.
 pub const STATE_RNG_BLOCK: u32 = 0x3E00_0000;
 /// Session id high-water mark.

@@ -145,6 +145,15 @@ pub struct AggregatorArgs {
     /// --ca-url / --rotation-ca: cloud key enrollment and rotated keys.
     #[arg(long, env = "TFMPROV_CA_TOKEN_FILE")]
     pub ca_token_file: Option<PathBuf>,
+    /// A TLS listener of the embedded broker for devices (mutual TLS with
+    /// their certificates; docs/security.md). Its certificate comes from
+    /// --ca-url at the first start (a token of scope `servers`).
+    #[arg(long)]
+    pub mqtts_listen: Option<SocketAddr>,
+    /// The names in the broker's TLS certificate (host names or IP
+    /// addresses); devices connect to the first.
+    #[arg(long = "tls-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+    pub tls_names: Vec<String>,
 }
 
 impl AggregatorArgs {
@@ -175,6 +184,11 @@ impl AggregatorArgs {
         cfg.crl_url = self.crl_url.clone().or_else(|| self.ca_url.as_ref().map(|u| format!("{}/v1/crl", u.trim_end_matches('/'))));
         cfg.crl_interval = std::time::Duration::from_secs(self.crl_interval.max(1));
         cfg.ca_token = self.ca_token_file.as_deref().map(crate::credential::read_token).transpose()?;
+        cfg.broker_tls = self.mqtts_listen.map(|listen| tfmprov_aggregator::BrokerTls {
+            listen,
+            names: self.tls_names.clone(),
+            ca_url: self.ca_url.clone(),
+        });
         Ok(cfg)
     }
 }
@@ -184,7 +198,10 @@ pub fn serve_aggregator(args: AggregatorArgs) -> Result<()> {
     let cfg = args.config()?;
     runtime()?.block_on(async move {
         let running = tfmprov_aggregator::Aggregator::start(cfg).await.context("starting the aggregator")?;
-        println!("aggregator ready http://{} mqtt://{}", running.http_addr(), running.mqtt_addr());
+        match running.mqtts_addr() {
+            Some(tls) => println!("aggregator ready http://{} mqtt://{} mqtts://{tls}", running.http_addr(), running.mqtt_addr()),
+            None => println!("aggregator ready http://{} mqtt://{}", running.http_addr(), running.mqtt_addr()),
+        }
         shutdown_signal().await;
         running.shutdown().await;
         Ok(())
@@ -215,8 +232,11 @@ pub struct Servers {
     pub ca_url: String,
     /// Aggregator base URL.
     pub aggregator_url: String,
-    /// Broker address (`mqtt://...`).
+    /// Broker address (`mqtt://...`): the plain listener, on loopback.
     pub mqtt_url: String,
+    /// The embedded broker's TLS listener (`mqtts://127.0.0.1:PORT`), for
+    /// enrolled devices.
+    pub mqtts_url: Option<String>,
     /// The CA root (PEM).
     pub root_pem: String,
     /// The operator token both servers took as their first operator's
@@ -285,11 +305,17 @@ impl Servers {
         cfg.ca_token = Some(token.clone());
         // And whose revocations it follows.
         cfg.crl_url = Some(format!("{ca_url}/v1/crl"));
+        // The embedded broker has a TLS listener for enrolled devices
+        // (mutual TLS, the broker's key pinned); its certificate from the CA.
+        if matches!(cfg.broker, tfmprov_aggregator::BrokerChoice::Embedded { .. }) {
+            cfg.broker_tls = Some(tfmprov_aggregator::BrokerTls::new("127.0.0.1:0".parse()?, Some(ca_url.clone())));
+        }
         tweak(&mut cfg);
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
         let aggregator_url = format!("http://{}", running.http_addr());
         let mqtt_url = format!("mqtt://{}", running.mqtt_addr());
-        Ok(Servers { ca_url, aggregator_url, mqtt_url, root_pem, token, token_file, rt, aggregator: Some(running), ca_stop: Some(ca_stop) })
+        let mqtts_url = running.mqtts_addr().map(|a| format!("mqtts://{a}"));
+        Ok(Servers { ca_url, aggregator_url, mqtt_url, mqtts_url, root_pem, token, token_file, rt, aggregator: Some(running), ca_stop: Some(ca_stop) })
     }
 
     /// The aggregator's counters.
@@ -327,7 +353,7 @@ struct Observer {
 impl Observer {
     fn start(mqtt_url: &str, capture_device: &str) -> Result<Observer> {
         use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-        let (host, port) = crate::sim::parse_mqtt_url(mqtt_url)?;
+        let (_, host, port) = crate::sim::parse_mqtt_url(mqtt_url)?;
         let (client, mut connection) = Client::new(MqttOptions::new("demo-observer", host, port), 64);
         client.subscribe("prov/+/errors", QoS::AtLeastOnce)?;
         let data_topic = tfmprov_cose::topic("prov", capture_device, tfmprov_cose::Kind::Data);
@@ -485,7 +511,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     // 1. Servers.
     let servers = Servers::start(&dir)?;
     println!("  CA          {}", servers.ca_url);
-    println!("  aggregator  {}  (embedded broker {})", servers.aggregator_url, servers.mqtt_url);
+    println!("  aggregator  {}  (embedded broker {}, devices on {})", servers.aggregator_url, servers.mqtt_url, servers.mqtts_url.as_deref().unwrap_or("the same"));
 
     // 2. Devices: each a device-sim process with its own PSA key store.
     let ids: Vec<String> = (1..=args.devices).map(|i| format!("dev-{i}")).collect();
@@ -522,9 +548,11 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         s.stop();
     }
     let interval = 150u64;
+    // Enrolled devices use the TLS listener: their certificate and PSA key
+    // for mutual TLS, the broker's key pinned.
     let extra: Vec<String> = vec![
         "--mqtt".into(),
-        servers.mqtt_url.clone(),
+        servers.mqtts_url.clone().unwrap_or_else(|| servers.mqtt_url.clone()),
         "--interval".into(),
         interval.to_string(),
         "--count".into(),
@@ -599,8 +627,8 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     let count = |log: &Result<(tfmprov_auth::Head, Vec<tfmprov_auth::AuditEntry>)>, action: &str| {
         log.as_ref().map_or(0, |(_, e)| e.iter().filter(|e| e.action == action && e.result.starts_with("ok")).count())
     };
-    // Certificates: one per device, the cloud key's, the rotated key's.
-    let want_issued = enrolled + 2;
+    // Certificates: one per device, the cloud key's, the broker's (TLS), the rotated key's.
+    let want_issued = enrolled + 3;
     println!("  {:<34} {:>8} {:>8}", "audit (CA): certificates issued", want_issued, count(&ca_log, "certificate.issue"));
     println!("  {:<34} {:>8} {:>8}", "audit (aggregator): registrations", enrolled, count(&agg_log, "device.register"));
     for (name, log) in [("CA", &ca_log), ("aggregator", &agg_log)] {

@@ -6,7 +6,7 @@
 use crate::target::{connect, LinkOptions, Target};
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
-use tfmprov_psa::ids::{AUTO_ASSIGN_MIN, PEER_CA_ROOT, PEER_CLOUD, PEER_INTERMEDIATE};
+use tfmprov_psa::ids::{AUTO_ASSIGN_MIN, PEER_BROKER, PEER_CA_ROOT, PEER_CLOUD, PEER_INTERMEDIATE};
 use tfmprov_transport::Client;
 
 /// What to enroll and where.
@@ -148,6 +148,23 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
                 tracing::warn!("{device_id}: the aggregator has no cloud certificate: no sealed telemetry")
             }
             Err(e) => return Err(e).context("fetching the cloud certificate"),
+        }
+        // The broker's certificate, whose key the device pins for mutual TLS
+        // (docs/security.md), when the aggregator's broker has a TLS listener.
+        match tfmprov_aggregator::client::broker_certificate(url, opts.http_timeout) {
+            Ok(pem) => {
+                let chain = pem_chain_der(&pem)?;
+                if let Some(issuer) = chain.get(1) {
+                    client.cert_store(PEER_INTERMEDIATE, issuer).context("storing the broker certificate's issuer")?;
+                }
+                client
+                    .cert_store(PEER_BROKER, &chain[0])
+                    .context("storing the broker certificate (it must chain to the CA root on the device)")?
+            }
+            Err(tfmprov_aggregator::Error::Http { status: 404, .. }) => {
+                tracing::info!("{device_id}: the aggregator's broker has no TLS listener: no broker key pinned")
+            }
+            Err(e) => return Err(e).context("fetching the broker certificate"),
         }
     }
     Ok(Enrolled { device_id: device_id.to_string(), key_id, public, leaf_der, chain_pem, registered })

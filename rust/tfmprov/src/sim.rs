@@ -6,7 +6,7 @@
 //! PSA keeps its key files in the current directory and is process-global,
 //! so one simulated device is one process, working in its state directory.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +33,9 @@ pub struct SimConfig {
 /// MQTT telemetry of the simulator.
 #[derive(Clone, Debug)]
 pub struct TelemetryConfig {
-    /// Broker URL, `mqtt://HOST:PORT`.
+    /// Broker URL, `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (mutual TLS:
+    /// the device's certificate and PSA key; the broker's chain checked to
+    /// the root on the device and its key pinned).
     pub url: String,
     /// Time between messages.
     pub interval: Duration,
@@ -115,13 +117,33 @@ pub fn lock(dev: &SharedDevice) -> std::sync::MutexGuard<'_, Device> {
     dev.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Splits `mqtt://HOST:PORT` into host and port.
-pub fn parse_mqtt_url(url: &str) -> Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| anyhow::anyhow!("{url:?}: the simulator speaks plain mqtt://HOST:PORT"))?;
+/// Splits `mqtt://HOST:PORT` or `mqtts://HOST:PORT` into (tls, host, port).
+pub fn parse_mqtt_url(url: &str) -> Result<(bool, String, u16)> {
+    let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => bail!("{url:?}: expected mqtt://HOST:PORT or mqtts://HOST:PORT"),
+    };
     let (host, port) = rest.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("{url:?}: missing :PORT"))?;
-    Ok((host.to_string(), port.parse().with_context(|| format!("{url:?}: bad port"))?))
+    Ok((tls, host.to_string(), port.parse().with_context(|| format!("{url:?}: bad port"))?))
+}
+
+/// The rustls configuration of a device on `mqtts`: its certificate chain
+/// and its telemetry key, which signs the handshake through PSA (never
+/// exported); the broker verified to the CA root on the device and pinned
+/// to the key of the broker certificate stored at enrollment.
+pub fn device_tls(dev: &SharedDevice) -> Result<rustls::ClientConfig> {
+    let id = lock(dev).tls_identity().map_err(|e| anyhow::anyhow!("mqtts: {e}"))?;
+    let roots = tfmprov_tls::roots(&[id.root.clone().into()])?;
+    let chain = id.chain.iter().map(|c| c.clone().into()).collect();
+    let signer = dev.clone();
+    let key = tfmprov_tls::ExternalP256Key::new(move |digest| {
+        lock(&signer).sign_digest(id.key, digest).map_err(|e| e.to_string())
+    });
+    Ok(tfmprov_tls::client_config(
+        tfmprov_tls::ServerCheck::Pinned(roots, id.broker_pin),
+        Some(tfmprov_tls::ClientIdentity { chain, key: Arc::new(key) }),
+    )?)
 }
 
 /// Publishes telemetry until stopped (or `count` messages): every interval a
@@ -131,9 +153,12 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16)> {
 pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -> Result<()> {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
     use tfmprov_cose::{topic, Kind};
-    let (host, port) = parse_mqtt_url(&cfg.url)?;
+    let (tls, host, port) = parse_mqtt_url(&cfg.url)?;
     let device_id = lock(dev).device_id().to_string();
     let mut options = MqttOptions::new(format!("sim-{device_id}"), host, port);
+    if tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(device_tls(dev)?))));
+    }
     options.set_keep_alive(Duration::from_secs(30));
     // Persistent: remote commands queued while the device is away reach it.
     options.set_clean_session(false);
@@ -204,32 +229,39 @@ pub fn telemetry(dev: &SharedDevice, cfg: &TelemetryConfig, stop: &AtomicBool) -
     while !stop.load(Ordering::Relaxed) && cfg.count.is_none_or(|c| sent < c) {
         let now_ms = start.elapsed().as_millis() as u64;
         let payload = tfmprov_device::telemetry::sample_payload(sent, now_ms);
-        let mut d = lock(dev);
-        let data = match d.data_message(&payload) {
-            Ok(m) => m,
-            // No telemetry key yet: stay connected (remote commands may
-            // create it: the seed's "request"), publish nothing.
-            Err(tfmprov_device::Error::Psa(tfmprov_psa::Error::NotFound(_))) => {
-                drop(d);
-                std::thread::sleep(cfg.interval.min(Duration::from_millis(200)));
-                continue;
+        // The messages are made under the device's lock and published after
+        // it is released: on TLS, a reconnection's handshake signs through
+        // the device while a full request queue blocks a publish.
+        let mut out = Vec::with_capacity(3);
+        {
+            let mut d = lock(dev);
+            match d.data_message(&payload) {
+                Ok(m) => out.push((Kind::Data, QoS::AtLeastOnce, m)),
+                // No telemetry key yet: stay connected (remote commands may
+                // create it: the seed's "request"), publish nothing.
+                Err(tfmprov_device::Error::Psa(tfmprov_psa::Error::NotFound(_))) => {
+                    drop(d);
+                    std::thread::sleep(cfg.interval.min(Duration::from_millis(200)));
+                    continue;
+                }
+                Err(e) => return Err(anyhow::anyhow!("data message: {e}")),
             }
-            Err(e) => return Err(anyhow::anyhow!("data message: {e}")),
-        };
-        client.publish(topic(&cfg.prefix, &device_id, Kind::Data), QoS::AtLeastOnce, false, data)?;
-        let cloud_present = d
-            .psa()
-            .cert_present(tfmprov_psa::ids::PeerId::new(tfmprov_psa::ids::PEER_CLOUD.into())?.into())
-            .unwrap_or(false);
-        if cloud_present {
-            if d.session_due(now_ms) {
-                let session = d.session_message(now_ms).map_err(|e| anyhow::anyhow!("session message: {e}"))?;
-                client.publish(topic(&cfg.prefix, &device_id, Kind::Session), QoS::ExactlyOnce, false, session)?;
+            let cloud_present = d
+                .psa()
+                .cert_present(tfmprov_psa::ids::PeerId::new(tfmprov_psa::ids::PEER_CLOUD.into())?.into())
+                .unwrap_or(false);
+            if cloud_present {
+                if d.session_due(now_ms) {
+                    let session = d.session_message(now_ms).map_err(|e| anyhow::anyhow!("session message: {e}"))?;
+                    out.push((Kind::Session, QoS::ExactlyOnce, session));
+                }
+                let sealed = d.sealed_message(&payload).map_err(|e| anyhow::anyhow!("sealed message: {e}"))?;
+                out.push((Kind::Sealed, QoS::AtLeastOnce, sealed));
             }
-            let sealed = d.sealed_message(&payload).map_err(|e| anyhow::anyhow!("sealed message: {e}"))?;
-            client.publish(topic(&cfg.prefix, &device_id, Kind::Sealed), QoS::AtLeastOnce, false, sealed)?;
         }
-        drop(d);
+        for (kind, qos, msg) in out {
+            client.publish(topic(&cfg.prefix, &device_id, kind), qos, false, msg)?;
+        }
         sent += 1;
         tracing::debug!("{device_id}: published message {sent}");
         let deadline = std::time::Instant::now() + cfg.interval;

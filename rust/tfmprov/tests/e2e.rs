@@ -81,12 +81,15 @@ fn enroll_several_devices_and_check_every_certificate() {
         // The CA root is on the device at 0x3F000000.
         let root = ok(&["certs", "get", "--udp", &udp, "--id", "0x3F000000"]);
         assert_eq!(root.trim(), servers.root_pem.trim());
+        // Enrolled without --aggregator: no broker certificate to pin.
+        assert!(!tfmprov(&["certs", "get", "--udp", &udp, "--id", "0x3F000003"]).status.success());
     }
-    // The CA logged each device once (beside the aggregator's "cloud" identity).
+    // The CA logged each device once (beside the aggregator's "cloud"
+    // identity and its broker's TLS certificate).
     let devices: serde_json::Value = serde_json::from_str(&http_get(&format!("{}/v1/devices", servers.ca_url))).unwrap();
     let mut ids: Vec<&str> = devices.as_array().unwrap().iter().filter_map(|d| d["device_id"].as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["cloud", "e2e-1", "e2e-2", "e2e-3", "e2e-4"], "{devices}");
+    assert_eq!(ids, ["cloud", "e2e-1", "e2e-2", "e2e-3", "e2e-4", "tfmprov-broker"], "{devices}");
 }
 
 fn http_get(url: &str) -> String {
@@ -188,9 +191,12 @@ fn the_demo_runs_end_to_end() {
     assert!(stdout.lines().any(|l| l.contains("dev-1 key rotated remotely") && l.trim_end().ends_with("done")), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("rejected during the rotation") && l.trim_end().ends_with(" 0")), "{stdout}");
     // Issue 13: no credential, no certificate; 2 devices + the cloud key +
-    // the rotated key issued, 2 registrations, both audit logs intact.
+    // the broker's TLS certificate + the rotated key issued, 2
+    // registrations, both audit logs intact. The devices' telemetry went
+    // over mutual TLS (the accepted count above).
     assert!(stdout.lines().any(|l| l.contains("CSR without an operator token") && l.trim_end().ends_with("401")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.contains("audit (CA): certificates issued") && l.split_whitespace().rev().take(2).all(|w| w == "4")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("audit (CA): certificates issued") && l.split_whitespace().rev().take(2).all(|w| w == "5")), "{stdout}");
+    assert!(stdout.contains("devices on mqtts://127.0.0.1:"), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("audit (aggregator): registrations") && l.split_whitespace().rev().take(2).all(|w| w == "2")), "{stdout}");
     assert_eq!(stdout.matches("chain intact, head ").count(), 2, "{stdout}");
 }

@@ -39,7 +39,7 @@ type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A subscriber to `#` on `mqtt_url` (mqtt://HOST:PORT), recording in the background.
 fn eavesdrop(mqtt_url: &str) -> (Client, Seen) {
-    let (host, port) = tfmprov::sim::parse_mqtt_url(mqtt_url).unwrap();
+    let (_, host, port) = tfmprov::sim::parse_mqtt_url(mqtt_url).unwrap();
     let mut o = MqttOptions::new("eavesdropper", host, port);
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut conn) = Client::new(o, 100);

@@ -488,8 +488,16 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn connect(broker: SocketAddr, name: &str) -> TestClient {
+        TestClient::connect_with(broker, name, None).await
+    }
+
+    /// [`TestClient::connect`] over TLS with `tls` (None: plain TCP).
+    pub async fn connect_with(broker: SocketAddr, name: &str, tls: Option<rustls::ClientConfig>) -> TestClient {
         let mut opts = MqttOptions::new(format!("{name}-{}", free_port()), broker.ip().to_string(), broker.port());
         opts.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(4 << 20, 4 << 20).set_inflight(100);
+        if let Some(t) = tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(t))));
+        }
         let (client, mut ev) = AsyncClient::new(opts, 1000);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (stx, subacks) = tokio::sync::mpsc::unbounded_channel();

@@ -1,0 +1,172 @@
+//! The embedded broker's TLS listener: a P-256 key and a server certificate
+//! issued by the project's CA (`POST /v1/csr?profile=server`, scope
+//! `servers`) at the first start, kept in the state directory and reused;
+//! devices check its chain to the CA root and pin its key (docs/security.md).
+//!
+//! rustls terminates TLS here, in front of rumqttd's plain listener, rather
+//! than in rumqttd: rumqttd's own client-certificate check (feature
+//! `verify-client-cert`) takes the certificate's O as a tenant name and
+//! drops every client whose O is not alphanumeric ("tfmprov demo"), and
+//! it reads a single root. Here the client certificate is checked with the
+//! same rustls verifier as everywhere else, and the device's CN is logged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::OsRng;
+
+use crate::config::BrokerTls;
+use crate::error::Error;
+
+/// CN of the broker's certificate.
+pub const BROKER_CN: &str = "tfmprov-broker";
+/// The broker's private key in the state directory (PEM, mode 0600).
+pub const BROKER_KEY_FILE: &str = "broker.key";
+/// Its certificate chain (PEM: leaf, intermediate).
+pub const BROKER_CERT_FILE: &str = "broker.crt";
+/// The broker's identity: the key and the chain devices are given.
+pub(crate) struct Identity {
+    pub key: PathBuf,
+    pub chain_pem: String,
+}
+
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn err(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::Broker(format!("{}: {what}", path.display()))
+}
+
+/// The identity in `state_dir`, issued at `tls.ca_url` with `ca_token` when
+/// there is none yet. Its chain must verify to the configured roots for a
+/// TLS server named `tls.names[0]`.
+pub(crate) fn open(state_dir: &Path, tls: &BrokerTls, ca_root_pem: &str, ca_token: &str) -> Result<Identity, Error> {
+    let (key_path, cert_path) = (state_dir.join(BROKER_KEY_FILE), state_dir.join(BROKER_CERT_FILE));
+    let root = tfmprov_tls::pem_certificates(ca_root_pem).map_err(|e| Error::Config(format!("CA root: {e}")))?;
+    let chain_pem = match (key_path.exists(), cert_path.exists()) {
+        (true, true) => std::fs::read_to_string(&cert_path).map_err(|e| err(&cert_path, e))?,
+        (false, false) => {
+            let ca_url = tls.ca_url.as_deref().ok_or_else(|| {
+                Error::Config(format!(
+                    "the broker's TLS listener needs {} and {} in the state directory, or a CA to issue them (--ca-url)",
+                    BROKER_KEY_FILE, BROKER_CERT_FILE
+                ))
+            })?;
+            let secret = p256::SecretKey::random(&mut OsRng);
+            let csr = crate::cloud::csr_for(&secret, BROKER_CN)?;
+            let names: Vec<&str> = tls.names.iter().map(String::as_str).collect();
+            let chain = tfmprov_ca::client::submit_server_csr(ca_url, ca_token, &csr, &names, crate::cloud::ENROLL_TIMEOUT)
+                .map_err(|e| Error::Broker(format!("the broker's certificate from {ca_url}: {e}")))?;
+            crate::cloud::write_key(&key_path, &secret)?;
+            crate::cloud::write_file(&cert_path, chain.as_bytes(), 0o644)?;
+            tracing::info!(ca_url, names = ?tls.names, "broker TLS certificate issued");
+            chain
+        }
+        _ => {
+            return Err(Error::Config(format!(
+                "{} without {} (or the reverse): restore the pair or remove both",
+                key_path.display(),
+                cert_path.display()
+            )))
+        }
+    };
+    check(&chain_pem, &root, &tls.names, &key_path).map_err(|e| err(&cert_path, e))?;
+    Ok(Identity { key: key_path, chain_pem })
+}
+
+/// The listener's rustls configuration: the identity, and a client
+/// certificate required that verifies to the CA root(s).
+pub(crate) fn server_config(id: &Identity, ca_root_pem: &str) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let conf = |e: tfmprov_tls::Error| Error::Config(format!("broker TLS: {e}"));
+    let chain = tfmprov_tls::pem_certificates(&id.chain_pem).map_err(conf)?;
+    let key_pem = zeroize::Zeroizing::new(std::fs::read_to_string(&id.key).map_err(|e| err(&id.key, e))?);
+    let key = tfmprov_tls::pem_private_key(&key_pem).map_err(conf)?;
+    let roots = tfmprov_tls::roots(&tfmprov_tls::pem_certificates(ca_root_pem).map_err(conf)?).map_err(conf)?;
+    Ok(Arc::new(tfmprov_tls::server_config(chain, key, tfmprov_tls::ClientAuth::Required(roots)).map_err(conf)?))
+}
+
+/// Accepts TLS connections on `listener` until the task is aborted; each one
+/// whose handshake succeeds (a device certificate from the CA) is joined to
+/// a new connection to the broker's plain listener `upstream`.
+pub(crate) async fn terminate(listener: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>, upstream: SocketAddr) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "broker TLS listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "broker TLS: handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "broker TLS: handshake timed out");
+                    return;
+                }
+            };
+            let cn = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| leaf_cn(c));
+            tracing::debug!(%peer, cn = ?cn, "broker TLS: device connected");
+            let mut up = match tokio::net::TcpStream::connect(upstream).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "broker TLS: the broker is unreachable");
+                    return;
+                }
+            };
+            let _ = up.set_nodelay(true);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut up).await {
+                tracing::debug!(%peer, error = %e, "broker TLS: connection ended");
+            }
+        });
+    }
+}
+
+/// The CN of a DER certificate, for the log.
+fn leaf_cn(der: &[u8]) -> Option<String> {
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    cert.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()).find_map(|atv| {
+        (atv.oid == const_oid::db::rfc4519::CN).then(|| atv.value.decode_as::<der::asn1::Utf8StringRef<'_>>().ok().map(|s| s.to_string())).flatten()
+    })
+}
+
+/// The chain verifies as a TLS server certificate for `names[0]` to the root,
+/// and belongs to the key: checked with the same rustls code devices run.
+fn check(
+    chain_pem: &str,
+    root: &[rustls_pki_types::CertificateDer<'static>],
+    names: &[String],
+    key_path: &Path,
+) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    let chain = tfmprov_tls::pem_certificates(chain_pem).map_err(|e| e.to_string())?;
+    let roots = tfmprov_tls::roots(root).map_err(|e| e.to_string())?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, tfmprov_tls::provider())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let name = names.first().ok_or("no server name")?;
+    let server_name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| format!("{name:?}: {e}"))?;
+    verifier
+        .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], rustls_pki_types::UnixTime::now())
+        .map_err(|e| format!("does not verify as {name:?} to the CA root: {e}"))?;
+    let key = crate::cloud::read_key(key_path).map_err(|e| e.to_string())?;
+    let leaf = x509_cert::Certificate::from_der(&chain[0]).map_err(|e| e.to_string())?;
+    let point = leaf.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    if point != key.public_key().to_sec1_bytes().as_ref() {
+        return Err(format!("is not the certificate of {} (public keys differ)", key_path.display()));
+    }
+    Ok(())
+}
+
+use der::Decode;

@@ -1,0 +1,305 @@
+//! TLS for tfmprov's host programs, on rustls with the *ring* provider.
+//!
+//! * [`spki_sha256`]: the pin of a certificate's key (seed 003: the server's
+//!   key pinned by its fingerprint), the SHA-256 of its DER
+//!   SubjectPublicKeyInfo, as `openssl x509 -pubkey | openssl pkey -pubin
+//!   -outform DER | sha256sum` computes it.
+//! * [`PinnedServerVerifier`]: the usual chain and name check *and* the pin.
+//!   A broker with a valid certificate from the right CA but another key is
+//!   refused.
+//! * [`ExternalP256Key`]: a client (or server) key that never leaves where it
+//!   is kept: rustls hands it the handshake transcript, a closure signs its
+//!   SHA-256 (on a device, through PSA's `psa_sign_hash`).
+//! * [`client_config`] and [`server_config`]: the configurations the
+//!   simulator, the aggregator and the servers build from these.
+//!
+//! One provider for every configuration ([`provider`]): ECDSA P-256 keys,
+//! TLS 1.2 and 1.3 with rustls' safe defaults.
+
+use std::fmt;
+use std::sync::Arc;
+
+use der::{Decode, Encode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureAlgorithm, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+#[cfg(test)]
+mod tests;
+
+/// Everything that can go wrong building a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A certificate that does not parse as X.509 DER.
+    #[error("not an X.509 certificate: {0}")]
+    BadCertificate(String),
+    /// A PEM file without the expected block.
+    #[error("{0}")]
+    BadPem(String),
+    /// A trust store with no usable anchor.
+    #[error("no trust anchor: {0}")]
+    NoTrustAnchor(String),
+    /// rustls refused the configuration (key and certificate that do not
+    /// match, an unsupported key type, ...).
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    ClientVerifier(String),
+}
+
+/// The SHA-256 pin of a key: over the DER SubjectPublicKeyInfo.
+pub type Pin = [u8; 32];
+
+/// The crypto provider of every configuration made here: rustls' *ring*
+/// provider.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The pin of the key in certificate `cert_der`.
+pub fn spki_sha256(cert_der: &[u8]) -> Result<Pin, Error> {
+    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|e| Error::BadCertificate(e.to_string()))?;
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| Error::BadCertificate(e.to_string()))?;
+    Ok(Sha256::digest(spki).into())
+}
+
+/// Every certificate of a PEM text, DER, in order; at least one.
+pub fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = x509_cert::Certificate::load_pem_chain(pem.as_bytes()).map_err(|e| Error::BadPem(format!("PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::BadPem("no PEM CERTIFICATE".into()));
+    }
+    certs
+        .iter()
+        .map(|c| c.to_der().map(CertificateDer::from).map_err(|e| Error::BadCertificate(e.to_string())))
+        .collect()
+}
+
+/// A trust store of the given DER certificates (CA roots).
+pub fn roots(anchors: &[CertificateDer<'_>]) -> Result<Arc<RootCertStore>, Error> {
+    let mut store = RootCertStore::empty();
+    for a in anchors {
+        store.add(a.clone().into_owned()).map_err(|e| Error::NoTrustAnchor(e.to_string()))?;
+    }
+    if store.is_empty() {
+        return Err(Error::NoTrustAnchor("empty trust store".into()));
+    }
+    Ok(Arc::new(store))
+}
+
+// ------------------------------------------------------------------ pinning
+
+/// A server verifier that runs rustls' WebPKI checks (chain to the roots,
+/// validity, name, serverAuth) and then requires the leaf's key to be the
+/// pinned one. Either failure ends the handshake.
+#[derive(Debug)]
+pub struct PinnedServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    pin: Pin,
+}
+
+impl PinnedServerVerifier {
+    /// Verifies to `roots` and pins `pin`.
+    pub fn new(roots: Arc<RootCertStore>, pin: Pin) -> Result<Self, Error> {
+        let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| Error::NoTrustAnchor(e.to_string()))?;
+        Ok(Self { inner, pin })
+    }
+}
+
+impl ServerCertVerifier for PinnedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        // The chain is good; now the key must be the one the device was given.
+        match spki_sha256(end_entity) {
+            Ok(pin) if pin == self.pin => Ok(verified),
+            Ok(_) => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(PinMismatch),
+            )))),
+            Err(_) => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The error a pinned verifier reports for a good chain with another key.
+/// Debug prints the sentence too: rustls shows a certificate's `Other`
+/// error with `{:?}`.
+pub struct PinMismatch;
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server's key is not the pinned key (SHA-256 of its SubjectPublicKeyInfo differs)")
+    }
+}
+
+impl fmt::Debug for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+// ------------------------------------------------------------ external keys
+
+/// Signs a SHA-256 digest with a P-256 key kept elsewhere; returns the raw
+/// signature `r || s` (PSA's format).
+pub type SignDigest = dyn Fn(&[u8; 32]) -> Result<[u8; 64], String> + Send + Sync;
+
+/// An ECDSA P-256 key that rustls uses without holding it: each handshake
+/// signature is the closure's signature of the SHA-256 of the transcript
+/// rustls gives (scheme `ecdsa_secp256r1_sha256`, the only one offered).
+#[derive(Clone)]
+pub struct ExternalP256Key {
+    sign: Arc<SignDigest>,
+}
+
+impl ExternalP256Key {
+    /// A key that signs through `sign`.
+    pub fn new(sign: impl Fn(&[u8; 32]) -> Result<[u8; 64], String> + Send + Sync + 'static) -> Self {
+        Self { sign: Arc::new(sign) }
+    }
+}
+
+impl fmt::Debug for ExternalP256Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ExternalP256Key")
+    }
+}
+
+impl SigningKey for ExternalP256Key {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered
+            .contains(&SignatureScheme::ECDSA_NISTP256_SHA256)
+            .then(|| Box::new(self.clone()) as Box<dyn rustls::sign::Signer>)
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::ECDSA
+    }
+}
+
+impl rustls::sign::Signer for ExternalP256Key {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let digest: [u8; 32] = Sha256::digest(message).into();
+        let raw = (self.sign)(&digest).map_err(|e| rustls::Error::General(format!("signing key: {e}")))?;
+        // TLS carries ECDSA signatures DER-encoded (RFC 8422 5.4).
+        let sig = p256::ecdsa::Signature::from_slice(&raw)
+            .map_err(|_| rustls::Error::General("signing key returned a malformed signature".into()))?;
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SignatureScheme::ECDSA_NISTP256_SHA256
+    }
+}
+
+// ----------------------------------------------------------- configurations
+
+/// Who a client is: its certificate chain (leaf first) and its key.
+pub struct ClientIdentity {
+    /// Leaf, then the intermediates the server needs to reach its root.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's key.
+    pub key: Arc<dyn SigningKey>,
+}
+
+/// How a client checks the server.
+pub enum ServerCheck {
+    /// Chain to these roots and name (rustls' WebPKI verifier).
+    Chain(Arc<RootCertStore>),
+    /// Chain and name, and the leaf's key is this pin.
+    Pinned(Arc<RootCertStore>, Pin),
+}
+
+/// A client configuration: the server checked as `check`, and
+/// `identity` presented when the server asks for a certificate.
+pub fn client_config(check: ServerCheck, identity: Option<ClientIdentity>) -> Result<rustls::ClientConfig, Error> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match check {
+        ServerCheck::Chain(roots) => builder.with_root_certificates(roots),
+        ServerCheck::Pinned(roots, pin) => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedServerVerifier::new(roots, pin)?))
+        }
+    };
+    Ok(match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(CertifiedKey::new(id.chain, id.key)))),
+    })
+}
+
+/// Whether a server asks for client certificates.
+pub enum ClientAuth {
+    /// Never.
+    None,
+    /// Asks; a client without one still connects (the application decides,
+    /// e.g. an operator token instead). A certificate sent must verify.
+    Optional(Arc<RootCertStore>),
+    /// Requires one that verifies to these roots.
+    Required(Arc<RootCertStore>),
+}
+
+/// A server configuration presenting `chain` with `key`.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_auth: ClientAuth,
+) -> Result<rustls::ServerConfig, Error> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let verifier = |roots: Arc<RootCertStore>, optional: bool| {
+        let b = WebPkiClientVerifier::builder_with_provider(roots, provider());
+        let b = if optional { b.allow_unauthenticated() } else { b };
+        b.build().map_err(|e| Error::ClientVerifier(e.to_string()))
+    };
+    let builder = match client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(roots) => builder.with_client_cert_verifier(verifier(roots, true)?),
+        ClientAuth::Required(roots) => builder.with_client_cert_verifier(verifier(roots, false)?),
+    };
+    Ok(builder.with_single_cert(chain, key)?)
+}
+
+/// The PEM private key (PKCS#8 or SEC1) of a file's text.
+pub fn pem_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| Error::BadPem(format!("PEM private key: {e}")))
+}
