@@ -503,25 +503,17 @@ async fn get_rotation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
 /// The broker's certificate chain (PEM), open like the CA certificates:
 /// enrollment stores its leaf on the device, which pins its key.
 async fn get_broker(State(st): State<Arc<AppState>>) -> Response {
-    match &st.broker_chain_pem {
-        Some(pem) => ([(header::CONTENT_TYPE, PEM_CHAIN)], pem.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "no broker certificate: the embedded broker has no TLS listener\n",
-        )
-            .into_response(),
-    }
+    pem_or_404(&st.broker_chain_pem, "no broker certificate: the embedded broker has no TLS listener\n")
 }
 
 async fn get_cloud(State(st): State<Arc<AppState>>) -> Response {
-    match &st.cloud_chain_pem {
+    pem_or_404(&st.cloud_chain_pem, "no cloud identity: the aggregator runs without session support\n")
+}
+
+/// A PEM chain, or 404 with `why`.
+fn pem_or_404(pem: &Option<String>, why: &'static str) -> Response {
+    match pem {
         Some(pem) => ([(header::CONTENT_TYPE, PEM_CHAIN)], pem.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "no cloud identity: the aggregator runs without session support\n",
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], why).into_response(),
     }
 }

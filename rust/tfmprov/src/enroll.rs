@@ -132,42 +132,42 @@ pub fn enroll_with(client: &mut Client, device_id: &str, opts: &EnrollOptions) -
             Err(e) => tracing::warn!("{device_id}: no key-agreement key ({e}): no remote provisioning"),
         }
         // The cloud certificate (for session keys), when the aggregator has one.
-        match tfmprov_aggregator::client::cloud_certificate(url, opts.http_timeout) {
-            Ok(cloud_pem) => {
-                // Its issuer first: the device checks the cloud certificate's
-                // chain to the root it holds (docs/remote.md).
-                let chain = pem_chain_der(&cloud_pem)?;
-                if let Some(issuer) = chain.get(1) {
-                    client.cert_store(PEER_INTERMEDIATE, issuer).context("storing the cloud certificate's issuer")?;
-                }
-                client
-                    .cert_store(PEER_CLOUD, &chain[0])
-                    .context("storing the cloud certificate (it must chain to the CA root on the device)")?
-            }
-            Err(tfmprov_aggregator::Error::Http { status: 404, .. }) => {
-                tracing::warn!("{device_id}: the aggregator has no cloud certificate: no sealed telemetry")
-            }
-            Err(e) => return Err(e).context("fetching the cloud certificate"),
+        let cloud = tfmprov_aggregator::client::cloud_certificate(url, opts.http_timeout);
+        if !store_peer_chain(client, cloud, PEER_CLOUD, "cloud certificate")? {
+            tracing::warn!("{device_id}: the aggregator has no cloud certificate: no sealed telemetry")
         }
         // The broker's certificate, whose key the device pins for mutual TLS
         // (docs/security.md), when the aggregator's broker has a TLS listener.
-        match tfmprov_aggregator::client::broker_certificate(url, opts.http_timeout) {
-            Ok(pem) => {
-                let chain = pem_chain_der(&pem)?;
-                if let Some(issuer) = chain.get(1) {
-                    client.cert_store(PEER_INTERMEDIATE, issuer).context("storing the broker certificate's issuer")?;
-                }
-                client
-                    .cert_store(PEER_BROKER, &chain[0])
-                    .context("storing the broker certificate (it must chain to the CA root on the device)")?
-            }
-            Err(tfmprov_aggregator::Error::Http { status: 404, .. }) => {
-                tracing::info!("{device_id}: the aggregator's broker has no TLS listener: no broker key pinned")
-            }
-            Err(e) => return Err(e).context("fetching the broker certificate"),
+        let broker = tfmprov_aggregator::client::broker_certificate(url, opts.http_timeout);
+        if !store_peer_chain(client, broker, PEER_BROKER, "broker certificate")? {
+            tracing::info!("{device_id}: the aggregator's broker has no TLS listener: no broker key pinned")
         }
     }
     Ok(Enrolled { device_id: device_id.to_string(), key_id, public, leaf_der, chain_pem, registered })
+}
+
+/// Stores the leaf of a chain the aggregator served at peer ID `peer`, its
+/// issuer first at 0x3F000002 (the device checks the leaf's chain to the
+/// root it holds, docs/remote.md). `Ok(false)`: the aggregator has none (404).
+fn store_peer_chain(
+    client: &mut Client,
+    fetched: Result<String, tfmprov_aggregator::Error>,
+    peer: u32,
+    what: &str,
+) -> Result<bool> {
+    let pem = match fetched {
+        Ok(p) => p,
+        Err(tfmprov_aggregator::Error::Http { status: 404, .. }) => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("fetching the {what}")),
+    };
+    let chain = pem_chain_der(&pem)?;
+    if let Some(issuer) = chain.get(1) {
+        client.cert_store(PEER_INTERMEDIATE, issuer).with_context(|| format!("storing the {what}'s issuer"))?;
+    }
+    client
+        .cert_store(peer, &chain[0])
+        .with_context(|| format!("storing the {what} (it must chain to the CA root on the device)"))?;
+    Ok(true)
 }
 
 /// Every certificate of a PEM chain, DER, in order (at least one).
