@@ -11,7 +11,7 @@
 //! same rustls verifier as everywhere else, and the device's CN is logged.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +26,12 @@ pub const BROKER_CN: &str = "tfmprov-broker";
 pub const BROKER_KEY_FILE: &str = "broker.key";
 /// Its certificate chain (PEM: leaf, intermediate).
 pub const BROKER_CERT_FILE: &str = "broker.crt";
-/// The broker's identity: the key and the chain devices are given.
+/// The broker's identity: the chain devices are given, and the listener's
+/// rustls configuration (that chain, its key, client certificates required
+/// that verify to the CA root(s)).
 pub(crate) struct Identity {
-    pub key: PathBuf,
     pub chain_pem: String,
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 /// Time a client has to finish the TLS handshake.
@@ -45,8 +47,11 @@ fn err(path: &Path, what: impl std::fmt::Display) -> Error {
 pub(crate) fn open(state_dir: &Path, tls: &BrokerTls, ca_root_pem: &str, ca_token: &str) -> Result<Identity, Error> {
     let (key_path, cert_path) = (state_dir.join(BROKER_KEY_FILE), state_dir.join(BROKER_CERT_FILE));
     let root = tfmprov_tls::pem_certificates(ca_root_pem).map_err(|e| Error::Config(format!("CA root: {e}")))?;
-    let chain_pem = match (key_path.exists(), cert_path.exists()) {
-        (true, true) => std::fs::read_to_string(&cert_path).map_err(|e| err(&cert_path, e))?,
+    let (chain_pem, secret) = match (key_path.exists(), cert_path.exists()) {
+        (true, true) => (
+            std::fs::read_to_string(&cert_path).map_err(|e| err(&cert_path, e))?,
+            crate::cloud::read_key(&key_path)?,
+        ),
         (false, false) => {
             let ca_url = tls.ca_url.as_deref().ok_or_else(|| {
                 Error::Config(format!(
@@ -62,7 +67,7 @@ pub(crate) fn open(state_dir: &Path, tls: &BrokerTls, ca_root_pem: &str, ca_toke
             crate::cloud::write_key(&key_path, &secret)?;
             crate::cloud::write_file(&cert_path, chain.as_bytes(), 0o644)?;
             tracing::info!(ca_url, names = ?tls.names, "broker TLS certificate issued");
-            chain
+            (chain, secret)
         }
         _ => {
             return Err(Error::Config(format!(
@@ -72,19 +77,16 @@ pub(crate) fn open(state_dir: &Path, tls: &BrokerTls, ca_root_pem: &str, ca_toke
             )))
         }
     };
-    check(&chain_pem, &root, &tls.names, &key_path).map_err(|e| err(&cert_path, e))?;
-    Ok(Identity { key: key_path, chain_pem })
-}
-
-/// The listener's rustls configuration: the identity, and a client
-/// certificate required that verifies to the CA root(s).
-pub(crate) fn server_config(id: &Identity, ca_root_pem: &str) -> Result<Arc<rustls::ServerConfig>, Error> {
-    let conf = |e: tfmprov_tls::Error| Error::Config(format!("broker TLS: {e}"));
-    let chain = tfmprov_tls::pem_certificates(&id.chain_pem).map_err(conf)?;
-    let key_pem = zeroize::Zeroizing::new(std::fs::read_to_string(&id.key).map_err(|e| err(&id.key, e))?);
-    let key = tfmprov_tls::pem_private_key(&key_pem).map_err(conf)?;
-    let roots = tfmprov_tls::roots(&tfmprov_tls::pem_certificates(ca_root_pem).map_err(conf)?).map_err(conf)?;
-    Ok(Arc::new(tfmprov_tls::server_config(chain, key, tfmprov_tls::ClientAuth::Required(roots)).map_err(conf)?))
+    let chain = tfmprov_tls::pem_certificates(&chain_pem).map_err(|e| err(&cert_path, e))?;
+    let roots = tfmprov_tls::roots(&root).map_err(|e| Error::Config(format!("CA root: {e}")))?;
+    check(&chain, &roots, &tls.names, &secret, &key_path).map_err(|e| err(&cert_path, e))?;
+    let key = secret
+        .to_pkcs8_der()
+        .map_err(|e| err(&key_path, format!("cannot encode the key: {e}")))?;
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into());
+    let config = tfmprov_tls::server_config(chain, key, tfmprov_tls::ClientAuth::Required(roots))
+        .map_err(|e| Error::Config(format!("broker TLS: {e}")))?;
+    Ok(Identity { chain_pem, config: Arc::new(config) })
 }
 
 /// Accepts TLS connections on `listener` until the task is aborted; each one
@@ -136,23 +138,20 @@ pub(crate) async fn terminate(listener: tokio::net::TcpListener, config: Arc<rus
 /// The CN of a DER certificate, for the log.
 fn leaf_cn(der: &[u8]) -> Option<String> {
     let cert = x509_cert::Certificate::from_der(der).ok()?;
-    cert.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()).find_map(|atv| {
-        (atv.oid == const_oid::db::rfc4519::CN).then(|| atv.value.decode_as::<der::asn1::Utf8StringRef<'_>>().ok().map(|s| s.to_string())).flatten()
-    })
+    crate::chain::common_names(&cert).ok()?.into_iter().next()
 }
 
 /// The chain verifies as a TLS server certificate for `names[0]` to the root,
 /// and belongs to the key: checked with the same rustls code devices run.
 fn check(
-    chain_pem: &str,
-    root: &[rustls_pki_types::CertificateDer<'static>],
+    chain: &[rustls_pki_types::CertificateDer<'static>],
+    roots: &Arc<rustls::RootCertStore>,
     names: &[String],
+    secret: &p256::SecretKey,
     key_path: &Path,
 ) -> Result<(), String> {
     use rustls::client::danger::ServerCertVerifier;
-    let chain = tfmprov_tls::pem_certificates(chain_pem).map_err(|e| e.to_string())?;
-    let roots = tfmprov_tls::roots(root).map_err(|e| e.to_string())?;
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, tfmprov_tls::provider())
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), tfmprov_tls::provider())
         .build()
         .map_err(|e| e.to_string())?;
     let name = names.first().ok_or("no server name")?;
@@ -160,13 +159,13 @@ fn check(
     verifier
         .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], rustls_pki_types::UnixTime::now())
         .map_err(|e| format!("does not verify as {name:?} to the CA root: {e}"))?;
-    let key = crate::cloud::read_key(key_path).map_err(|e| e.to_string())?;
     let leaf = x509_cert::Certificate::from_der(&chain[0]).map_err(|e| e.to_string())?;
     let point = leaf.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
-    if point != key.public_key().to_sec1_bytes().as_ref() {
+    if point != secret.public_key().to_sec1_bytes().as_ref() {
         return Err(format!("is not the certificate of {} (public keys differ)", key_path.display()));
     }
     Ok(())
 }
 
 use der::Decode;
+use p256::pkcs8::EncodePrivateKey;

@@ -178,9 +178,11 @@ fn check_key_usage(
     Ok(())
 }
 
-fn check_cn(leaf: &Certificate, device_id: &str) -> Result<(), Refusal> {
+/// Every CN of a certificate's subject, in order; a CN that is not a
+/// UTF8/Printable/IA5 string is an error.
+pub(crate) fn common_names(cert: &Certificate) -> Result<Vec<String>, Refusal> {
     let mut cns = Vec::new();
-    for rdn in leaf.tbs_certificate.subject.0.iter() {
+    for rdn in cert.tbs_certificate.subject.0.iter() {
         for atv in rdn.0.iter().filter(|a| a.oid == CN) {
             let v = atv
                 .value
@@ -192,6 +194,11 @@ fn check_cn(leaf: &Certificate, device_id: &str) -> Result<(), Refusal> {
             cns.push(v);
         }
     }
+    Ok(cns)
+}
+
+fn check_cn(leaf: &Certificate, device_id: &str) -> Result<(), Refusal> {
+    let cns = common_names(leaf)?;
     match cns.as_slice() {
         [] => Err(Refusal::CnMismatch("leaf subject has no CN".into())),
         [cn] if cn == device_id => Ok(()),

@@ -392,6 +392,16 @@ async fn get_metrics(State(st): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
 
+/// The body of a JSON endpoint, or 400.
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))
+}
+
+/// `body` as JSON, or 400 naming the `shape` expected.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|e| Refusal::BadRequest(format!("expected JSON {shape}: {e}")))
+}
+
 #[derive(Deserialize)]
 struct KakJson {
     /// The uncompressed P-256 point, hex.
@@ -406,8 +416,7 @@ async fn put_kak(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let actor = operator(&st, &headers, Scope::Devices, format!("PUT /v1/devices/{id}/kak")).await?;
-    let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
-    let j: KakJson = serde_json::from_slice(&body).map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"kak\": hex}}: {e}")))?;
+    let j: KakJson = parse_json(&read_body(body)?, r#"{"kak": hex}"#)?;
     let kak = hex::decode(&j.kak).map_err(|_| Refusal::BadRequest("kak is not hex".into()))?;
     let reg = st.registry.clone();
     let id2 = id.clone();
@@ -434,9 +443,7 @@ async fn post_command(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let actor = operator(&st, &headers, Scope::Commands, format!("POST /v1/devices/{id}/commands")).await?;
-    let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
-    let j: CommandJson = serde_json::from_slice(&body)
-        .map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"op\", \"args\"?}}: {e}")))?;
+    let j: CommandJson = parse_json(&read_body(body)?, r#"{"op", "args"?}"#)?;
     let remote = st.remote.clone();
     let subject = format!("{id} {}", j.op);
     let submitted = blocking(move || remote.submit(&id, &j.op, &j.args)).await;
@@ -476,11 +483,11 @@ async fn post_rotation(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let actor = operator(&st, &headers, Scope::Commands, format!("POST /v1/devices/{id}/rotation")).await?;
-    let body = body.map_err(|e| Refusal::BadRequest(format!("cannot read body: {e}")))?;
+    let body = read_body(body)?;
     let j: RotationJson = if body.is_empty() {
         RotationJson { id: None, grace_s: None }
     } else {
-        serde_json::from_slice(&body).map_err(|e| Refusal::BadRequest(format!("expected JSON {{\"id\"?, \"grace_s\"?}}: {e}")))?
+        parse_json(&body, r#"{"id"?, "grace_s"?}"#)?
     };
     let rotations = st.rotations.clone();
     let subject = id.clone();

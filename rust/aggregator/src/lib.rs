@@ -223,13 +223,12 @@ impl Aggregator {
                     .map_err(|e| Error::Broker(e.to_string()))??;
                 tracing::info!(%addr, "embedded MQTT broker listening");
                 if let (Some(t), Some(id)) = (&cfg.broker_tls, &broker_id) {
-                    let tls_config = broker_tls::server_config(id, &cfg.ca_root_pem)?;
                     let listener = tokio::net::TcpListener::bind(t.listen)
                         .await
                         .map_err(|e| Error::Broker(format!("cannot listen on {}: {e}", t.listen)))?;
                     let a = listener.local_addr()?;
                     tracing::info!(addr = %a, "embedded MQTT broker: TLS listener for devices");
-                    tls_task = Some(tokio::spawn(broker_tls::terminate(listener, tls_config, addr)));
+                    tls_task = Some(tokio::spawn(broker_tls::terminate(listener, id.config.clone(), addr)));
                     mqtts_addr = Some(a);
                 }
                 (Some(addr), addr)

@@ -326,22 +326,22 @@ fn issued_by(psa: &Psa, child: &ChainParts<'_>, issuer: &ChainParts<'_>) -> Resu
     psa.verify_with_public(&key, &digest, &child.signature).map_err(|_| BROKEN)
 }
 
-/// The cloud certificate `der` chains to the CA root stored on the device
-/// (0x3F000000): signed by the root, or by the intermediate at
+/// The peer certificate at `id`, if one is stored.
+fn load_peer(psa: &Psa, id: u32) -> Result<Option<Vec<u8>>, Error> {
+    let slot = CertTarget::Peer(tfmprov_psa::ids::PeerId::new(id.into())?).slot();
+    Ok(if psa.cert_present(slot)? { Some(psa.load_cert(slot)?) } else { None })
+}
+
+/// A peer certificate `der` trusted for what it is (the cloud's, the
+/// broker's) chains to the CA root stored on the device (0x3F000000):
+/// signed by the root, or by the intermediate at
 /// [`tfmprov_psa::ids::PEER_INTERMEDIATE`], which must be a CA signed by the
-/// root. Checked when it is stored and each time its key is used (a root
+/// root. Checked when it is stored and each time it is used (a root
 /// replaced later makes it unusable). No clock on the device: validity
 /// dates are not checked.
-pub fn check_cloud_chain(psa: &Psa, der: &[u8]) -> Result<(), Error> {
-    use tfmprov_psa::ids::{PeerId, PEER_CA_ROOT, PEER_INTERMEDIATE};
-    let load = |id: u32| -> Result<Option<Vec<u8>>, Error> {
-        let slot = CertTarget::Peer(PeerId::new(id.into())?).slot();
-        if psa.cert_present(slot)? {
-            Ok(Some(psa.load_cert(slot)?))
-        } else {
-            Ok(None)
-        }
-    };
+pub fn check_peer_chain(psa: &Psa, der: &[u8]) -> Result<(), Error> {
+    use tfmprov_psa::ids::{PEER_CA_ROOT, PEER_INTERMEDIATE};
+    let load = |id: u32| load_peer(psa, id);
     let root_der = load(PEER_CA_ROOT)?
         .ok_or(Error::InvalidArgument("no CA root on the device to check the peer certificate against"))?;
     let root = chain_parts(&root_der)?;
@@ -360,9 +360,9 @@ pub fn check_cloud_chain(psa: &Psa, der: &[u8]) -> Result<(), Error> {
 }
 
 /// Stores a certificate. At a device key ID the certificate's public key must
-/// be that key's ([`Error::Mismatch`] otherwise); the cloud certificate
-/// (0x3F000001) must chain to the CA root on the device
-/// ([`check_cloud_chain`]); other peer certificates are stored as they are. Larger than one ITS asset holds
+/// be that key's ([`Error::Mismatch`] otherwise); the cloud and the broker
+/// certificates (0x3F000001, 0x3F000003) must chain to the CA root on the device
+/// ([`check_peer_chain`]); other peer certificates are stored as they are. Larger than one ITS asset holds
 /// ([`MAX_BLOB_LEN`], derived from the TF-M configuration) is
 /// [`Error::TooLarge`], before PSA sees it. A refused or failed store leaves
 /// the previous certificate as it was (`tfmprov_psa`'s atomic blob store).
@@ -385,7 +385,7 @@ pub fn store(psa: &mut Psa, target: CertTarget, der: &[u8]) -> Result<(), Error>
     // the root on the device.
     if let CertTarget::Peer(p) = target {
         if p.get() == tfmprov_psa::ids::PEER_CLOUD || p.get() == tfmprov_psa::ids::PEER_BROKER {
-            check_cloud_chain(psa, der)?;
+            check_peer_chain(psa, der)?;
         }
     }
     psa.store_cert(target.slot(), der)?;
@@ -412,15 +412,12 @@ pub struct TlsIdentity {
 /// checked again (a root replaced since makes it unusable).
 pub fn tls_identity(psa: &Psa, key: tfmprov_psa::ids::DeviceKeyId) -> Result<TlsIdentity, Error> {
     use der::Encode;
-    use tfmprov_psa::ids::{PeerId, PEER_BROKER, PEER_CA_ROOT, PEER_INTERMEDIATE};
-    let peer = |id: u32| -> Result<Option<Vec<u8>>, Error> {
-        let slot = CertTarget::Peer(PeerId::new(id.into())?).slot();
-        Ok(if psa.cert_present(slot)? { Some(psa.load_cert(slot)?) } else { None })
-    };
+    use tfmprov_psa::ids::{PEER_BROKER, PEER_CA_ROOT, PEER_INTERMEDIATE};
+    let peer = |id: u32| load_peer(psa, id);
     let leaf = psa.load_cert(key.cert_slot())?;
     let root = peer(PEER_CA_ROOT)?.ok_or(Error::InvalidArgument("no CA root on the device"))?;
     let broker = peer(PEER_BROKER)?.ok_or(Error::InvalidArgument("no broker certificate on the device (0x3F000003): no key to pin"))?;
-    check_cloud_chain(psa, &broker)?;
+    check_peer_chain(psa, &broker)?;
     let spki = subject_public_key_info(&broker)?.to_der().map_err(|_| NOT_A_CERTIFICATE)?;
     let mut chain = alloc::vec![leaf];
     chain.extend(peer(PEER_INTERMEDIATE)?);

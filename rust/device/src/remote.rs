@@ -21,7 +21,7 @@
 //!    stored with its `cseq` before it is returned.
 //!
 //! The cloud certificate's chain to the CA root is checked at each command
-//! ([`crate::certs::check_cloud_chain`]). A command whose `exp` (Unix
+//! ([`crate::certs::check_peer_chain`]). A command whose `exp` (Unix
 //! seconds) has passed is answered [`RC_EXPIRED`] and not run, when the
 //! caller knows the time (a device without a clock passes `None`: the
 //! strictly increasing `cseq` still bounds a replay).
@@ -230,7 +230,7 @@ impl Device {
     #[inline(never)]
     pub(crate) fn cloud_public(&self) -> Result<PublicKey, Error> {
         let der = certs::get(&self.psa, CertTarget::Peer(PeerId::new(PEER_CLOUD.into())?))?;
-        certs::check_cloud_chain(&self.psa, &der)?;
+        certs::check_peer_chain(&self.psa, &der)?;
         certs::certificate_public_key(&der)?
             .try_into()
             .map_err(|_| Error::InvalidArgument("cloud certificate key is not an uncompressed P-256 point"))

@@ -297,9 +297,3 @@ pub fn server_config(
     };
     Ok(builder.with_single_cert(chain, key)?)
 }
-
-/// The PEM private key (PKCS#8 or SEC1) of a file's text.
-pub fn pem_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, Error> {
-    use rustls::pki_types::pem::PemObject;
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| Error::BadPem(format!("PEM private key: {e}")))
-}
