@@ -11,13 +11,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read from the server.
 const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build();
-    ureq::Agent::new_with_config(config)
-}
+use tfmprov_ca::client::agent;
 
 fn bearer(token: &str) -> String {
     format!("Bearer {}", token.trim())

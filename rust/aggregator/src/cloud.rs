@@ -13,12 +13,10 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
-use der::Encode;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand_core::{OsRng, RngCore};
@@ -158,7 +156,7 @@ fn cloud_err(path: &Path, what: impl std::fmt::Display) -> Error {
 
 /// Writes `data` atomically with `mode` (the CA's helper: a key is never
 /// readable by others, not even for a moment).
-pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     tfmprov_ca::store::write_file_atomic(path, data, mode).map_err(|e| cloud_err(path, e))
 }
 
@@ -179,7 +177,7 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
 }
 
 /// A P-256 private key from PEM: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
-pub(crate) fn read_key(path: &Path) -> Result<p256::SecretKey, Error> {
+fn read_key(path: &Path) -> Result<p256::SecretKey, Error> {
     let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| cloud_err(path, e))?);
     warn_if_open(path);
     if let Some(block) = pem_block(&text, "PRIVATE KEY") {
@@ -193,7 +191,7 @@ pub(crate) fn read_key(path: &Path) -> Result<p256::SecretKey, Error> {
     Err(cloud_err(path, "no \"PRIVATE KEY\" or \"EC PRIVATE KEY\" PEM block"))
 }
 
-pub(crate) fn write_key(path: &Path, secret: &p256::SecretKey) -> Result<(), Error> {
+fn write_key(path: &Path, secret: &p256::SecretKey) -> Result<(), Error> {
     let pem = secret
         .to_pkcs8_pem(der::pem::LineEnding::LF)
         .map_err(|e| cloud_err(path, format!("cannot encode the key: {e}")))?;
@@ -277,20 +275,8 @@ fn load_existing(roots: &Roots, key_path: &Path, cert_path: &Path) -> Result<Clo
 
 /// A CSR (DER) for `secret` with subject CN=cloud, signed ecdsa-with-SHA256.
 fn cloud_csr(secret: &p256::SecretKey) -> Result<Vec<u8>, Error> {
-    csr_for(secret, CLOUD_CN)
-}
-
-/// A CSR (DER) for `secret` with subject CN=`cn`, signed ecdsa-with-SHA256.
-pub(crate) fn csr_for(secret: &p256::SecretKey, cn: &str) -> Result<Vec<u8>, Error> {
-    use x509_cert::builder::{Builder, RequestBuilder};
-    let signing = p256::ecdsa::SigningKey::from(secret);
-    let name = x509_cert::name::Name::from_str(&format!("CN={cn}"))
-        .map_err(|e| Error::Cloud(format!("CSR subject: {e}")))?;
-    let builder = RequestBuilder::new(name, &signing).map_err(|e| Error::Cloud(format!("CSR: {e}")))?;
-    let req = builder
-        .build::<p256::ecdsa::DerSignature>()
-        .map_err(|e| Error::Cloud(format!("CSR signature: {e}")))?;
-    req.to_der().map_err(|e| Error::Cloud(format!("CSR encoding: {e}")))
+    tfmprov_ca::server_identity::csr(&p256::ecdsa::SigningKey::from(secret), CLOUD_CN)
+        .map_err(|e| Error::Cloud(format!("CSR: {e}")))
 }
 
 /// Enroll `secret` at the CA and return the checked identity.
@@ -439,7 +425,7 @@ impl StorageKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use der::Decode;
+    use der::{Decode, Encode};
 
     #[test]
     fn wrap_round_trip_and_binding() {

@@ -197,6 +197,20 @@ pub struct Config {
     /// plain MQTT only. The aggregator itself stays on the plain listener,
     /// which should then be on loopback.
     pub broker_tls: Option<BrokerTls>,
+    /// HTTPS on the API (`Config::listen`) with a server certificate from
+    /// the project's CA. `None` (default): plain HTTP, for loopback.
+    pub https: Option<Https>,
+}
+
+/// HTTPS on the aggregator's API ([`Config::https`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Https {
+    /// The names in its certificate (host names or IP addresses).
+    pub names: Vec<String>,
+    /// The CA that issues the certificate (`https.key`, `https.crt` in the
+    /// state directory) at the first start, with [`Config::ca_token`]
+    /// (scope `servers`). `None`: the files must already be there.
+    pub ca_url: Option<String>,
 }
 
 /// The embedded broker's TLS listener ([`Config::broker_tls`]).
@@ -254,6 +268,7 @@ impl Config {
             crl_interval: DEFAULT_CRL_INTERVAL,
             rotation_grace: crate::DEFAULT_ROTATION_GRACE,
             broker_tls: None,
+            https: None,
         }
     }
 
@@ -316,11 +331,14 @@ impl Config {
                 return Err(Error::Config("the broker's TLS listener needs at least one name".into()));
             }
         }
+        if self.https.as_ref().is_some_and(|h| h.names.is_empty()) {
+            return Err(Error::Config("HTTPS needs at least one name for the certificate".into()));
+        }
         if let CloudIdentity::EnrollAt { ca_url } = &self.cloud {
-            let rest = ca_url.strip_prefix("http://").unwrap_or("");
+            let rest = ca_url.strip_prefix("https://").or_else(|| ca_url.strip_prefix("http://")).unwrap_or("");
             if rest.trim_end_matches('/').is_empty() {
                 return Err(Error::Config(format!(
-                    "cloud enrollment CA URL {ca_url:?}: expected http://HOST:PORT (the CA speaks plain HTTP)"
+                    "cloud enrollment CA URL {ca_url:?}: expected https://HOST:PORT (or http:// for a CA on loopback)"
                 )));
             }
         }

@@ -119,12 +119,7 @@ pub(crate) fn refresh(
     auth: &tfmprov_auth::Auth,
     latest: &Latest,
 ) -> Result<Vec<String>, String> {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(std::time::Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = tfmprov_ca::client::agent(std::time::Duration::from_secs(10));
     let mut resp = agent.get(url).call().map_err(|e| format!("fetching {url}: {e}"))?;
     if resp.status() != 200 {
         return Err(format!("fetching {url}: HTTP {}", resp.status()));

@@ -67,7 +67,7 @@ pub use chain::MAX_CHAIN_CERTS;
 pub use cloud::{CloudIdentity, CLOUD_CERT_FILE, CLOUD_CN, CLOUD_KEY_FILE, ENROLL_TIMEOUT, STORAGE_KEY_FILE};
 pub use sessions::SESSIONS_KEPT;
 pub use config::{
-    BrokerChoice, BrokerTls, Config, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRL_INTERVAL, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
+    BrokerChoice, BrokerTls, Config, Https, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRL_INTERVAL, DEFAULT_EARLY_SEALED_WAIT, DEFAULT_EMBEDDED_LISTEN, DEFAULT_MAX_MESSAGE, DEFAULT_REPLAY_HORIZON,
     MAX_EARLY_SEALED_WAIT,
 };
 pub use ingest::{MAX_PARKED, MAX_PARKED_PER_DEVICE};
@@ -88,6 +88,9 @@ pub use rotation::{RotationInfo, DEFAULT_ROTATION_GRACE};
 pub use tfmprov_db::{DbChoice, DbError};
 pub use stats::Stats;
 pub use store::DB_FILE;
+
+/// CN of the aggregator's HTTPS certificate ([`Config::https`]).
+pub const HTTPS_CN: &str = "tfmprov-aggregator";
 
 /// The first operator's token file in the state directory.
 pub const ADMIN_TOKEN_FILE: &str = "operator.token";
@@ -116,6 +119,7 @@ pub struct Aggregator;
 /// A started aggregator: HTTP API, MQTT ingestion, SQLite store.
 pub struct Running {
     http_addr: SocketAddr,
+    https: bool,
     mqtt_addr: SocketAddr,
     mqtts_addr: Option<SocketAddr>,
     counters: Arc<stats::Counters>,
@@ -178,7 +182,10 @@ impl Aggregator {
         let roots = chain::Roots::from_pem(&cfg.ca_root_pem)?;
         let state_dir = cfg.state_dir.clone();
         let cloud_choice = cfg.cloud.clone();
-        let (broker_tls, ca_root_pem) = (cfg.broker_tls.clone(), cfg.ca_root_pem.clone());
+        let (broker_tls, https, ca_root_pem) = (cfg.broker_tls.clone(), cfg.https.clone(), cfg.ca_root_pem.clone());
+        // The CA it talks to (cloud enrollment, rotations, CRL, its own
+        // certificates) may be on HTTPS under the same root.
+        tfmprov_tls::trust_for_https(&cfg.ca_root_pem).map_err(|e| Error::Config(format!("CA root: {e}")))?;
         let ca_token = cfg.ca_token.clone().unwrap_or_default();
         let db_choice = cfg.database.clone();
         let admin_token_file = cfg.admin_token_file.clone().unwrap_or_else(|| cfg.state_dir.join(ADMIN_TOKEN_FILE));
@@ -200,11 +207,20 @@ impl Aggregator {
                 .as_ref()
                 .map(|t| broker_tls::open(&state_dir, t, &ca_root_pem, &ca_token))
                 .transpose()?;
-            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions, Arc::new(auth), broker_id))
+            let https_id = https
+                .as_ref()
+                .map(|h| {
+                    let files = (tfmprov_ca::HTTPS_KEY_FILE, tfmprov_ca::HTTPS_CERT_FILE);
+                    let no_client_auth = |_| tfmprov_tls::ClientAuth::None;
+                    let ca_url = h.ca_url.as_deref();
+                    broker_tls::server_identity(&state_dir, files, HTTPS_CN, &h.names, ca_url, &ca_root_pem, &ca_token, no_client_auth)
+                })
+                .transpose()?;
+            Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions, Arc::new(auth), broker_id, https_id))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
-        let (reg_db, writer_db, windows, roots, sessions, auth, broker_id) = opened;
+        let (reg_db, writer_db, windows, roots, sessions, auth, broker_id, https_id) = opened;
         let sessions = Arc::new(sessions);
         let cloud_chain_pem = sessions.cloud().map(|c| c.chain_pem.clone());
         let registry = Arc::new(registry::Registry::open(roots, reg_db)?);
@@ -228,7 +244,8 @@ impl Aggregator {
                         .map_err(|e| Error::Broker(format!("cannot listen on {}: {e}", t.listen)))?;
                     let a = listener.local_addr()?;
                     tracing::info!(addr = %a, "embedded MQTT broker: TLS listener for devices");
-                    tls_task = Some(tokio::spawn(broker_tls::terminate(listener, id.config.clone(), addr)));
+                    let listener = tfmprov_tls::TlsListener::new(listener, id.config.clone())?;
+                    tls_task = Some(tokio::spawn(broker_tls::terminate(listener, addr)));
                     mqtts_addr = Some(a);
                 }
                 (Some(addr), addr)
@@ -307,15 +324,25 @@ impl Aggregator {
             auth: auth.clone(),
             crl: crl_latest.clone(),
         }));
+        let https = https_id.is_some();
+        let (plain, tls) = match https_id {
+            Some(id) => (None, Some(tfmprov_tls::TlsListener::new(listener, id.config)?)),
+            None => (Some(listener), None),
+        };
         let http_task = tokio::spawn(async move {
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let res = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            let res = match (plain, tls) {
+                (_, Some(tls)) => axum::serve(tls, app).with_graceful_shutdown(stop).await,
+                (Some(listener), None) => {
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app).with_graceful_shutdown(stop).await
+                }
+                (None, None) => Ok(()),
+            };
             if let Err(e) = res {
                 tracing::error!(error = %e, "HTTP server failed");
             }
@@ -365,7 +392,7 @@ impl Aggregator {
             })
         });
         tracing::info!(%http_addr, %mqtt_addr, "aggregator started");
-        Ok(Running { http_addr, mqtt_addr, mqtts_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task, crl_task, tls_task })
+        Ok(Running { http_addr, https, mqtt_addr, mqtts_addr, counters, http_stop, http_task, link, pipeline, out: out_tx, shared, expiry_task, rotation_task, crl_task, tls_task })
     }
 }
 
@@ -379,6 +406,11 @@ impl Running {
     /// the external broker's resolved address).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    /// The API's base URL: `https://ADDR` with [`Config::https`], else `http://ADDR`.
+    pub fn http_url(&self) -> String {
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.http_addr)
     }
 
     /// The embedded broker's TLS listener for devices, if configured

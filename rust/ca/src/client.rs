@@ -1,6 +1,7 @@
 //! Blocking HTTP client for the CA server (used by the `tfmprov` CLI).
 //!
-//! Plain `http://` only (the server speaks plain HTTP; see `docs/CA.md`). Every
+//! `https://` (trusting the roots registered with
+//! [`tfmprov_tls::trust_for_https`]) or plain `http://`. Every
 //! answer is parsed before it is returned, so a caller never stores garbage on a
 //! device.
 
@@ -13,10 +14,22 @@ use crate::{Error, CLIENT_DEFAULT_TIMEOUT};
 /// Largest answer read from the server.
 const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 
-fn agent(timeout: Duration) -> ureq::Agent {
+/// The HTTP client of every call to the project's servers (the CA's and the
+/// aggregator's): `timeout` for the whole call, non-2xx answers returned as
+/// answers, and on `https://` rustls (*ring*) trusting exactly the roots
+/// registered with [`tfmprov_tls::trust_for_https`].
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+    let roots = tfmprov_tls::https_roots().iter().map(|c| Certificate::from_der(c).to_owned()).collect();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(tfmprov_tls::provider())
+        .root_certs(RootCerts::Specific(std::sync::Arc::new(roots)))
+        .build();
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        .tls_config(tls)
         .build();
     ureq::Agent::new_with_config(config)
 }

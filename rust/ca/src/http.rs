@@ -111,6 +111,26 @@ pub async fn serve(
         .map_err(Error::Server)
 }
 
+/// [`serve`] on HTTPS with `tls` (e.g. [`Ca::server_identity`]'s).
+pub async fn serve_https(
+    ca: Arc<Ca>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "CA server listening (HTTPS)");
+    }
+    // tap_io only to have the peer address as ConnectInfo (TCP_NODELAY is
+    // set by the TLS listener).
+    let listener = axum::serve::ListenerExt::tap_io(tfmprov_tls::TlsListener::new(listener, tls).map_err(Error::Server)?, |_| {});
+    let app = router(ca).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Server)
+}
+
 fn source(kind: &str, ext: &Extensions) -> String {
     match ext.get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => format!("{kind} {peer}"),

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod certs;
+pub mod server_identity;
 pub mod client;
 mod csr;
 mod db;
@@ -37,8 +38,13 @@ use sha2::{Digest, Sha256};
 pub use csr::{cn_allowed, csr_der_from_body, csr_der_from_est_body};
 pub use db::{DeviceRecord, RequestRecord};
 pub use certs::{LeafProfile, ServerName};
+
+/// The CA's HTTPS key in its state directory ([`Ca::server_identity`]).
+pub const HTTPS_KEY_FILE: &str = "https.key";
+/// The CA's HTTPS certificate chain in its state directory.
+pub const HTTPS_CERT_FILE: &str = "https.crt";
 pub use error::{Error, Refusal};
-pub use http::{router, serve};
+pub use http::{router, serve, serve_https};
 
 /// Largest request body (and CSR) accepted: 64 KiB. Larger is HTTP 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -198,6 +204,30 @@ impl Ca {
             metrics: metrics::Metrics::new(),
             crl_number: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The CA's own HTTPS identity: `https.key` and `https.crt` in the state
+    /// directory, issued by this CA at the first start for `names` (CN
+    /// `tfmprov-ca`, logged and audited like any certificate, actor `ca`)
+    /// and reused after.
+    pub fn server_identity(&self, names: &[String]) -> Result<server_identity::ServerIdentity, Error> {
+        server_identity::open(
+            &self.state_dir.join(HTTPS_KEY_FILE),
+            &self.state_dir.join(HTTPS_CERT_FILE),
+            "tfmprov-ca",
+            names,
+            &self.root_pem(),
+            |_| tfmprov_tls::ClientAuth::None,
+            |csr| {
+                let issued = self.sign_server_csr_from(csr, "local", names);
+                let (subject, result) = match &issued {
+                    Ok(i) => (format!("{} serial {}", i.device_id, i.serial_hex), "ok".to_owned()),
+                    Err(e) => ("CSR".to_owned(), e.to_string()),
+                };
+                self.auth.append("ca", "certificate.issue", &subject, &result).map_err(|e| e.to_string())?;
+                issued.map(|i| i.chain_pem).map_err(|e| e.to_string())
+            },
+        )
     }
 
     /// The operators and the audit log.

@@ -269,7 +269,7 @@ fn read_one_cert(path: &Path) -> Result<Certificate, Error> {
 
 /// Reads a P-256 private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`,
 /// possibly after an `EC PARAMETERS` block as `openssl ecparam -genkey` writes it).
-fn read_key(path: &Path) -> Result<SigningKey, Error> {
+pub(crate) fn read_key(path: &Path) -> Result<SigningKey, Error> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     if let Ok(meta) = fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
@@ -303,7 +303,7 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
     Some(&text[start..stop])
 }
 
-fn write_key(path: &Path, key: &SigningKey) -> Result<(), Error> {
+pub(crate) fn write_key(path: &Path, key: &SigningKey) -> Result<(), Error> {
     let secret = p256::SecretKey::from(key);
     let pem = secret
         .to_pkcs8_pem(LineEnding::LF)
@@ -311,7 +311,7 @@ fn write_key(path: &Path, key: &SigningKey) -> Result<(), Error> {
     write_file(path, pem.as_bytes(), 0o600)
 }
 
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     write_file_atomic(path, data, mode).map_err(|e| Error::io(path, e))
 }
 

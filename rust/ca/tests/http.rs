@@ -576,3 +576,49 @@ fn server_certificates_carry_names_and_need_the_servers_scope() {
     let log = ca.auth().audit_page(0, 1000).unwrap();
     assert!(log.iter().any(|e| e.action == "certificate.issue" && e.actor == "admin" && e.subject.starts_with("tfmprov-broker serial ")));
 }
+
+/// Issue 13: the CA on HTTPS with a certificate it issues itself at the
+/// first start (reused after): the blocking client works once the root is
+/// trusted, openssl's s_client verifies the chain for the IP address, and a
+/// server whose root is not trusted is refused.
+#[test]
+fn https_with_a_certificate_from_the_ca_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ca = Arc::new(open_ca(&state));
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let id = ca.server_identity(&names).unwrap();
+    // Reused, not re-issued, at the next start.
+    let again = open_ca(&state).server_identity(&names).unwrap();
+    assert_eq!(again.chain_pem, id.chain_pem);
+    assert_eq!(ca.auth().audit_page(0, 100).unwrap().iter().filter(|e| e.action == "certificate.issue" && e.actor == "ca").count(), 1);
+
+    let server = HttpsServer::start(ca.clone(), id.config.clone());
+    let url = format!("https://{}", server.addr);
+    // Not trusted yet: refused by the TLS check, nothing sent.
+    let untrusted = client::fetch_ca(&url).unwrap_err();
+    assert!(untrusted.to_string().to_lowercase().contains("issuer"), "{untrusted}");
+    tfmprov_tls::trust_for_https(&ca.root_pem()).unwrap();
+    let (root, _) = client::fetch_ca(&url).unwrap();
+    assert_eq!(root, ca.root_pem());
+    let token = std::fs::read_to_string(state.join(tfmprov_ca::ADMIN_TOKEN_FILE)).unwrap();
+    let chain = client::submit_csr(&url, &token, &rust_csr(&new_key(), "CN=dev-https"), Duration::from_secs(10)).unwrap();
+    assert!(chain.contains("BEGIN CERTIFICATE"));
+
+    std::fs::write(tmp.path().join("root.pem"), ca.root_pem()).unwrap();
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &server.addr.to_string(), "-CAfile", "root.pem", "-verify_ip", "127.0.0.1", "-verify_return_error", "-brief"])
+        .current_dir(tmp.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("Verification: OK"), "{text}");
+
+    // A CA whose root nobody registered: its HTTPS server is refused.
+    let other = Arc::new(open_ca(&tmp.path().join("other")));
+    let other_id = other.server_identity(&names).unwrap();
+    let other_server = HttpsServer::start(other, other_id.config);
+    let err = client::fetch_ca(&format!("https://{}", other_server.addr)).unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("issuer"), "{err}");
+}

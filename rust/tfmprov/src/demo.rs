@@ -33,7 +33,32 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// HTTPS or plain HTTP for `tfmprov ca serve` and `tfmprov aggregator serve`.
+#[derive(Args, Clone, Debug)]
+pub struct HttpsArgs {
+    /// Serve plain HTTP instead of HTTPS: only on a loopback address
+    /// (operator tokens would otherwise cross the network in clear).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The names in the server's TLS certificates (host names or IP
+    /// addresses), issued by the project's CA at the first start. With
+    /// --mqtts-listen, the broker's too; devices connect to the first.
+    #[arg(long = "tls-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+    pub tls_names: Vec<String>,
+}
+
+impl HttpsArgs {
+    /// Whether to serve HTTPS on `listen`; plain HTTP away from loopback is refused.
+    pub fn https_on(&self, listen: SocketAddr) -> Result<bool> {
+        if self.plain_http && !listen.ip().is_loopback() {
+            bail!("--plain-http on {listen}: plain HTTP is only served on a loopback address; drop --plain-http for HTTPS");
+        }
+        Ok(!self.plain_http)
+    }
+}
+
 /// `tfmprov ca serve`.
+#[allow(clippy::too_many_arguments)]
 pub fn serve_ca(
     state: PathBuf,
     listen: SocketAddr,
@@ -42,7 +67,9 @@ pub fn serve_ca(
     import_intermediate: Option<Vec<PathBuf>>,
     database: tfmprov_aggregator::DbChoice,
     admin_token_file: Option<PathBuf>,
+    https: &HttpsArgs,
 ) -> Result<()> {
+    let tls = https.https_on(listen)?;
     let import = match (import_root, import_intermediate) {
         (None, None) => None,
         (root, Some(inter)) => {
@@ -61,10 +88,20 @@ pub fn serve_ca(
     };
     let cfg = tfmprov_ca::CaConfig { state_dir: state, validity_days, import, database, admin_token_file };
     let ca = Arc::new(tfmprov_ca::Ca::open_or_create(&cfg).context("opening the CA")?);
+    let identity = if tls { Some(ca.server_identity(&https.tls_names).context("the CA's HTTPS certificate")?) } else { None };
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        println!("ca ready http://{}", listener.local_addr()?);
-        tfmprov_ca::serve(ca, listener, shutdown_signal()).await.context("CA server")?;
+        let addr = listener.local_addr()?;
+        match identity {
+            Some(id) => {
+                println!("ca ready https://{addr}");
+                tfmprov_ca::serve_https(ca, listener, id.config, shutdown_signal()).await.context("CA server")?;
+            }
+            None => {
+                println!("ca ready http://{addr}");
+                tfmprov_ca::serve(ca, listener, shutdown_signal()).await.context("CA server")?;
+            }
+        }
         Ok(())
     })
 }
@@ -96,7 +133,9 @@ pub struct AggregatorArgs {
     /// MQTT topic prefix.
     #[arg(long, default_value = "prov")]
     pub topic_prefix: String,
-    /// On first start, get the cloud key's certificate from this CA (session messages need it).
+    /// The CA that issues, at the first start, the cloud key's certificate
+    /// (session messages need it), the HTTPS certificate and the broker's
+    /// (--mqtts-listen); signs rotated keys; serves the CRL.
     #[arg(long, conflicts_with = "cloud_key")]
     pub ca_url: Option<String>,
     /// Import the cloud key (PEM) instead; needs --cloud-cert.
@@ -150,10 +189,8 @@ pub struct AggregatorArgs {
     /// --ca-url at the first start (a token of scope `servers`).
     #[arg(long)]
     pub mqtts_listen: Option<SocketAddr>,
-    /// The names in the broker's TLS certificate (host names or IP
-    /// addresses); devices connect to the first.
-    #[arg(long = "tls-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
-    pub tls_names: Vec<String>,
+    #[command(flatten)]
+    pub https: HttpsArgs,
 }
 
 impl AggregatorArgs {
@@ -186,9 +223,12 @@ impl AggregatorArgs {
         cfg.ca_token = self.ca_token_file.as_deref().map(crate::credential::read_token).transpose()?;
         cfg.broker_tls = self.mqtts_listen.map(|listen| tfmprov_aggregator::BrokerTls {
             listen,
-            names: self.tls_names.clone(),
+            names: self.https.tls_names.clone(),
             ca_url: self.ca_url.clone(),
         });
+        if self.https.https_on(self.listen)? {
+            cfg.https = Some(tfmprov_aggregator::Https { names: self.https.tls_names.clone(), ca_url: self.ca_url.clone() });
+        }
         Ok(cfg)
     }
 }
@@ -199,8 +239,8 @@ pub fn serve_aggregator(args: AggregatorArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let running = tfmprov_aggregator::Aggregator::start(cfg).await.context("starting the aggregator")?;
         match running.mqtts_addr() {
-            Some(tls) => println!("aggregator ready http://{} mqtt://{} mqtts://{tls}", running.http_addr(), running.mqtt_addr()),
-            None => println!("aggregator ready http://{} mqtt://{}", running.http_addr(), running.mqtt_addr()),
+            Some(tls) => println!("aggregator ready {} mqtt://{} mqtts://{tls}", running.http_url(), running.mqtt_addr()),
+            None => println!("aggregator ready {} mqtt://{}", running.http_url(), running.mqtt_addr()),
         }
         shutdown_signal().await;
         running.shutdown().await;
@@ -312,7 +352,7 @@ impl Servers {
         }
         tweak(&mut cfg);
         let running = rt.block_on(tfmprov_aggregator::Aggregator::start(cfg)).context("aggregator")?;
-        let aggregator_url = format!("http://{}", running.http_addr());
+        let aggregator_url = running.http_url();
         let mqtt_url = format!("mqtt://{}", running.mqtt_addr());
         let mqtts_url = running.mqtts_addr().map(|a| format!("mqtts://{a}"));
         Ok(Servers { ca_url, aggregator_url, mqtt_url, mqtts_url, root_pem, token, token_file, rt, aggregator: Some(running), ca_stop: Some(ca_stop) })

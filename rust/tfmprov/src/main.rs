@@ -15,6 +15,11 @@ use tfmprov_transport::Link;
 #[derive(Parser)]
 #[command(name = "tfmprov", version, about = "Device provisioning for Zephyr + TF-M: device simulator, CA, SMP tool, aggregator")]
 struct Cli {
+    /// The CA root (PEM) that the CA's and the aggregator's HTTPS
+    /// certificates verify to (e.g. root_cert.pem in the CA's state
+    /// directory). Without it no https:// server is trusted.
+    #[arg(long, global = true, env = "TFMPROV_HTTPS_ROOT")]
+    https_root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,13 +115,15 @@ enum CaCommand {
         /// admin's, or a new one is written there (mode 0600).
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        https: tfmprov::demo::HttpsArgs,
     },
     /// Revoke a certificate at a running CA (operator scope `revoke`): its
     /// CRL (GET /v1/crl) lists it from now on, and aggregators that follow
     /// the CRL revoke the device.
     Revoke {
         /// The CA's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8443")]
+        #[arg(long, default_value = "https://127.0.0.1:8443")]
         url: String,
         /// The certificate's serial (hex, as `GET /v1/devices` shows it).
         #[arg(long)]
@@ -262,7 +269,7 @@ struct BatchArgs {
     #[command(flatten)]
     link: LinkArgs,
     /// CA base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8443")]
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
     ca: String,
     /// Register each chain at this aggregator base URL.
     #[arg(long)]
@@ -383,6 +390,10 @@ fn print_enrolled(e: &Enrolled) {
 }
 
 fn run(cli: Cli) -> Result<bool> {
+    if let Some(root) = &cli.https_root {
+        let pem = std::fs::read_to_string(root).with_context(|| format!("--https-root {}", root.display()))?;
+        tfmprov_tls::trust_for_https(&pem).with_context(|| format!("--https-root {}", root.display()))?;
+    }
     match cli.command {
         Command::DeviceSim(a) => {
             let stop = stop_flag()?;
@@ -406,9 +417,9 @@ fn run(cli: Cli) -> Result<bool> {
             })?;
             Ok(true)
         }
-        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate, db, admin_token_file }) => {
+        Command::Ca(CaCommand::Serve { state, listen, validity_days, import_root, import_intermediate, db, admin_token_file, https }) => {
             let db = tfmprov_db_choice(&db)?;
-            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate, db, admin_token_file)?;
+            tfmprov::demo::serve_ca(state, listen, validity_days, import_root, import_intermediate, db, admin_token_file, &https)?;
             Ok(true)
         }
         Command::Ca(CaCommand::Revoke { url, serial, reason, token }) => {

@@ -21,7 +21,7 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub device: String,
     /// The aggregator's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = "https://127.0.0.1:8080")]
     pub aggregator: String,
     /// Key ID (decimal or 0x hex).
     #[arg(long, value_parser = parse_u32)]

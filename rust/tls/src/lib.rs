@@ -28,8 +28,11 @@ use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureAlgorithm, SignatureScheme};
 use sha2::{Digest, Sha256};
 
+pub mod https;
 #[cfg(test)]
 mod tests;
+
+pub use https::TlsListener;
 
 /// Everything that can go wrong building a TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,34 @@ pub fn roots(anchors: &[CertificateDer<'_>]) -> Result<Arc<RootCertStore>, Error
         return Err(Error::NoTrustAnchor("empty trust store".into()));
     }
     Ok(Arc::new(store))
+}
+
+// ------------------------------------------------------------- HTTPS trust
+
+/// The roots this process's HTTPS clients trust: the project's CA roots,
+/// added by whoever knows them (the CLI's `--ca-root`, an aggregator its
+/// configured root). A registry rather than a parameter because every HTTP
+/// call of the CLI and the servers names only a base URL. Empty: no HTTPS
+/// server is trusted.
+static HTTPS_ROOTS: std::sync::RwLock<Vec<CertificateDer<'static>>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds the certificates of `pem` to the roots HTTPS clients trust
+/// ([`https_roots`]); already trusted ones are not added twice.
+pub fn trust_for_https(pem: &str) -> Result<(), Error> {
+    let certs = pem_certificates(pem)?;
+    roots(&certs)?; // each must be a usable trust anchor
+    let mut all = HTTPS_ROOTS.write().unwrap_or_else(|e| e.into_inner());
+    for c in certs {
+        if !all.contains(&c) {
+            all.push(c);
+        }
+    }
+    Ok(())
+}
+
+/// The roots HTTPS clients trust ([`trust_for_https`]).
+pub fn https_roots() -> Vec<CertificateDer<'static>> {
+    HTTPS_ROOTS.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 // ------------------------------------------------------------------ pinning

@@ -156,6 +156,39 @@ impl Drop for Server {
     }
 }
 
+/// The CA on HTTPS on 127.0.0.1:0 in its own thread; stopped on drop.
+pub struct HttpsServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), tfmprov_ca::Error>>>,
+}
+
+impl HttpsServer {
+    pub fn start(ca: Arc<Ca>, tls: Arc<rustls::ServerConfig>) -> HttpsServer {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(tfmprov_ca::serve_https(ca, listener, tls, async move {
+                let _ = rx.await;
+            }))
+        });
+        HttpsServer { addr, stop: Some(tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A blocking HTTP agent that returns non-2xx answers instead of errors.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(

@@ -22,7 +22,8 @@ pub struct Instance {
 impl Instance {
     pub fn start(state: &Path, root: &Path, broker: &str, db: &str, name: &str) -> Instance {
         let mut child = Command::new(EXE)
-            .args(["aggregator", "serve", "--listen", "127.0.0.1:0", "--share-group", "agg", "--instance", name])
+            // Plain HTTP on loopback, as docs/deploy.md runs instances behind a load balancer.
+            .args(["aggregator", "serve", "--listen", "127.0.0.1:0", "--plain-http", "--share-group", "agg", "--instance", name])
             .args(["--db", db])
             .arg("--state")
             .arg(state)
