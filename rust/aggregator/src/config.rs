@@ -200,6 +200,10 @@ pub struct Config {
     /// HTTPS on the API (`Config::listen`) with a server certificate from
     /// the project's CA. `None` (default): plain HTTP, for loopback.
     pub https: Option<Https>,
+    /// An external broker's certificate chain (PEM, leaf first), served at
+    /// `GET /v1/broker` so that enrollment gives devices its key to pin
+    /// (with the embedded broker's TLS listener, its own chain is served).
+    pub external_broker_chain_pem: Option<String>,
 }
 
 /// HTTPS on the aggregator's API ([`Config::https`]).
@@ -269,6 +273,7 @@ impl Config {
             rotation_grace: crate::DEFAULT_ROTATION_GRACE,
             broker_tls: None,
             https: None,
+            external_broker_chain_pem: None,
         }
     }
 
@@ -330,6 +335,12 @@ impl Config {
             if t.names.is_empty() {
                 return Err(Error::Config("the broker's TLS listener needs at least one name".into()));
             }
+        }
+        if let Some(pem) = &self.external_broker_chain_pem {
+            if matches!(self.broker, BrokerChoice::Embedded { .. }) {
+                return Err(Error::Config("a broker certificate file is for an external broker (the embedded one makes its own)".into()));
+            }
+            tfmprov_tls::pem_certificates(pem).map_err(|e| Error::Config(format!("broker certificate: {e}")))?;
         }
         if self.https.as_ref().is_some_and(|h| h.names.is_empty()) {
             return Err(Error::Config("HTTPS needs at least one name for the certificate".into()));

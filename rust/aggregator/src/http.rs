@@ -510,7 +510,7 @@ async fn get_rotation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
 /// The broker's certificate chain (PEM), open like the CA certificates:
 /// enrollment stores its leaf on the device, which pins its key.
 async fn get_broker(State(st): State<Arc<AppState>>) -> Response {
-    pem_or_404(&st.broker_chain_pem, "no broker certificate: the embedded broker has no TLS listener\n")
+    pem_or_404(&st.broker_chain_pem, "no broker certificate: no TLS listener on the embedded broker, no --broker-cert for an external one\n")
 }
 
 async fn get_cloud(State(st): State<Arc<AppState>>) -> Response {

@@ -229,7 +229,7 @@ impl Aggregator {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let http_addr = listener.local_addr()?;
 
-        let broker_chain_pem = broker_id.as_ref().map(|i| i.chain_pem.clone());
+        let broker_chain_pem = broker_id.as_ref().map(|i| i.chain_pem.clone()).or_else(|| cfg.external_broker_chain_pem.clone());
         let (mut mqtts_addr, mut tls_task) = (None, None);
         let (embedded, mqtt_addr) = match &cfg.broker {
             BrokerChoice::Embedded { listen } => {

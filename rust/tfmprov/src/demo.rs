@@ -189,6 +189,10 @@ pub struct AggregatorArgs {
     /// --ca-url at the first start (a token of scope `servers`).
     #[arg(long)]
     pub mqtts_listen: Option<SocketAddr>,
+    /// The external broker's TLS certificate chain (PEM), served at
+    /// GET /v1/broker: enrollment stores it on devices, which pin its key.
+    #[arg(long)]
+    pub broker_cert: Option<PathBuf>,
     #[command(flatten)]
     pub https: HttpsArgs,
 }
@@ -226,6 +230,11 @@ impl AggregatorArgs {
             names: self.https.tls_names.clone(),
             ca_url: self.ca_url.clone(),
         });
+        cfg.external_broker_chain_pem = self
+            .broker_cert
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("--broker-cert {}", p.display())))
+            .transpose()?;
         if self.https.https_on(self.listen)? {
             cfg.https = Some(tfmprov_aggregator::Https { names: self.https.tls_names.clone(), ca_url: self.ca_url.clone() });
         }
