@@ -1,8 +1,9 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * MQTT client (CONFIG_TFMPROV_MQTT, enabled by mqtt.conf; TLS with
- * mqtt-tls.conf). Topics, QoS levels and message bodies all come from Rust:
+ * MQTT client (CONFIG_TFMPROV_MQTT, enabled by mqtt.conf; mutual TLS with
+ * mqtt-tls.conf, through the custom transport at the end of this file and
+ * src/mqtt_tls.c). Topics, QoS levels and message bodies all come from Rust:
  * tfmprov_mqtt_topic / tfmprov_mqtt_qos / tfmprov_mqtt_next build them,
  * tfmprov_mqtt_on_error turns a report on prov/{id}/errors into a log line,
  * and tfmprov_mqtt_command answers a remote command (docs/remote.md).
@@ -29,8 +30,9 @@
 #include <zephyr/net/socket.h>
 #include <zephyr/net/mqtt.h>
 #include <zephyr/sys/byteorder.h>
-#if defined(CONFIG_MQTT_LIB_TLS)
-#include <zephyr/net/tls_credentials.h>
+#if defined(CONFIG_TFMPROV_MQTT_TLS)
+#include <mbedtls/net_sockets.h> /* MBEDTLS_ERR_NET_* only (no MBEDTLS_NET_C) */
+#include "mqtt_tls.h"
 #endif
 
 #include "tfmprov.h"
@@ -64,12 +66,35 @@ static uint16_t msg_id(void)
 	return id;
 }
 
+#if defined(CONFIG_TFMPROV_MQTT_TLS)
+/* The socket under the TLS session, and the recv flags of the read under
+ * way (the MQTT library asks for non-blocking reads in mqtt_input). */
+struct tls_bio {
+	int sock;
+	int recv_flags;
+};
+static struct tls_bio bio = {.sock = -1};
+static struct tfmprov_tls tls;
+#endif
+
 static int sock_fd(void)
 {
-#if defined(CONFIG_MQTT_LIB_TLS)
-	return client.transport.tls.sock;
+#if defined(CONFIG_TFMPROV_MQTT_TLS)
+	return bio.sock;
 #else
 	return client.transport.tcp.sock;
+#endif
+}
+
+/* Whether input is waiting that poll() on the socket cannot see: a TLS
+ * record already read and decrypted, whose rest the MQTT library has not
+ * asked for yet. */
+static bool input_buffered(void)
+{
+#if defined(CONFIG_TFMPROV_MQTT_TLS)
+	return bio.sock >= 0 && mbedtls_ssl_get_bytes_avail(&tls.ssl) > 0;
+#else
+	return false;
 #endif
 }
 
@@ -194,30 +219,6 @@ static void mqtt_evt_handler(struct mqtt_client *c, const struct mqtt_evt *evt)
 	}
 }
 
-#if defined(CONFIG_MQTT_LIB_TLS)
-static const sec_tag_t sec_tags[] = {CONFIG_TFMPROV_MQTT_TLS_SEC_TAG};
-
-/* The broker's CA certificate is the peer certificate the device stores at
- * 0x3F000000 (DESIGN.md key-ID map), read through the certs group's "get"
- * (the request is the fixed CBOR map {"id": 0x3F000000}). */
-static int tls_setup(void)
-{
-	static const uint8_t req[] = {0xa1, 0x62, 'i', 'd', 0x1a, 0x3f, 0x00, 0x00, 0x00};
-	static uint8_t ca_der[4096];
-	struct tfmprov_smp_rsp rsp;
-	int32_t rc;
-
-	tfmprov_enter();
-	rc = tfmprov_smp_handle(66, 1, 0, req, sizeof(req), ca_der, sizeof(ca_der), &rsp);
-	tfmprov_leave();
-	if (rc != 0 || !(rsp.fields & TFMPROV_RSP_CERT)) {
-		LOG_ERR("mqtt: no CA certificate at 0x3F000000 (rc %d): store it first", (int)rc);
-		return -ENOENT;
-	}
-	return tls_credential_add(CONFIG_TFMPROV_MQTT_TLS_SEC_TAG, TLS_CREDENTIAL_CA_CERTIFICATE,
-				  ca_der, rsp.data_len);
-}
-#endif
 
 static void client_setup(void)
 {
@@ -240,13 +241,10 @@ static void client_setup(void)
 	client.rx_buf_size = sizeof(rx_buf);
 	client.tx_buf = tx_buf;
 	client.tx_buf_size = sizeof(tx_buf);
-#if defined(CONFIG_MQTT_LIB_TLS)
-	client.transport.type = MQTT_TRANSPORT_SECURE;
-	client.transport.tls.config.peer_verify = TLS_PEER_VERIFY_REQUIRED;
-	client.transport.tls.config.cipher_list = NULL;
-	client.transport.tls.config.sec_tag_list = sec_tags;
-	client.transport.tls.config.sec_tag_count = ARRAY_SIZE(sec_tags);
-	client.transport.tls.config.hostname = CONFIG_TFMPROV_MQTT_TLS_HOSTNAME;
+#if defined(CONFIG_TFMPROV_MQTT_TLS)
+	/* mqtt_client_custom_transport_* below. */
+	client.transport.type = MQTT_TRANSPORT_CUSTOM;
+	client.transport.custom_transport_data = &bio;
 #else
 	client.transport.type = MQTT_TRANSPORT_NON_SECURE;
 #endif
@@ -265,7 +263,7 @@ static int pump(int ms)
 
 		fds[0].fd = sock_fd();
 		fds[0].events = ZSOCK_POLLIN;
-		rc = zsock_poll(fds, 1, (int)left);
+		rc = input_buffered() ? 1 : zsock_poll(fds, 1, (int)left);
 		if (rc < 0) {
 			return -errno;
 		}
@@ -438,12 +436,6 @@ static void mqtt_thread(void *a, void *b, void *c)
 		return;
 	}
 
-#if defined(CONFIG_MQTT_LIB_TLS)
-	if (tls_setup() != 0) {
-		return;
-	}
-#endif
-
 	for (;;) {
 		int rc;
 
@@ -465,6 +457,151 @@ static void mqtt_thread(void *a, void *b, void *c)
 		k_sleep(K_SECONDS(10));
 	}
 }
+
+#if defined(CONFIG_TFMPROV_MQTT_TLS)
+/*
+ * The MQTT library's custom transport (CONFIG_MQTT_LIB_CUSTOM_TRANSPORT;
+ * prototypes in subsys/net/lib/mqtt/mqtt_transport.h of v4.3.0): a TCP
+ * socket with src/mqtt_tls.c's session on it. Return values as the TCP
+ * transport's: write 0 when everything was sent, read the byte count, 0
+ * when the broker closed, -EAGAIN when a non-blocking read has nothing.
+ */
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	const struct tls_bio *b = ctx;
+	ssize_t n = zsock_send(b->sock, buf, len, 0);
+
+	if (n >= 0) {
+		return (int)n;
+	}
+	return errno == EAGAIN ? MBEDTLS_ERR_SSL_WANT_WRITE : MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+	const struct tls_bio *b = ctx;
+	ssize_t n = zsock_recv(b->sock, buf, len, b->recv_flags);
+
+	if (n > 0) {
+		return (int)n;
+	}
+	if (n == 0) {
+		return MBEDTLS_ERR_NET_CONN_RESET;
+	}
+	return errno == EAGAIN ? MBEDTLS_ERR_SSL_WANT_READ : MBEDTLS_ERR_NET_RECV_FAILED;
+}
+
+int mqtt_client_custom_transport_connect(struct mqtt_client *c)
+{
+	const struct sockaddr *peer = c->broker;
+	char why[96];
+	int rc;
+
+	bio.sock = zsock_socket(peer->sa_family, SOCK_STREAM, IPPROTO_TCP);
+	if (bio.sock < 0) {
+		return -errno;
+	}
+	if (zsock_connect(bio.sock, peer, sizeof(struct sockaddr_in)) < 0) {
+		rc = -errno;
+		goto close;
+	}
+	bio.recv_flags = 0;
+	/* cmd_buf lends its room to read the certificates: commands only
+	 * arrive once the session is up. */
+	rc = tfmprov_tls_setup(&tls, CONFIG_TFMPROV_MQTT_TLS_HOSTNAME, &bio, bio_send, bio_recv,
+			       cmd_buf, sizeof(cmd_buf));
+	if (rc != 0) {
+		tfmprov_tls_describe(&tls, rc, why, sizeof(why));
+		LOG_ERR("mqtt: TLS set-up: %s", why);
+		rc = -EINVAL;
+		goto close;
+	}
+	do {
+		rc = mbedtls_ssl_handshake(&tls.ssl);
+	} while (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE);
+	if (rc != 0) {
+		tfmprov_tls_describe(&tls, rc, why, sizeof(why));
+		LOG_ERR("mqtt: TLS with %s refused: %s", CONFIG_TFMPROV_MQTT_TLS_HOSTNAME, why);
+		tfmprov_tls_free(&tls);
+		rc = -ECONNREFUSED;
+		goto close;
+	}
+	LOG_INF("mqtt: TLS up (%s), broker key pinned, device key 0x%08x in PSA",
+		mbedtls_ssl_get_ciphersuite(&tls.ssl), tls.key_id);
+	return 0;
+close:
+	(void)zsock_close(bio.sock);
+	bio.sock = -1;
+	return rc;
+}
+
+int mqtt_client_custom_transport_write(struct mqtt_client *c, const uint8_t *data, uint32_t len)
+{
+	uint32_t off = 0;
+
+	ARG_UNUSED(c);
+	while (off < len) {
+		int n = mbedtls_ssl_write(&tls.ssl, data + off, len - off);
+
+		if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE) {
+			continue;
+		}
+		if (n < 0) {
+			LOG_WRN("mqtt: TLS write: -0x%04x", (unsigned int)-n);
+			return -EIO;
+		}
+		off += (uint32_t)n;
+	}
+	return 0;
+}
+
+int mqtt_client_custom_transport_write_msg(struct mqtt_client *c, const struct msghdr *message)
+{
+	for (size_t i = 0; i < message->msg_iovlen; i++) {
+		int rc = mqtt_client_custom_transport_write(c, message->msg_iov[i].iov_base,
+							    message->msg_iov[i].iov_len);
+
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int mqtt_client_custom_transport_read(struct mqtt_client *c, uint8_t *data, uint32_t len,
+				      bool shall_block)
+{
+	int n;
+
+	ARG_UNUSED(c);
+	bio.recv_flags = shall_block ? 0 : ZSOCK_MSG_DONTWAIT;
+	n = mbedtls_ssl_read(&tls.ssl, data, len);
+	if (n >= 0) {
+		return n;
+	}
+	if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE) {
+		return -EAGAIN;
+	}
+	if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || n == MBEDTLS_ERR_NET_CONN_RESET) {
+		return 0;
+	}
+	LOG_WRN("mqtt: TLS read: -0x%04x", (unsigned int)-n);
+	return -EIO;
+}
+
+int mqtt_client_custom_transport_disconnect(struct mqtt_client *c)
+{
+	int rc;
+
+	ARG_UNUSED(c);
+	(void)mbedtls_ssl_close_notify(&tls.ssl);
+	tfmprov_tls_free(&tls);
+	rc = zsock_close(bio.sock);
+	bio.sock = -1;
+	return rc < 0 ? -errno : 0;
+}
+#endif /* CONFIG_TFMPROV_MQTT_TLS */
 
 K_THREAD_DEFINE(tfmprov_mqtt, CONFIG_TFMPROV_MQTT_STACK_SIZE, mqtt_thread, NULL, NULL, NULL,
 		K_LOWEST_APPLICATION_THREAD_PRIO, 0, 0);

@@ -72,7 +72,7 @@ pub fn subject_public_key_info(cert: &[u8]) -> Result<SubjectPublicKeyInfoRef<'_
 /// Cortex-M33, the `der` version was 2.2 KiB of code and the deepest stack
 /// of the telemetry path (docs/firmware.md). The tests compare the two.
 pub fn certificate_public_key(der: &[u8]) -> Result<&[u8], Error> {
-    let (oid, key) = walk_public_key(der).ok_or(NOT_A_CERTIFICATE)?;
+    let (oid, key, _) = walk_public_key(der).ok_or(NOT_A_CERTIFICATE)?;
     if oid != ID_EC_PUBLIC_KEY.as_bytes() {
         return Err(Error::Mismatch);
     }
@@ -80,6 +80,15 @@ pub fn certificate_public_key(der: &[u8]) -> Result<&[u8], Error> {
         Some((0, bits)) => Ok(bits),
         _ => Err(Error::InvalidArgument("certificate public key has unused bits")),
     }
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate, header included, as it
+/// stands in the certificate (the walker of [`certificate_public_key`]
+/// accepts only DER, so these are the bytes `der` would encode again): what
+/// a key pin hashes (`openssl x509 -pubkey | openssl pkey -pubin -outform
+/// DER | sha256`).
+pub fn certificate_spki(der: &[u8]) -> Result<&[u8], Error> {
+    walk_public_key(der).map(|(_, _, spki)| spki).ok_or(NOT_A_CERTIFICATE)
 }
 
 /// `AlgorithmIdentifier ::= SEQUENCE { OID, parameters ANY OPTIONAL }` at
@@ -105,10 +114,10 @@ fn bit_string_ok(v: &[u8]) -> bool {
     }
 }
 
-/// (key algorithm OID value, subject public key BIT STRING value) of a
-/// certificate whose outer and TBSCertificate structure is as RFC 5280 4.1
-/// lays it out.
-fn walk_public_key(c: &[u8]) -> Option<(&[u8], &[u8])> {
+/// (key algorithm OID value, subject public key BIT STRING value, the whole
+/// SubjectPublicKeyInfo element) of a certificate whose outer and
+/// TBSCertificate structure is as RFC 5280 4.1 lays it out.
+fn walk_public_key(c: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     const SEQ: u8 = 0x30;
     let (start, end) = expect_tlv(c, 0, SEQ)?;
     if end != c.len() {
@@ -129,6 +138,7 @@ fn walk_public_key(c: &[u8]) -> Option<(&[u8], &[u8])> {
     pos = expect_tlv(c, pos, SEQ)?.1; // issuer
     pos = expect_tlv(c, pos, SEQ)?.1; // validity
     pos = expect_tlv(c, pos, SEQ)?.1; // subject
+    let spki_header = pos;
     let (spki_start, spki_end) = expect_tlv(c, pos, SEQ)?;
     let (oid_start, oid_end, ka_end) = algorithm_identifier(c, spki_start)?;
     let (key_start, key_end) = expect_tlv(c, ka_end, 0x03)?;
@@ -139,7 +149,7 @@ fn walk_public_key(c: &[u8]) -> Option<(&[u8], &[u8])> {
     while pos < tbs_end {
         pos = tlv(c, pos)?.2; // issuerUniqueID, subjectUniqueID, extensions
     }
-    (pos == tbs_end).then(|| (&c[oid_start..oid_end], &c[key_start..key_end]))
+    (pos == tbs_end).then(|| (&c[oid_start..oid_end], &c[key_start..key_end], &c[spki_header..spki_end]))
 }
 
 /// What a chain check needs of a certificate, borrowed from its DER.
@@ -407,21 +417,73 @@ pub struct TlsIdentity {
     pub broker_pin: [u8; 32],
 }
 
+/// One certificate of a device's TLS identity, read one at a time where
+/// memory is short (the firmware's Mbed TLS parses each into its own
+/// structures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsCert {
+    /// The certificate of the key that signs the handshake.
+    Leaf,
+    /// The intermediate CA certificate
+    /// ([`tfmprov_psa::ids::PEER_INTERMEDIATE`]), sent after the leaf.
+    Intermediate,
+    /// The CA root ([`tfmprov_psa::ids::PEER_CA_ROOT`]) the broker's chain
+    /// must verify to.
+    Root,
+}
+
+/// Certificate `which` of the TLS identity of key `key`; not found when it
+/// is not stored.
+pub fn tls_certificate(psa: &Psa, key: tfmprov_psa::ids::DeviceKeyId, which: TlsCert) -> Result<Vec<u8>, Error> {
+    use tfmprov_psa::ids::{PeerId, PEER_CA_ROOT, PEER_INTERMEDIATE};
+    let target = match which {
+        TlsCert::Leaf => CertTarget::DeviceKey(key),
+        TlsCert::Intermediate => CertTarget::Peer(PeerId::new(PEER_INTERMEDIATE.into())?),
+        TlsCert::Root => CertTarget::Peer(PeerId::new(PEER_CA_ROOT.into())?),
+    };
+    get(psa, target)
+}
+
 /// The [`TlsIdentity`] for key `key`: its certificate, the root, and the
-/// broker certificate at [`tfmprov_psa::ids::PEER_BROKER`], whose chain is
-/// checked again (a root replaced since makes it unusable).
+/// broker's pin ([`broker_pin`]).
 pub fn tls_identity(psa: &Psa, key: tfmprov_psa::ids::DeviceKeyId) -> Result<TlsIdentity, Error> {
-    use der::Encode;
-    use tfmprov_psa::ids::{PEER_BROKER, PEER_CA_ROOT, PEER_INTERMEDIATE};
+    use tfmprov_psa::ids::{PEER_CA_ROOT, PEER_INTERMEDIATE};
     let peer = |id: u32| load_peer(psa, id);
     let leaf = psa.load_cert(key.cert_slot())?;
     let root = peer(PEER_CA_ROOT)?.ok_or(Error::InvalidArgument("no CA root on the device"))?;
-    let broker = peer(PEER_BROKER)?.ok_or(Error::InvalidArgument("no broker certificate on the device (0x3F000003): no key to pin"))?;
-    check_peer_chain(psa, &broker)?;
-    let spki = subject_public_key_info(&broker)?.to_der().map_err(|_| NOT_A_CERTIFICATE)?;
     let mut chain = alloc::vec![leaf];
     chain.extend(peer(PEER_INTERMEDIATE)?);
-    Ok(TlsIdentity { key, chain, root, broker_pin: psa.sha256(&spki)? })
+    Ok(TlsIdentity { key, chain, root, broker_pin: broker_pin(psa)? })
+}
+
+/// The pin of the broker's key: SHA-256 (through PSA) of the
+/// SubjectPublicKeyInfo of the certificate stored at
+/// [`tfmprov_psa::ids::PEER_BROKER`] ([`broker_certificate`]).
+pub fn broker_pin(psa: &Psa) -> Result<[u8; 32], Error> {
+    Ok(psa.sha256(certificate_spki(&broker_certificate(psa)?)?)?)
+}
+
+/// The broker's certificate stored at enrollment, after checking its chain
+/// again (a root replaced since makes it unusable).
+fn broker_certificate(psa: &Psa) -> Result<Vec<u8>, Error> {
+    let broker = load_peer(psa, tfmprov_psa::ids::PEER_BROKER)?
+        .ok_or(Error::InvalidArgument("no broker certificate on the device (0x3F000003): no key to pin"))?;
+    check_peer_chain(psa, &broker)?;
+    Ok(broker)
+}
+
+/// The TLS server's leaf certificate `presented` (DER) carries the pinned
+/// key; [`Error::Mismatch`] when it carries another. The device compares
+/// the SubjectPublicKeyInfo itself rather than its SHA-256 ([`broker_pin`]):
+/// the same decision, without two hash calls into TF-M. Only the key: the
+/// chain and the name are the TLS stack's checks (Mbed TLS on the
+/// firmware, rustls on the host), run as well, not instead.
+pub fn check_broker_key(psa: &Psa, presented: &[u8]) -> Result<(), Error> {
+    let presented = certificate_spki(presented)?;
+    if certificate_spki(&broker_certificate(psa)?)? != presented {
+        return Err(Error::Mismatch);
+    }
+    Ok(())
 }
 
 /// Reads a certificate back.

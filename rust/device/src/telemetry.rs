@@ -224,7 +224,27 @@ impl Device {
     /// key (the one its messages are signed with) and its certificate, the
     /// root, the broker's pin ([`crate::certs::tls_identity`]).
     pub fn tls_identity(&self) -> Result<crate::certs::TlsIdentity, Error> {
-        crate::certs::tls_identity(&self.psa, DeviceKeyId::new(self.telemetry_key_id().into())?)
+        crate::certs::tls_identity(&self.psa, self.active_telemetry_key()?)
+    }
+
+    /// The key that signs telemetry and the TLS handshake now: the one
+    /// [`Device::set_telemetry_key`] chose, or the one a remote `use-key`
+    /// switched to since.
+    pub fn active_telemetry_key(&self) -> Result<DeviceKeyId, Error> {
+        Ok(DeviceKeyId::new(self.telemetry_key_id().into())?)
+    }
+
+    /// Certificate `which` of the device's TLS identity, for the
+    /// [`Device::active_telemetry_key`] ([`crate::certs::tls_certificate`]).
+    pub fn tls_certificate(&self, which: crate::certs::TlsCert) -> Result<Vec<u8>, Error> {
+        crate::certs::tls_certificate(&self.psa, self.active_telemetry_key()?, which)
+    }
+
+    /// The TLS server's leaf certificate (DER) carries the broker key
+    /// pinned at enrollment ([`crate::certs::check_broker_key`]):
+    /// [`Error::Mismatch`] when it carries another.
+    pub fn check_broker_key(&self, presented: &[u8]) -> Result<(), Error> {
+        crate::certs::check_broker_key(&self.psa, presented)
     }
 
     /// SHA-256 then ECDSA with key `key` through PSA: the TLS handshake

@@ -540,6 +540,71 @@ fn the_cloud_certificate_must_chain_to_the_root_at_store_and_at_use() {
     assert!(matches!(s.dev().remote_command(b"any", None), Err(Error::InvalidArgument(_))));
 }
 
+/// The broker's TLS key pin: the SHA-256 of the SubjectPublicKeyInfo of
+/// the certificate at 0x3F000003 (as openssl computes it), checked against
+/// the certificate a TLS server presents (what the firmware's Mbed TLS
+/// verify callback asks through `tfmprov_mqtt_tls_check_broker`).
+#[test]
+fn the_broker_key_is_pinned_not_its_certificate() {
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let c = cloud_chain(&s, "pki");
+    let other = cloud_chain(&s, "other");
+    let d = s.dir.path().to_path_buf();
+    let p = |n: &str| d.join(format!("pki-{n}")).to_str().unwrap().to_owned();
+    // The same key certified again (another serial), and another key from
+    // the same intermediate with the same name.
+    let issue = |csr: &str, serial: &str, out: &str| {
+        openssl(&["x509", "-req", "-in", csr, "-CA", &p("inter.der"), "-CAform", "DER", "-CAkey", &p("inter.key"),
+            "-set_serial", serial, "-days", "1", "-outform", "DER", "-out", out]);
+        std::fs::read(out).unwrap()
+    };
+    let reissued = issue(&p("cloud.csr"), "9", &p("reissued.der"));
+    openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=cloud",
+        "-keyout", &p("impostor.key"), "-out", &p("impostor.csr")]);
+    let impostor = issue(&p("impostor.csr"), "10", &p("impostor.der"));
+
+    let store = |s: &mut Sim, peer: u64, der: &[u8]| {
+        let r = s.req(Op::Write, CERTS, 0, map(vec![("id", id(peer)), ("cert", Value::Bytes(der.to_vec()))]));
+        group_rc(&r, CERTS)
+    };
+    // Nothing stored yet: a clear error, not a match.
+    assert!(matches!(s.dev().check_broker_key(&c.cloud), Err(Error::InvalidArgument(m)) if m.contains("0x3F000003")));
+    assert_eq!(store_chain(&mut s, &c), None);
+    assert_eq!(store(&mut s, 0x3F00_0003, &c.cloud), None);
+
+    // The pin is openssl's: x509 -pubkey | pkey -pubin -outform DER | sha256.
+    let pem = openssl(&["x509", "-inform", "DER", "-in", &p("cloud.der"), "-noout", "-pubkey"]).stdout;
+    std::fs::write(p("pub.pem"), pem).unwrap();
+    openssl(&["pkey", "-pubin", "-in", &p("pub.pem"), "-outform", "DER", "-out", &p("spki.der")]);
+    use sha2::Digest;
+    let want: [u8; 32] = sha2::Sha256::digest(std::fs::read(p("spki.der")).unwrap()).into();
+    // tls_identity needs the telemetry key's own certificate too.
+    let csr3 = bytes(&s.req(Op::Write, CSR, 0, map(vec![("id", id(3)), ("cn", Value::Text("dev-1".into()))])), "csr");
+    let cert3 = issue_with_openssl(&s, &csr3, "k3");
+    assert_eq!(store_cert(&mut s, 3, &cert3), None);
+    let identity = s.dev().tls_identity().unwrap();
+    assert_eq!(identity.chain[0], cert3);
+    assert_eq!(identity.broker_pin, want);
+    assert_eq!(identity.chain.len(), 2, "leaf and intermediate");
+    assert_eq!(identity.root, c.root);
+
+    s.dev().check_broker_key(&c.cloud).expect("the stored certificate");
+    s.dev().check_broker_key(&reissued).expect("the same key, certified again");
+    assert!(matches!(s.dev().check_broker_key(&impostor), Err(Error::Mismatch)), "same CA and name, another key");
+    assert!(matches!(s.dev().check_broker_key(&other.cloud), Err(Error::Mismatch)));
+    assert!(matches!(s.dev().check_broker_key(b"\x30\x03\x02\x01\x01"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(s.dev().check_broker_key(&c.cloud[..c.cloud.len() - 1]), Err(Error::InvalidArgument(_))));
+
+    // A certificate from another CA is refused at the store, the pin kept.
+    assert_eq!(store(&mut s, 0x3F00_0003, &other.cloud), Some(u64::from(GroupRc::InvalidArgument.code())));
+    s.dev().check_broker_key(&c.cloud).expect("the pin is unchanged");
+    // The root replaced since: the stored certificate no longer chains and
+    // nothing matches.
+    assert_eq!(store(&mut s, 0x3F00_0000, &other.root), None);
+    assert!(matches!(s.dev().check_broker_key(&c.cloud), Err(Error::InvalidArgument(m)) if m.contains("does not chain")));
+}
+
 /// The server-side crypto of the tests (RustCrypto), as COSE closures.
 fn ecdh_with(secret: &p256::SecretKey) -> impl FnOnce(&[u8; 65]) -> Result<[u8; 32], ()> + '_ {
     move |eph| {
@@ -1193,19 +1258,30 @@ fn the_public_key_walk_agrees_with_der() {
         }
         spki.subject_public_key.as_bytes().map(<[u8]>::to_vec).ok_or(())
     };
+    // The SubjectPublicKeyInfo a key pin hashes: the walker's slice of the
+    // certificate equals what `der` decodes and encodes again.
+    let spki_oracle = |c: &[u8]| -> Result<Vec<u8>, ()> {
+        use der::Encode;
+        certs::subject_public_key_info(c).map_err(drop)?.to_der().map_err(drop)
+    };
     let mut compared = 0;
     for cert in [&ec, &rsa] {
         assert_eq!(certs::certificate_public_key(cert).map(<[u8]>::to_vec).map_err(drop), oracle(cert));
+        assert!(spki_oracle(cert).is_ok());
+        assert_eq!(certs::certificate_spki(cert).map(<[u8]>::to_vec).map_err(drop), spki_oracle(cert));
         for i in 0..cert.len() {
             for v in [0x00, 0x01, 0x1f, 0x30, 0x7f, 0x80, 0x81, 0x82, 0xa0, 0xff, cert[i] ^ 0x01, cert[i].wrapping_sub(1)] {
                 let mut m = cert.clone();
                 m[i] = v;
                 let ours = certs::certificate_public_key(&m).map(<[u8]>::to_vec).map_err(drop);
                 assert_eq!(ours, oracle(&m), "byte {i} = {v:#04x}");
+                let spki = certs::certificate_spki(&m).map(<[u8]>::to_vec).map_err(drop);
+                assert_eq!(spki, spki_oracle(&m), "SPKI, byte {i} = {v:#04x}");
                 compared += 1;
             }
             let cut = &cert[..i];
             assert_eq!(certs::certificate_public_key(cut).map(<[u8]>::to_vec).map_err(drop), oracle(cut), "cut at {i}");
+            assert!(certs::certificate_spki(cut).is_err(), "cut at {i}");
         }
     }
     assert!(compared > 5000, "{compared}");

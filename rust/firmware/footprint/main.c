@@ -32,6 +32,7 @@ int main(void)
 {
 	struct tfmprov_smp_rsp rsp;
 	size_t len = 0;
+	uint32_t key_id = 0;
 	int32_t rc = tfmprov_init("tfmprov-dev-0001");
 	const char *argv[] = {"prov", "keys", "pub", "3"};
 
@@ -47,6 +48,9 @@ int main(void)
 	rc |= tfmprov_mqtt_on_error(msg, len, line, sizeof(line));
 	rc |= tfmprov_mqtt_announce(msg, sizeof(msg), &len);
 	rc |= tfmprov_mqtt_command(req, v_len, data, sizeof(data), &len);
+	rc |= tfmprov_mqtt_tls_cert(v_kind, data, sizeof(data), &len);
+	rc |= tfmprov_mqtt_tls_check_broker(data, len);
+	rc |= tfmprov_mqtt_tls_key(&key_id);
 	rc |= (int32_t)tfmprov_psa_key_attributes_size();
 	return tfmprov_strerror(rc)[0];
 }

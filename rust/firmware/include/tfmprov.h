@@ -56,6 +56,17 @@
 #define TFMPROV_ERR_DEVICE_BASE -16
 
 /**
+ * The device error "not found" (group code 2): nothing stored at the ID.
+ */
+#define TFMPROV_ERR_NOT_FOUND (TFMPROV_ERR_DEVICE_BASE - 2)
+
+/**
+ * The device error "mismatch" (group code 7): for
+ * `tfmprov_mqtt_tls_check_broker`, the broker's key is not the pinned one.
+ */
+#define TFMPROV_ERR_MISMATCH (TFMPROV_ERR_DEVICE_BASE - 7)
+
+/**
  * `tfmprov_smp_rsp.fields`: the response has `"id": uint`.
  */
 #define TFMPROV_RSP_ID (1 << 0)
@@ -111,6 +122,24 @@
  * the KAK announcement, device to server).
  */
 #define TFMPROV_MQTT_REPLY 5
+
+/**
+ * `tfmprov_mqtt_tls_cert`: the device's certificate for the telemetry key
+ * (the TLS client certificate).
+ */
+#define TFMPROV_TLS_LEAF 0
+
+/**
+ * `tfmprov_mqtt_tls_cert`: the intermediate CA certificate (0x3F000002),
+ * sent after the leaf; not found when none is stored.
+ */
+#define TFMPROV_TLS_INTERMEDIATE 1
+
+/**
+ * `tfmprov_mqtt_tls_cert`: the CA root (0x3F000000) the broker's chain
+ * must verify to.
+ */
+#define TFMPROV_TLS_ROOT 2
 
 /**
  * The successful answer of one SMP request of groups 64/65/66, as the C
@@ -256,6 +285,43 @@ int32_t tfmprov_mqtt_sample(uint64_t counter,
                             uint8_t *out,
                             size_t cap,
                             size_t *out_len);
+
+/**
+ * Writes certificate `which` of the device's mutual-TLS identity to `out`,
+ * DER; `*out_len` gets its length: `TFMPROV_TLS_LEAF` (the certificate of
+ * the key `tfmprov_mqtt_tls_key` names), `TFMPROV_TLS_INTERMEDIATE`
+ * (0x3F000002; not found when none is stored: send the leaf alone) or
+ * `TFMPROV_TLS_ROOT` (0x3F000000, the trust anchor for the broker's
+ * chain); `TFMPROV_ERR_DEVICE_BASE - 2` (not found) when it is not stored.
+ * The private key never leaves PSA: the TLS stack signs with its ID.
+ *
+ * # Safety
+ * `out` is valid for `cap` writable bytes and `out_len` is writable.
+ */
+int32_t tfmprov_mqtt_tls_cert(uint8_t which, uint8_t *out, size_t cap, size_t *out_len);
+
+/**
+ * Writes to `*key_id` the PSA ID of the key that signs the TLS handshake:
+ * the telemetry key (`tfmprov_mqtt_set_key`, or the key a remote `use-key`
+ * switched to since). Read it at each connection.
+ *
+ * # Safety
+ * `key_id` is writable.
+ */
+int32_t tfmprov_mqtt_tls_key(uint32_t *key_id);
+
+/**
+ * Checks the broker's TLS leaf certificate (DER, as the TLS stack received
+ * it) against the key pinned at enrollment: `TFMPROV_OK` when the SHA-256
+ * of its SubjectPublicKeyInfo is the pin, `TFMPROV_ERR_DEVICE_BASE - 7`
+ * (mismatch) when it carries another key, another `TFMPROV_ERR_*` when the
+ * certificate is malformed or no pin is stored. Called from the TLS
+ * stack's verify callback; the chain and the name are checked there too.
+ *
+ * # Safety
+ * `cert` is valid for `len` bytes.
+ */
+int32_t tfmprov_mqtt_tls_check_broker(const uint8_t *cert, size_t len);
 
 /**
  * Handles one remote command, the body of a message received on

@@ -260,6 +260,60 @@ pub unsafe extern "C" fn tfmprov_mqtt_sample(
     unsafe { build_into(ptr::null(), 0, out, cap, out_len, |_, out| state::mqtt_sample(counter, uptime_ms, out)) }
 }
 
+/// Writes certificate `which` of the device's mutual-TLS identity to `out`,
+/// DER; `*out_len` gets its length: `TFMPROV_TLS_LEAF` (the certificate of
+/// the key `tfmprov_mqtt_tls_key` names), `TFMPROV_TLS_INTERMEDIATE`
+/// (0x3F000002; not found when none is stored: send the leaf alone) or
+/// `TFMPROV_TLS_ROOT` (0x3F000000, the trust anchor for the broker's
+/// chain); `TFMPROV_ERR_DEVICE_BASE - 2` (not found) when it is not stored.
+/// The private key never leaves PSA: the TLS stack signs with its ID.
+///
+/// # Safety
+/// `out` is valid for `cap` writable bytes and `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tfmprov_mqtt_tls_cert(which: u8, out: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
+    // SAFETY: no input; the rest forwarded from this function's contract.
+    unsafe { build_into(ptr::null(), 0, out, cap, out_len, |_, out| state::mqtt_tls_cert(which, out)) }
+}
+
+/// Writes to `*key_id` the PSA ID of the key that signs the TLS handshake:
+/// the telemetry key (`tfmprov_mqtt_set_key`, or the key a remote `use-key`
+/// switched to since). Read it at each connection.
+///
+/// # Safety
+/// `key_id` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tfmprov_mqtt_tls_key(key_id: *mut u32) -> i32 {
+    if key_id.is_null() {
+        return TFMPROV_ERR_INVALID_ARGUMENT;
+    }
+    let (code, id) = match state::mqtt_tls_key() {
+        Ok(id) => (TFMPROV_OK, id),
+        Err(code) => (code, 0),
+    };
+    // SAFETY: non-NULL, and writable per the contract.
+    unsafe { key_id.write(id) };
+    code
+}
+
+/// Checks the broker's TLS leaf certificate (DER, as the TLS stack received
+/// it) against the key pinned at enrollment: `TFMPROV_OK` when the SHA-256
+/// of its SubjectPublicKeyInfo is the pin, `TFMPROV_ERR_DEVICE_BASE - 7`
+/// (mismatch) when it carries another key, another `TFMPROV_ERR_*` when the
+/// certificate is malformed or no pin is stored. Called from the TLS
+/// stack's verify callback; the chain and the name are checked there too.
+///
+/// # Safety
+/// `cert` is valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tfmprov_mqtt_tls_check_broker(cert: *const u8, len: usize) -> i32 {
+    // SAFETY: forwarded from this function's contract.
+    match unsafe { bytes(cert, len) } {
+        Some(cert) => state::mqtt_tls_check_broker(cert),
+        None => TFMPROV_ERR_INVALID_ARGUMENT,
+    }
+}
+
 /// The shape of every call that builds a message: `len` bytes of input at
 /// `input` (none: NULL and 0), the message written to `out`, its length to
 /// `*out_len` (0 on error), the code returned. NULL where data is needed is

@@ -95,6 +95,11 @@ pub const TFMPROV_ERR_ALREADY_INITIALIZED: i32 = -5;
 /// code is `rc` (1..=9) is returned as `TFMPROV_ERR_DEVICE_BASE - rc`
 /// (-17 unknown .. -25 locked).
 pub const TFMPROV_ERR_DEVICE_BASE: i32 = -16;
+/// The device error "not found" (group code 2): nothing stored at the ID.
+pub const TFMPROV_ERR_NOT_FOUND: i32 = TFMPROV_ERR_DEVICE_BASE - 2;
+/// The device error "mismatch" (group code 7): for
+/// `tfmprov_mqtt_tls_check_broker`, the broker's key is not the pinned one.
+pub const TFMPROV_ERR_MISMATCH: i32 = TFMPROV_ERR_DEVICE_BASE - 7;
 
 /// `tfmprov_smp_rsp.fields`: the response has `"id": uint`.
 pub const TFMPROV_RSP_ID: u32 = 1 << 0;
@@ -121,6 +126,16 @@ pub const TFMPROV_MQTT_CMD: u8 = 4;
 /// `tfmprov_mqtt_*` kind: the `reply` topic (answers to remote commands and
 /// the KAK announcement, device to server).
 pub const TFMPROV_MQTT_REPLY: u8 = 5;
+
+/// `tfmprov_mqtt_tls_cert`: the device's certificate for the telemetry key
+/// (the TLS client certificate).
+pub const TFMPROV_TLS_LEAF: u8 = 0;
+/// `tfmprov_mqtt_tls_cert`: the intermediate CA certificate (0x3F000002),
+/// sent after the leaf; not found when none is stored.
+pub const TFMPROV_TLS_INTERMEDIATE: u8 = 1;
+/// `tfmprov_mqtt_tls_cert`: the CA root (0x3F000000) the broker's chain
+/// must verify to.
+pub const TFMPROV_TLS_ROOT: u8 = 2;
 
 /// The successful answer of one SMP request of groups 64/65/66, as the C
 /// handler encodes it with zcbor: for every bit set in `fields`, in bit

@@ -331,6 +331,38 @@ pub fn mqtt_announce(out: &mut [u8]) -> Result<usize, i32> {
     copy_out(&message.map_err(|e| device_error_code(&e))?, out)
 }
 
+/// `tfmprov_mqtt_tls_cert`: certificate `which` (`TFMPROV_TLS_*`) of the
+/// device's TLS identity into `out`, read again at each connection (a key
+/// switched with `use-key`, a certificate replaced, are used at the next
+/// one).
+pub fn mqtt_tls_cert(which: u8, out: &mut [u8]) -> Result<usize, i32> {
+    use tfmprov_device::certs::TlsCert;
+    let which = match which {
+        TFMPROV_TLS_LEAF => TlsCert::Leaf,
+        TFMPROV_TLS_INTERMEDIATE => TlsCert::Intermediate,
+        TFMPROV_TLS_ROOT => TlsCert::Root,
+        _ => return Err(TFMPROV_ERR_INVALID_ARGUMENT),
+    };
+    let cert = with_device(|device| device.tls_certificate(which)).map_err(Unavailable::code)?;
+    copy_out(&cert.map_err(|e| device_error_code(&e))?, out)
+}
+
+/// `tfmprov_mqtt_tls_key`: the PSA ID of the key that signs the handshake.
+pub fn mqtt_tls_key() -> Result<u32, i32> {
+    let key = with_device(|device| device.active_telemetry_key()).map_err(Unavailable::code)?;
+    key.map(|k| k.get()).map_err(|e| device_error_code(&e))
+}
+
+/// `tfmprov_mqtt_tls_check_broker`: the broker's TLS leaf certificate
+/// carries the pinned key; the mismatch code otherwise.
+pub fn mqtt_tls_check_broker(presented: &[u8]) -> i32 {
+    match with_device(|device| device.check_broker_key(presented)) {
+        Ok(Ok(())) => TFMPROV_OK,
+        Ok(Err(e)) => device_error_code(&e),
+        Err(unavailable) => unavailable.code(),
+    }
+}
+
 /// `tfmprov_mqtt_session_due`: 1 when a new session message must be sent
 /// before the next sealed one (none yet, or the rotation policy says so), 0
 /// when not, or an error code.

@@ -218,6 +218,8 @@ fn the_c_abi_end_to_end() {
     // SAFETY: as above.
     assert_eq!(unsafe { tfmprov_mqtt_announce(out.as_mut_ptr(), out.len(), ptr::null_mut()) }, TFMPROV_ERR_INVALID_ARGUMENT);
 
+    tls_identity_and_broker_pin(dir.path());
+
     // data message: a COSE_Sign1 (tag 18 = 0xD2) over the sample payload.
     let mut payload = [0u8; 32];
     let mut n = 0usize;
@@ -282,6 +284,98 @@ fn the_c_abi_end_to_end() {
     assert_eq!(tfmprov_psa_key_attributes_size(), PSA_KEY_ATTRIBUTES_SIZE);
 
     state::deinit();
+}
+
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn tls_cert(which: u8, cap: usize) -> (i32, Vec<u8>) {
+    let mut out = vec![0u8; cap];
+    let mut len = 99usize;
+    // SAFETY: valid buffers.
+    let rc = unsafe { tfmprov_mqtt_tls_cert(which, out.as_mut_ptr(), out.len(), &mut len) };
+    out.truncate(len);
+    (rc, out)
+}
+
+fn check_broker(cert: &[u8]) -> i32 {
+    // SAFETY: a valid buffer.
+    unsafe { tfmprov_mqtt_tls_check_broker(cert.as_ptr(), cert.len()) }
+}
+
+/// What the firmware's TLS transport asks (src/mqtt_tls.c): its certificates
+/// and the broker pin check, on a PKI made with openssl (root, intermediate,
+/// the broker's leaf, an impostor with the same name and CA but another key).
+fn tls_identity_and_broker_pin(dir: &std::path::Path) {
+    let p = |n: &str| dir.join(n).to_str().expect("UTF-8 path").to_owned();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    std::fs::write(p("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n").expect("write");
+    openssl(&[&["req", "-x509"][..], &ec, &["-subj", "/CN=abi root", "-days", "1", "-keyout", &p("root.key"), "-outform", "DER", "-out", &p("root.der")]].concat());
+    openssl(&[&["req"][..], &ec, &["-subj", "/CN=abi intermediate", "-keyout", &p("inter.key"), "-out", &p("inter.csr")]].concat());
+    // Issued by `ca` ("root" or "inter"), from a PEM or DER request.
+    let issue = |csr: &str, inform: &str, ca: &str, serial: &str, ext: Option<&str>, out: &str| {
+        let (ca_cert, ca_key) = (p(&format!("{ca}.der")), p(&format!("{ca}.key")));
+        let mut args = vec!["x509", "-req", "-inform", inform, "-in", csr, "-CA", &ca_cert, "-CAform", "DER",
+            "-CAkey", &ca_key, "-set_serial", serial, "-days", "1", "-outform", "DER", "-out", out];
+        if let Some(ext) = ext {
+            args.extend(["-extfile", ext]);
+        }
+        openssl(&args);
+        std::fs::read(out).expect("issued")
+    };
+    let root = std::fs::read(p("root.der")).expect("root");
+    let inter = issue(&p("inter.csr"), "PEM", "root", "2", Some(&p("ca.ext")), &p("inter.der"));
+    let leaf = |name: &str, serial: &str| {
+        openssl(&[&["req"][..], &ec, &["-subj", "/CN=broker", "-keyout", &p(&format!("{name}.key")), "-out", &p(&format!("{name}.csr"))]].concat());
+        issue(&p(&format!("{name}.csr")), "PEM", "inter", serial, None, &p(&format!("{name}.der")))
+    };
+    let broker = leaf("broker", "3");
+    let impostor = leaf("impostor", "4");
+
+    // The handshake key is the telemetry key.
+    let mut key = 0u32;
+    // SAFETY: a writable u32.
+    assert_eq!(unsafe { tfmprov_mqtt_tls_key(&mut key) }, TFMPROV_OK);
+    assert_eq!(key, 3);
+    // SAFETY: NULL is refused.
+    assert_eq!(unsafe { tfmprov_mqtt_tls_key(ptr::null_mut()) }, TFMPROV_ERR_INVALID_ARGUMENT);
+
+    // Nothing stored: not found, nothing written; no pin to check against.
+    for which in [TFMPROV_TLS_LEAF, TFMPROV_TLS_INTERMEDIATE, TFMPROV_TLS_ROOT] {
+        let (rc, out) = tls_cert(which, 4096);
+        assert_eq!((rc, out.len()), (TFMPROV_ERR_DEVICE_BASE - 2, 0), "{which}: {}", strerror(rc));
+    }
+    let rc = check_broker(&broker);
+    assert_eq!(rc, TFMPROV_ERR_DEVICE_BASE - 4, "{}", strerror(rc));
+
+    // Key 3's certificate (from its CSR), then root, intermediate and broker.
+    let csr = smp(65, 0, 2, &map(vec![("id", int(3)), ("cn", ciborium::value::Value::Text(DEVICE_ID.into()))])).data;
+    std::fs::write(p("k3.csr"), &csr).expect("write");
+    let cert3 = issue(&p("k3.csr"), "DER", "inter", "5", None, &p("k3.der"));
+    let store = |id: u64, der: &[u8]| smp(66, 0, 2, &map(vec![("id", int(id)), ("cert", ciborium::value::Value::Bytes(der.to_vec()))])).rc;
+    assert_eq!(store(3, &cert3), 0);
+    assert_eq!(store(0x3F00_0000, &root), 0);
+    assert_eq!(store(0x3F00_0002, &inter), 0);
+    let rc = check_broker(&broker);
+    assert_eq!(rc, TFMPROV_ERR_DEVICE_BASE - 4, "no broker certificate yet: {}", strerror(rc));
+    assert_eq!(store(0x3F00_0003, &broker), 0);
+
+    assert_eq!(tls_cert(TFMPROV_TLS_LEAF, 4096), (TFMPROV_OK, cert3.clone()));
+    assert_eq!(tls_cert(TFMPROV_TLS_INTERMEDIATE, 4096), (TFMPROV_OK, inter));
+    assert_eq!(tls_cert(TFMPROV_TLS_ROOT, 4096), (TFMPROV_OK, root));
+    assert_eq!(tls_cert(3, 4096).0, TFMPROV_ERR_INVALID_ARGUMENT);
+    assert_eq!(tls_cert(TFMPROV_TLS_LEAF, cert3.len() - 1), (TFMPROV_ERR_BUFFER_TOO_SMALL, vec![]));
+    // SAFETY: a NULL out_len is refused.
+    assert_eq!(unsafe { tfmprov_mqtt_tls_cert(0, [0u8; 4].as_mut_ptr(), 4, ptr::null_mut()) }, TFMPROV_ERR_INVALID_ARGUMENT);
+
+    assert_eq!(check_broker(&broker), TFMPROV_OK);
+    let rc = check_broker(&impostor);
+    assert_eq!(rc, TFMPROV_ERR_DEVICE_BASE - 7, "{}", strerror(rc));
+    assert_eq!(check_broker(&broker[..100]), TFMPROV_ERR_DEVICE_BASE - 4);
+    // SAFETY: NULL with a length is refused.
+    assert_eq!(unsafe { tfmprov_mqtt_tls_check_broker(ptr::null(), 10) }, TFMPROV_ERR_INVALID_ARGUMENT);
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -131,19 +131,24 @@ pub fn parse_mqtt_url(url: &str) -> Result<(bool, String, u16)> {
 /// The rustls configuration of a device on `mqtts`: its certificate chain
 /// and its telemetry key, which signs the handshake through PSA (never
 /// exported); the broker verified to the CA root on the device and pinned
-/// to the key of the broker certificate stored at enrollment.
+/// to the key of the broker certificate stored at enrollment. The identity
+/// is read again at every handshake, so a key switched by a remote
+/// `use-key` (or a certificate replaced) is presented from the next
+/// connection on, as the firmware does; root and pin are read once, here.
 pub fn device_tls(dev: &SharedDevice) -> Result<rustls::ClientConfig> {
     let id = lock(dev).tls_identity().map_err(|e| anyhow::anyhow!("mqtts: {e}"))?;
     let roots = tfmprov_tls::roots(&[id.root.clone().into()])?;
-    let chain = id.chain.iter().map(|c| c.clone().into()).collect();
-    let signer = dev.clone();
-    let key = tfmprov_tls::ExternalP256Key::new(move |digest| {
-        lock(&signer).sign_digest(id.key, digest).map_err(|e| e.to_string())
-    });
-    Ok(tfmprov_tls::client_config(
-        tfmprov_tls::ServerCheck::Pinned(roots, id.broker_pin),
-        Some(tfmprov_tls::ClientIdentity { chain, key: Arc::new(key) }),
-    )?)
+    let source = dev.clone();
+    let identity = move || {
+        let id = lock(&source).tls_identity().map_err(|e| e.to_string())?;
+        let chain = id.chain.iter().map(|c| c.clone().into()).collect();
+        let signer = source.clone();
+        let key = tfmprov_tls::ExternalP256Key::new(move |digest| {
+            lock(&signer).sign_digest(id.key, digest).map_err(|e| e.to_string())
+        });
+        Ok(tfmprov_tls::ClientIdentity { chain, key: Arc::new(key) })
+    };
+    Ok(tfmprov_tls::client_config_per_handshake(tfmprov_tls::ServerCheck::Pinned(roots, id.broker_pin), identity)?)
 }
 
 /// Publishes telemetry until stopped (or `count` messages): every interval a

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use der::{Decode, Encode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
@@ -285,6 +285,25 @@ pub enum ServerCheck {
 /// A client configuration: the server checked as `check`, and
 /// `identity` presented when the server asks for a certificate.
 pub fn client_config(check: ServerCheck, identity: Option<ClientIdentity>) -> Result<rustls::ClientConfig, Error> {
+    let resolver = identity.map(|id| -> Arc<dyn ResolvesClientCert> {
+        Arc::new(SingleCertAndKey::from(CertifiedKey::new(id.chain, id.key)))
+    });
+    client_config_with(check, resolver)
+}
+
+/// [`client_config`] with an identity read again at every handshake
+/// ([`PerHandshakeIdentity`]).
+pub fn client_config_per_handshake<F>(check: ServerCheck, identity: F) -> Result<rustls::ClientConfig, Error>
+where
+    F: Fn() -> Result<ClientIdentity, String> + Send + Sync + 'static,
+{
+    client_config_with(check, Some(Arc::new(PerHandshakeIdentity(identity))))
+}
+
+fn client_config_with(
+    check: ServerCheck,
+    resolver: Option<Arc<dyn ResolvesClientCert>>,
+) -> Result<rustls::ClientConfig, Error> {
     let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match check {
         ServerCheck::Chain(roots) => builder.with_root_certificates(roots),
@@ -292,10 +311,43 @@ pub fn client_config(check: ServerCheck, identity: Option<ClientIdentity>) -> Re
             builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedServerVerifier::new(roots, pin)?))
         }
     };
-    Ok(match identity {
+    Ok(match resolver {
         None => builder.with_no_client_auth(),
-        Some(id) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(CertifiedKey::new(id.chain, id.key)))),
+        Some(r) => builder.with_client_cert_resolver(r),
     })
+}
+
+/// A client identity built again for every handshake by a closure: a
+/// device whose telemetry key is switched (remote `use-key`) or whose
+/// certificate is replaced while it runs presents the new one at its next
+/// connection, as the firmware does (`tfmprov_mqtt_tls_key` at each
+/// connect). When the closure fails, no certificate is sent (the server
+/// refuses the connection) and the reason is logged.
+pub struct PerHandshakeIdentity<F>(pub F);
+
+impl<F> fmt::Debug for PerHandshakeIdentity<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PerHandshakeIdentity")
+    }
+}
+
+impl<F> ResolvesClientCert for PerHandshakeIdentity<F>
+where
+    F: Fn() -> Result<ClientIdentity, String> + Send + Sync,
+{
+    fn resolve(&self, _root_hint_subjects: &[&[u8]], _sigschemes: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        match (self.0)() {
+            Ok(id) => Some(Arc::new(CertifiedKey::new(id.chain, id.key))),
+            Err(e) => {
+                tracing::warn!("no client certificate for this handshake: {e}");
+                None
+            }
+        }
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Whether a server asks for client certificates.
@@ -309,7 +361,17 @@ pub enum ClientAuth {
     Required(Arc<RootCertStore>),
 }
 
-/// A server configuration presenting `chain` with `key`.
+/// The largest record plaintext the servers send: 4 KiB, what a device's
+/// Mbed TLS receive buffer holds (`MBEDTLS_SSL_IN_CONTENT_LEN`, 4096 in
+/// `mqtt-tls.conf`). A device asks for it with RFC 6066's
+/// max_fragment_length, which OpenSSL (mosquitto) honours and rustls does
+/// not implement, so rustls servers are configured with it instead (16 KiB
+/// records would be refused by the device: a 4.3 KiB remote command is one
+/// record).
+pub const MAX_RECORD_PLAINTEXT: usize = 4096;
+
+/// A server configuration presenting `chain` with `key`, sending records of
+/// at most [`MAX_RECORD_PLAINTEXT`] bytes.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -326,5 +388,8 @@ pub fn server_config(
         ClientAuth::Optional(roots) => builder.with_client_cert_verifier(verifier(roots, true)?),
         ClientAuth::Required(roots) => builder.with_client_cert_verifier(verifier(roots, false)?),
     };
-    Ok(builder.with_single_cert(chain, key)?)
+    let mut config = builder.with_single_cert(chain, key)?;
+    // rustls counts the 5-byte record header in this limit.
+    config.max_fragment_size = Some(MAX_RECORD_PLAINTEXT + 5);
+    Ok(config)
 }

@@ -226,3 +226,75 @@ fn pin_of_garbage_is_an_error_and_helpers_refuse_empty_input() {
     assert!(matches!(pem_certificates("no pem here"), Err(Error::BadPem(_))));
     assert!(matches!(roots(&[]), Err(Error::NoTrustAnchor(_))));
 }
+
+/// A server sends records a device's 4 KiB Mbed TLS buffer can take: 10,000
+/// bytes of application data leave in records of at most
+/// [`MAX_RECORD_PLAINTEXT`] bytes of plaintext (read from the record headers
+/// on the wire: plaintext plus the AEAD's tag, at most 256 bytes more).
+#[test]
+fn servers_send_records_a_device_can_take() {
+    use std::io::Write;
+    let p = pki();
+    let l = leaf(&p.inter, "broker", true);
+    let mut s = handshake(client_config(ServerCheck::Chain(root_store(&p)), None).unwrap(), server(&p, &l, ClientAuth::None))
+        .unwrap();
+    s.writer().write_all(&[0x5a; 10_000]).unwrap();
+    let mut wire = Vec::new();
+    while s.wants_write() {
+        s.write_tls(&mut wire).unwrap();
+    }
+    let mut lens = Vec::new();
+    let mut rest = wire.as_slice();
+    while rest.len() >= 5 {
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        lens.push(len);
+        rest = &rest[5 + len..];
+    }
+    assert!(rest.is_empty());
+    assert!(lens.len() >= 3, "{lens:?}");
+    assert!(lens.iter().all(|&n| n <= MAX_RECORD_PLAINTEXT + 256), "{lens:?}");
+    assert!(lens.iter().any(|&n| n > MAX_RECORD_PLAINTEXT - 64), "records are filled: {lens:?}");
+}
+
+/// An identity read at every handshake: one client configuration, the key
+/// and certificate switched between connections (a device's key rotation),
+/// each connection presents the current one; when none can be had, no
+/// certificate is sent and a server that requires one refuses.
+#[test]
+fn a_per_handshake_identity_follows_a_key_switch() {
+    use p256::pkcs8::DecodePrivateKey;
+    let p = pki();
+    let srv = leaf(&p.inter, "broker", true);
+    let devs = [leaf(&p.inter, "dev-old", false), leaf(&p.inter, "dev-new", false)];
+    let identities: Vec<ClientIdentity> = devs
+        .iter()
+        .map(|d| {
+            let signer = p256::ecdsa::SigningKey::from_pkcs8_der(&d.key.serialize_der()).unwrap();
+            let key = ExternalP256Key::new(move |digest| {
+                use p256::ecdsa::signature::hazmat::PrehashSigner;
+                let sig: p256::ecdsa::Signature = signer.sign_prehash(digest).map_err(|e| e.to_string())?;
+                Ok(sig.to_bytes().into())
+            });
+            ClientIdentity { chain: vec![d.der.clone(), p.inter.der.clone()], key: Arc::new(key) }
+        })
+        .collect();
+    // 0: the old key, 1: the new one, 2: nothing to present.
+    let current = Arc::new(AtomicUsize::new(0));
+    let now = current.clone();
+    let config = Arc::new(
+        client_config_per_handshake(ServerCheck::Chain(root_store(&p)), move || match now.load(Ordering::SeqCst) {
+            i @ (0 | 1) => Ok(ClientIdentity { chain: identities[i].chain.clone(), key: identities[i].key.clone() }),
+            _ => Err("no telemetry key certificate".into()),
+        })
+        .unwrap(),
+    );
+    for (i, want) in [(0, &devs[0]), (1, &devs[1]), (1, &devs[1])] {
+        current.store(i, Ordering::SeqCst);
+        let s = handshake((*config).clone(), server(&p, &srv, ClientAuth::Required(root_store(&p)))).unwrap();
+        assert_eq!(s.peer_certificates().expect("client certificate")[0], want.der, "identity {i}");
+    }
+    current.store(2, Ordering::SeqCst);
+    let err = handshake((*config).clone(), server(&p, &srv, ClientAuth::Required(root_store(&p)))).unwrap_err();
+    assert!(matches!(err, rustls::Error::NoCertificatesPresented), "{err:?}");
+}
+
