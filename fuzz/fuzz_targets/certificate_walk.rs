@@ -1,7 +1,8 @@
 //! The device's certificate walks (tfmprov-device `certs`): whatever the
 //! bytes, no panic; when `der`'s walk finds a key, the bytes are a
 //! certificate x509-cert can decode with that same key; and the plain TLV
-//! walk the device links (`certificate_public_key`) agrees with `der`'s.
+//! walk the device links (`certificate_public_key`, and `certificate_spki`,
+//! the bytes the broker pin compares) agrees with `der`'s.
 #![no_main]
 
 use der::Decode;
@@ -16,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(spki.subject_public_key.raw_bytes()), Some(theirs.raw_bytes()));
         }
     }
+    let spki_der = spki.as_ref().ok().and_then(|s| der::Encode::to_der(s).ok());
+    assert_eq!(tfmprov_device::certs::certificate_spki(data).ok().map(<[u8]>::to_vec), spki_der);
     let ours = tfmprov_device::certs::certificate_public_key(data).ok();
     let oracle = spki.ok().and_then(|s| {
         (s.algorithm.oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY).then(|| s.subject_public_key.as_bytes()).flatten()

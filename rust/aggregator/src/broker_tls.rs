@@ -64,7 +64,8 @@ pub(crate) async fn terminate(mut listener: tfmprov_tls::TlsListener, upstream: 
     loop {
         let (mut tls, peer) = axum::serve::Listener::accept(&mut listener).await;
         tokio::spawn(async move {
-            let cn = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| leaf_cn(c));
+            let cn = peer.client_certificate.as_ref().and_then(|c| leaf_cn(c));
+            let peer = peer.addr;
             tracing::debug!(%peer, cn = ?cn, "broker TLS: device connected");
             let mut up = match tokio::net::TcpStream::connect(upstream).await {
                 Ok(u) => u,

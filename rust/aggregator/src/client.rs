@@ -11,11 +11,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read from the server.
 const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
-use tfmprov_ca::client::agent;
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {}", token.trim())
-}
+use tfmprov_ca::client::{agent, with_token};
 
 fn url(base_url: &str, path: &str) -> String {
     format!("{}{}", base_url.trim_end_matches('/'), path)
@@ -68,10 +64,7 @@ pub fn register_device(
     timeout: Duration,
 ) -> Result<DeviceInfo, Error> {
     let body = serde_json::json!({ "device_id": device_id, "chain_pem": chain_pem }).to_string();
-    let resp = agent(timeout)
-        .post(url(base_url, "/v1/devices"))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &bearer(token))
+    let resp = with_token(agent(timeout).post(url(base_url, "/v1/devices")).header("Content-Type", "application/json"), token)
         .send(body.as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[200, 201], answer(resp)?)
@@ -81,10 +74,7 @@ pub fn register_device(
 /// uncompressed P-256 point the factory read from the device.
 pub fn set_kak(base_url: &str, token: &str, device_id: &str, kak: &[u8], timeout: Duration) -> Result<(), Error> {
     let body = serde_json::json!({ "kak": hex::encode(kak) }).to_string();
-    let resp = agent(timeout)
-        .put(url(base_url, &format!("/v1/devices/{}/kak", segment(device_id))))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &bearer(token))
+    let resp = with_token(agent(timeout).put(url(base_url, &format!("/v1/devices/{}/kak", segment(device_id)))).header("Content-Type", "application/json"), token)
         .send(body.as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     let (status, text) = answer(resp)?;
@@ -98,10 +88,7 @@ pub fn set_kak(base_url: &str, token: &str, device_id: &str, kak: &[u8], timeout
 /// POST `body` as JSON to `{base_url}/v1/devices/{id}/{what}`; the 201
 /// answer decoded.
 fn create<T: serde::de::DeserializeOwned>(base_url: &str, token: &str, device_id: &str, what: &str, body: serde_json::Value) -> Result<T, Error> {
-    let resp = agent(Duration::from_secs(30))
-        .post(url(base_url, &format!("/v1/devices/{}/{what}", segment(device_id))))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &bearer(token))
+    let resp = with_token(agent(Duration::from_secs(30)).post(url(base_url, &format!("/v1/devices/{}/{what}", segment(device_id)))).header("Content-Type", "application/json"), token)
         .send(body.to_string().as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[201], answer(resp)?)
@@ -118,7 +105,7 @@ pub fn submit_command(base_url: &str, token: &str, device_id: &str, op: &str, ar
 fn fetch<T: serde::de::DeserializeOwned>(base_url: &str, token: Option<&str>, path: &str, timeout: Duration) -> Result<Option<T>, Error> {
     let mut req = agent(timeout).get(url(base_url, path));
     if let Some(t) = token {
-        req = req.header("Authorization", &bearer(t));
+        req = with_token(req, t);
     }
     let resp = req.call().map_err(|e| Error::Transport(e.to_string()))?;
     let (status, text) = answer(resp)?;
@@ -157,9 +144,7 @@ pub fn device(base_url: &str, device_id: &str) -> Result<Option<DeviceInfo>, Err
 /// Revoke a device (its later messages are rejected; operator `token` of
 /// scope `devices`); returns its record.
 pub fn revoke(base_url: &str, token: &str, device_id: &str) -> Result<DeviceInfo, Error> {
-    let resp = agent(DEFAULT_TIMEOUT)
-        .delete(url(base_url, &format!("/v1/devices/{}", segment(device_id))))
-        .header("Authorization", &bearer(token))
+    let resp = with_token(agent(DEFAULT_TIMEOUT).delete(url(base_url, &format!("/v1/devices/{}", segment(device_id)))), token)
         .call()
         .map_err(|e| Error::Transport(e.to_string()))?;
     expect(&[200], answer(resp)?)

@@ -31,7 +31,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Refusal};
-use tfmprov_auth::Scope;
+use tfmprov_auth::{Credentials, Scope};
 use crate::registry::{Registered, Registry};
 use crate::stats::Counters;
 use crate::store::{DeviceRow, MessageRow};
@@ -188,10 +188,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send
 
 /// The operator behind the request, if it may do `scope`; else the 401 /
 /// 403 to answer (written to the audit log by the check).
-async fn operator(st: &AppState, headers: &HeaderMap, scope: Scope, request: String) -> Result<String, Error> {
+async fn operator(st: &AppState, credentials: Credentials, scope: Scope, request: String) -> Result<String, Error> {
     let auth = st.auth.clone();
-    let headers = headers.clone();
-    blocking(move || Ok(auth.authorize(&headers, scope, &request))).await?.map(|op| op.name).map_err(Error::Denied)
+    blocking(move || Ok(auth.authorize(&credentials, scope, &request))).await?.map(|op| op.name).map_err(Error::Denied)
 }
 
 /// Writes an operator's action and its outcome to the audit log, then
@@ -228,8 +227,8 @@ struct AuditQuery {
 
 /// The audit log, a page at a time (scope `audit`): at most 1000 entries
 /// after `after`, oldest first.
-async fn get_audit(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, Error> {
-    operator(&st, &headers, Scope::Audit, "GET /v1/audit".into()).await?;
+async fn get_audit(State(st): State<Arc<AppState>>, credentials: Credentials, Query(q): Query<AuditQuery>) -> Result<Response, Error> {
+    operator(&st, credentials, Scope::Audit, "GET /v1/audit".into()).await?;
     let auth = st.auth.clone();
     let page = blocking(move || Ok(auth.audit_page(q.after, q.limit.unwrap_or(100).min(1000))?)).await?;
     Ok(Json(page).into_response())
@@ -296,10 +295,11 @@ fn parse_registration(
 async fn post_device(
     State(st): State<Arc<AppState>>,
     Query(query): Query<RegisterQuery>,
+    credentials: Credentials,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&st, &headers, Scope::Devices, "POST /v1/devices".into()).await?;
+    let actor = operator(&st, credentials, Scope::Devices, "POST /v1/devices".into()).await?;
     let (id, pem) = parse_registration(&headers, Some(query), body).inspect_err(|_| st.counters.registration("refused"))?;
     let reg = st.registry.clone();
     let subject = id.clone();
@@ -341,8 +341,8 @@ async fn get_device(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> 
     }
 }
 
-async fn delete_device(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
-    let actor = operator(&st, &headers, Scope::Devices, format!("DELETE /v1/devices/{id}")).await?;
+async fn delete_device(State(st): State<Arc<AppState>>, credentials: Credentials, Path(id): Path<String>) -> Result<Response, Error> {
+    let actor = operator(&st, credentials, Scope::Devices, format!("DELETE /v1/devices/{id}")).await?;
     let reg = st.registry.clone();
     let id2 = id.clone();
     let revoked = blocking(move || reg.revoke(&id2)).await;
@@ -411,11 +411,11 @@ struct KakJson {
 /// Register the device's key-agreement key (docs/remote.md).
 async fn put_kak(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&st, &headers, Scope::Devices, format!("PUT /v1/devices/{id}/kak")).await?;
+    let actor = operator(&st, credentials, Scope::Devices, format!("PUT /v1/devices/{id}/kak")).await?;
     let j: KakJson = parse_json(&read_body(body)?, r#"{"kak": hex}"#)?;
     let kak = hex::decode(&j.kak).map_err(|_| Refusal::BadRequest("kak is not hex".into()))?;
     let reg = st.registry.clone();
@@ -438,11 +438,11 @@ struct CommandJson {
 /// Queue and send a remote command: 201 with its info (`cid`, `cseq`, `state`).
 async fn post_command(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&st, &headers, Scope::Commands, format!("POST /v1/devices/{id}/commands")).await?;
+    let actor = operator(&st, credentials, Scope::Commands, format!("POST /v1/devices/{id}/commands")).await?;
     let j: CommandJson = parse_json(&read_body(body)?, r#"{"op", "args"?}"#)?;
     let remote = st.remote.clone();
     let subject = format!("{id} {}", j.op);
@@ -452,8 +452,8 @@ async fn post_command(
 }
 
 /// A command's state and answer.
-async fn get_command(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((id, cid)): Path<(String, String)>) -> Result<Response, Error> {
-    operator(&st, &headers, Scope::Commands, format!("GET /v1/devices/{id}/commands/{cid}")).await?;
+async fn get_command(State(st): State<Arc<AppState>>, credentials: Credentials, Path((id, cid)): Path<(String, String)>) -> Result<Response, Error> {
+    operator(&st, credentials, Scope::Commands, format!("GET /v1/devices/{id}/commands/{cid}")).await?;
     let Ok(cid_bytes) = hex::decode(&cid) else {
         return Ok(not_found(&id));
     };
@@ -478,11 +478,11 @@ struct RotationJson {
 /// the rotation's info; it runs in the background.
 async fn post_rotation(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&st, &headers, Scope::Commands, format!("POST /v1/devices/{id}/rotation")).await?;
+    let actor = operator(&st, credentials, Scope::Commands, format!("POST /v1/devices/{id}/rotation")).await?;
     let body = read_body(body)?;
     let j: RotationJson = if body.is_empty() {
         RotationJson { id: None, grace_s: None }
@@ -497,8 +497,8 @@ async fn post_rotation(
 }
 
 /// The device's latest rotation.
-async fn get_rotation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
-    operator(&st, &headers, Scope::Commands, format!("GET /v1/devices/{id}/rotation")).await?;
+async fn get_rotation(State(st): State<Arc<AppState>>, credentials: Credentials, Path(id): Path<String>) -> Result<Response, Error> {
+    operator(&st, credentials, Scope::Commands, format!("GET /v1/devices/{id}/rotation")).await?;
     let rotations = st.rotations.clone();
     let id2 = id.clone();
     match blocking(move || rotations.latest(&id2)).await? {

@@ -211,9 +211,11 @@ impl Aggregator {
                 .as_ref()
                 .map(|h| {
                     let files = (tfmprov_ca::HTTPS_KEY_FILE, tfmprov_ca::HTTPS_CERT_FILE);
-                    let no_client_auth = |_| tfmprov_tls::ClientAuth::None;
+                    // Operators may authenticate with a client certificate
+                    // from the CA root instead of a token.
+                    let operators = tfmprov_tls::ClientAuth::Optional;
                     let ca_url = h.ca_url.as_deref();
-                    broker_tls::server_identity(&state_dir, files, HTTPS_CN, &h.names, ca_url, &ca_root_pem, &ca_token, no_client_auth)
+                    broker_tls::server_identity(&state_dir, files, HTTPS_CN, &h.names, ca_url, &ca_root_pem, &ca_token, operators)
                 })
                 .transpose()?;
             Ok::<_, Error>((reg_db, writer_db, windows, roots, sessions, Arc::new(auth), broker_id, https_id))
@@ -334,7 +336,11 @@ impl Aggregator {
                 let _ = stop_rx.await;
             };
             let res = match (plain, tls) {
-                (_, Some(tls)) => axum::serve(tls, app).with_graceful_shutdown(stop).await,
+                // ConnectInfo<TlsPeer>: an operator's client certificate.
+                (_, Some(tls)) => {
+                    let app = app.into_make_service_with_connect_info::<tfmprov_tls::TlsPeer>();
+                    axum::serve(tls, app).with_graceful_shutdown(stop).await
+                }
                 (Some(listener), None) => {
                     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                         let _ = tcp.set_nodelay(true);

@@ -213,6 +213,12 @@ Migration {
     sqlite: tfmprov_auth::MIGRATION.sqlite,
     postgres: tfmprov_auth::MIGRATION.postgres,
 },
+Migration {
+    version: 5,
+    what: tfmprov_auth::MIGRATION_CERTS.what,
+    sqlite: tfmprov_auth::MIGRATION_CERTS.sqlite,
+    postgres: tfmprov_auth::MIGRATION_CERTS.postgres,
+},
 ];
 
 /// Open a connection to the configured database (creating the state

@@ -31,7 +31,9 @@ pub mod operators;
 use std::sync::{Mutex, MutexGuard};
 
 pub use audit::{AuditEntry, Head, Tamper};
-pub use operators::{generate_token, write_secret, Denied, Operator, Scope};
+pub use operators::{
+    generate_token, operator_certificate_name, write_secret, Credentials, Denied, Operator, Scope, OPERATOR_OU,
+};
 use tfmprov_db::{Db, DbError};
 
 /// The tables of this crate, for the application's migration list.
@@ -85,6 +87,18 @@ pub const MIGRATION: Schema = Schema {
         );",
 };
 
+/// Operator certificates: the SHA-256 of the client certificate bound to
+/// each operator (after [`MIGRATION`]).
+pub const MIGRATION_CERTS: Schema = Schema {
+    what: "operator client certificates (SHA-256 bound to an operator)",
+    sqlite: "
+        ALTER TABLE operators ADD COLUMN cert_sha256 BLOB;
+        CREATE UNIQUE INDEX operators_cert ON operators (cert_sha256);",
+    postgres: "
+        ALTER TABLE operators ADD COLUMN cert_sha256 BYTEA;
+        CREATE UNIQUE INDEX operators_cert ON operators (cert_sha256);",
+};
+
 /// Everything that can go wrong here.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -93,8 +107,11 @@ pub enum Error {
     #[error(transparent)]
     Db(#[from] DbError),
     /// A scope name this program does not know.
-    #[error("unknown scope {0:?} (known: sign, devices, commands, audit, revoke)")]
+    #[error("unknown scope {0:?} (known: sign, devices, commands, audit, revoke, servers, operators)")]
     UnknownScope(String),
+    /// A certificate that cannot be bound to an operator.
+    #[error("not an operator certificate: {0}")]
+    NotOperatorCertificate(String),
     /// An operator name that is empty, too long or not `[A-Za-z0-9._-]`.
     #[error("operator name {0:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -")]
     InvalidName(String),

@@ -27,11 +27,17 @@ pub enum Scope {
     /// Have the CA issue TLS server certificates (`POST /v1/csr?profile=server`):
     /// apart from `sign` because such a certificate can stand in for a server.
     Servers,
+    /// Have the CA issue operator client certificates
+    /// (`POST /v1/csr?profile=operator`). Such a certificate acts for no
+    /// one until a server's administrator binds it to an operator
+    /// ([`Auth::bind_certificate`]).
+    Operators,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit, Scope::Revoke, Scope::Servers];
+    pub const ALL: [Scope; 7] =
+        [Scope::Sign, Scope::Devices, Scope::Commands, Scope::Audit, Scope::Revoke, Scope::Servers, Scope::Operators];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
@@ -42,6 +48,7 @@ impl Scope {
             Scope::Audit => "audit",
             Scope::Revoke => "revoke",
             Scope::Servers => "servers",
+            Scope::Operators => "operators",
         }
     }
 
@@ -84,6 +91,8 @@ pub struct Operator {
     pub created_ms: i64,
     /// When it was revoked, if it was.
     pub revoked_ms: Option<i64>,
+    /// SHA-256 (hex) of the client certificate bound to it, if any.
+    pub certificate_sha256: Option<String>,
 }
 
 impl Operator {
@@ -134,8 +143,12 @@ fn operator_of(row: &tfmprov_db::Row) -> Result<Operator, Error> {
         scopes: scopes.split(',').filter_map(|s| Scope::parse(s).ok()).collect(),
         created_ms: row.int(2)?,
         revoked_ms: row.opt_int(3)?,
+        certificate_sha256: row.opt_blob(4)?.map(hex::encode),
     })
 }
+
+/// The columns [`operator_of`] reads.
+const OPERATOR_COLUMNS: &str = "name, scopes, created_ms, revoked_ms, cert_sha256";
 
 /// Why a request was refused: 401 (no, unknown or revoked credential) or
 /// 403 (a valid one without the scope). The body says which, never more.
@@ -183,12 +196,12 @@ impl Auth {
             return Err(Error::NameTaken(name.to_owned()));
         }
         self.append("-", "operator.add", name, &format!("ok: {}", join(scopes)))?;
-        Ok((Operator { name: name.to_owned(), scopes: scopes.to_vec(), created_ms: now, revoked_ms: None }, token))
+        Ok((Operator { name: name.to_owned(), scopes: scopes.to_vec(), created_ms: now, revoked_ms: None, certificate_sha256: None }, token))
     }
 
     /// Every operator, revoked ones included, by name.
     pub fn operators(&self) -> Result<Vec<Operator>, Error> {
-        let rows = self.db().query("SELECT name, scopes, created_ms, revoked_ms FROM operators ORDER BY name", vec![])?;
+        let rows = self.db().query(&format!("SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY name"), vec![])?;
         rows.iter().map(operator_of).collect()
     }
 
@@ -201,7 +214,7 @@ impl Auth {
             vec![name.into(), Value::Int(now_ms())],
         )?;
         let row = db
-            .query_opt("SELECT name, scopes, created_ms, revoked_ms FROM operators WHERE name = $1", vec![name.into()])?
+            .query_opt(&format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = $1"), vec![name.into()])?
             .ok_or_else(|| Error::NoSuchOperator(name.to_owned()))?;
         drop(db);
         self.append("-", "operator.revoke", name, "ok")?;
@@ -251,10 +264,19 @@ impl Auth {
 
     /// The operator a token belongs to, if it is known and not revoked.
     pub fn authenticate(&self, token: &str) -> Result<Option<Operator>, Error> {
-        let row = self.db().query_opt(
-            "SELECT name, scopes, created_ms, revoked_ms FROM operators WHERE token_sha256 = $1",
-            vec![Value::Blob(digest(token))],
-        )?;
+        self.active_operator("token_sha256", digest(token))
+    }
+
+    /// The operator a client certificate (its SHA-256) is bound to, if any
+    /// and not revoked.
+    pub fn authenticate_certificate(&self, sha256: &[u8; 32]) -> Result<Option<Operator>, Error> {
+        self.active_operator("cert_sha256", sha256.to_vec())
+    }
+
+    fn active_operator(&self, column: &str, hash: Vec<u8>) -> Result<Option<Operator>, Error> {
+        let row = self
+            .db()
+            .query_opt(&format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE {column} = $1"), vec![Value::Blob(hash)])?;
         match row {
             Some(r) => {
                 let op = operator_of(&r)?;
@@ -264,32 +286,152 @@ impl Auth {
         }
     }
 
-    /// The operator behind a request's `Authorization: Bearer` header, if it
-    /// may do `scope`; else the refusal (written to the audit log with
-    /// `request`, e.g. `"POST /v1/csr"`). A database failure is a 503.
-    pub fn authorize(&self, headers: &http::HeaderMap, scope: Scope, request: &str) -> Result<Operator, Denied> {
+    /// Binds operator certificate `cert_der` to operator `name`: from then
+    /// on a TLS connection authenticated with it acts as `name`, with its
+    /// scopes, without a token (a provisioning station's credential).
+    /// The certificate must carry the operator role the CA gives
+    /// (`OU=tfmprov operator`, [`OPERATOR_OU`]), be issued for that name
+    /// (its CN) and allow clientAuth; a device or server certificate is
+    /// refused. Replaces an earlier binding; revoking the operator ends
+    /// both its credentials.
+    pub fn bind_certificate(&self, name: &str, cert_der: &[u8]) -> Result<Operator, Error> {
+        let cn = operator_certificate_name(cert_der)?;
+        if cn != name {
+            return Err(Error::NotOperatorCertificate(format!("issued for operator {cn:?}, not {name:?}")));
+        }
+        let hash = Sha256::digest(cert_der).to_vec();
+        let db = self.db();
+        if let Some(other) = db.query_opt("SELECT name FROM operators WHERE cert_sha256 = $1", vec![Value::Blob(hash.clone())])? {
+            let other = other.text(0)?;
+            if other != name {
+                return Err(Error::NotOperatorCertificate(format!("already bound to operator {other:?}")));
+            }
+        }
+        let n = db.execute(
+            "UPDATE operators SET cert_sha256 = $2 WHERE name = $1 AND revoked_ms IS NULL",
+            vec![name.into(), Value::Blob(hash.clone())],
+        )?;
+        if n == 0 {
+            return Err(Error::NoSuchOperator(name.to_owned()));
+        }
+        let row = db
+            .query_opt(&format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = $1"), vec![name.into()])?
+            .ok_or_else(|| Error::NoSuchOperator(name.to_owned()))?;
+        drop(db);
+        self.append("-", "operator.bind-cert", name, &format!("ok: sha256 {}", hex::encode(&hash)))?;
+        operator_of(&row)
+    }
+
+    /// The operator behind a request ([`Credentials`]: its bearer token,
+    /// else its TLS client certificate), if it may do `scope`; else the
+    /// refusal (written to the audit log with `request`, e.g.
+    /// `"POST /v1/csr"`). A database failure is a 503.
+    pub fn authorize(&self, credentials: &Credentials, scope: Scope, request: &str) -> Result<Operator, Denied> {
         let refuse = |status: u16, actor: &str, reason: String| {
             if let Err(e) = self.append(actor, "auth.refused", request, &reason) {
                 tracing::error!(error = %e, "audit log: refused credential not recorded");
             }
             Denied { status, reason }
         };
-        let token = match bearer(headers) {
-            Some(t) => t,
-            None => return Err(refuse(401, "-", "no credential: send Authorization: Bearer <operator token>".into())),
+        let found = match (&credentials.token, &credentials.client_certificate) {
+            (Some(token), _) => self.authenticate(token).map(|op| op.ok_or("unknown or revoked token")),
+            (None, Some(cert)) => self
+                .authenticate_certificate(cert)
+                .map(|op| op.ok_or("the client certificate is not bound to an active operator")),
+            (None, None) => {
+                return Err(refuse(
+                    401,
+                    "-",
+                    "no credential: send Authorization: Bearer <operator token>, or connect with an operator certificate"
+                        .into(),
+                ))
+            }
         };
-        match self.authenticate(token) {
-            Ok(Some(op)) if op.may(scope) => Ok(op),
-            Ok(Some(op)) => {
+        match found {
+            Ok(Ok(op)) if op.may(scope) => Ok(op),
+            Ok(Ok(op)) => {
                 let name = op.name.clone();
                 Err(refuse(403, &name, format!("operator {name:?} lacks the {:?} scope", scope.as_str())))
             }
-            Ok(None) => Err(refuse(401, "-", "unknown or revoked token".into())),
+            Ok(Err(why)) => Err(refuse(401, "-", why.into())),
             Err(e) => {
                 tracing::error!(error = %e, "operator lookup failed");
                 Err(Denied { status: 503, reason: "credential check unavailable".into() })
             }
         }
+    }
+}
+
+/// The subject OU the CA writes into operator certificates
+/// (`POST /v1/csr?profile=operator`): the operator role.
+pub const OPERATOR_OU: &str = "tfmprov operator";
+
+/// The operator name (CN) of an operator certificate: DER X.509 whose
+/// subject has OU [`OPERATOR_OU`] and whose extKeyUsage allows clientAuth.
+pub fn operator_certificate_name(cert_der: &[u8]) -> Result<String, Error> {
+    use const_oid::db::{rfc4519, rfc5280};
+    use der::Decode;
+    let not = |why: &str| Error::NotOperatorCertificate(why.to_owned());
+    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|_| not("not a DER X.509 certificate"))?;
+    let tbs = &cert.tbs_certificate;
+    let attribute = |oid| {
+        tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()).filter(move |a| a.oid == oid).filter_map(|a| {
+            a.value
+                .decode_as::<der::asn1::Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_owned())
+                .or_else(|_| a.value.decode_as::<der::asn1::PrintableStringRef<'_>>().map(|s| s.as_str().to_owned()))
+                .ok()
+        })
+    };
+    if !attribute(rfc4519::OU).any(|ou| ou == OPERATOR_OU) {
+        return Err(not("no operator role (subject OU \"tfmprov operator\"): a device or server certificate"));
+    }
+    let eku = tbs
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == rfc5280::ID_CE_EXT_KEY_USAGE)
+        .and_then(|e| x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok());
+    if !eku.is_some_and(|k| k.0.contains(&rfc5280::ID_KP_CLIENT_AUTH)) {
+        return Err(not("extKeyUsage does not allow clientAuth"));
+    }
+    let mut names = attribute(rfc4519::CN);
+    match (names.next(), names.next()) {
+        (Some(cn), None) => Ok(cn),
+        _ => Err(not("not exactly one CN")),
+    }
+}
+
+/// What a request presents to say who sends it: an operator token
+/// (`Authorization: Bearer`) and the client certificate of its TLS
+/// connection, as the server's TLS listener verified it (chain to the CA
+/// root, validity; `ConnectInfo<TlsPeer>`), never taken from a header. An
+/// axum extractor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// The bearer token.
+    pub token: Option<String>,
+    /// SHA-256 of the client certificate (DER).
+    pub client_certificate: Option<[u8; 32]>,
+}
+
+impl Credentials {
+    /// A request's credentials: its headers and the extensions its server
+    /// put there (a plain-HTTP request has no client certificate).
+    pub fn of(headers: &http::HeaderMap, extensions: &http::Extensions) -> Credentials {
+        let client_certificate = extensions
+            .get::<axum::extract::ConnectInfo<tfmprov_tls::TlsPeer>>()
+            .and_then(|c| c.0.client_certificate.as_ref())
+            .map(|der| Sha256::digest(der.as_ref()).into());
+        Credentials { token: bearer(headers).map(str::to_owned), client_certificate }
+    }
+}
+
+impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Credentials {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Credentials::of(&parts.headers, &parts.extensions))
     }
 }
 

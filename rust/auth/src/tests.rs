@@ -9,7 +9,10 @@ use super::*;
 
 fn migrated(choice: &DbChoice, dir: &Path) -> Db {
     let db = Db::open(choice, dir, "auth.db").expect("open");
-    let m = [Migration { version: 1, what: MIGRATION.what, sqlite: MIGRATION.sqlite, postgres: MIGRATION.postgres }];
+    let m = [
+        Migration { version: 1, what: MIGRATION.what, sqlite: MIGRATION.sqlite, postgres: MIGRATION.postgres },
+        Migration { version: 2, what: MIGRATION_CERTS.what, sqlite: MIGRATION_CERTS.sqlite, postgres: MIGRATION_CERTS.postgres },
+    ];
     migrate(&db, &m, 42).expect("migrate");
     db
 }
@@ -28,12 +31,84 @@ fn engines(dir: &Path, server: &PgServer) -> Vec<(&'static str, Auth, Db)> {
     out
 }
 
-fn headers(value: Option<&str>) -> http::HeaderMap {
+/// The credentials of a request with this Authorization header (no TLS
+/// client certificate).
+fn headers(value: Option<&str>) -> Credentials {
     let mut h = http::HeaderMap::new();
     if let Some(v) = value {
         h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_str(v).expect("header"));
     }
-    h
+    Credentials::of(&h, &http::Extensions::new())
+}
+
+/// A certificate from a throwaway CA with this subject and clientAuth (DER).
+fn client_cert(cn: &str, ou: Option<&str>, client_auth: bool) -> Vec<u8> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    if let Some(ou) = ou {
+        params.distinguished_name.push(DnType::OrganizationalUnitName, ou);
+    }
+    if client_auth {
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    params.self_signed(&key).expect("cert").der().to_vec()
+}
+
+fn sha256(der: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(der).into()
+}
+
+/// Operator certificates: only one with the operator role, issued for that
+/// operator's name, can be bound; a connection with it then acts as the
+/// operator (scopes, revocation) without a token; an unbound one is 401.
+#[test]
+fn operator_certificates_are_bound_scoped_and_revocable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = PgServer::get();
+    for (engine, auth, _raw) in engines(dir.path(), &server) {
+        auth.add_operator("station-2", &[Scope::Sign]).expect("add");
+        auth.add_operator("auditor", &[Scope::Audit]).expect("add");
+        let good = client_cert("station-2", Some(OPERATOR_OU), true);
+        let by_cert = |der: &[u8]| Credentials { token: None, client_certificate: Some(sha256(der)) };
+
+        // Refused bindings, each with its reason.
+        for (der, why) in [
+            (client_cert("station-2", None, true), "no operator role"),
+            (client_cert("station-2", Some("devices"), true), "no operator role"),
+            (client_cert("station-2", Some(OPERATOR_OU), false), "clientAuth"),
+            (client_cert("auditor", Some(OPERATOR_OU), true), "issued for operator \"auditor\""),
+            (b"\x30\x03\x02\x01\x01".to_vec(), "not a DER X.509"),
+        ] {
+            let err = auth.bind_certificate("station-2", &der).expect_err(why);
+            assert!(matches!(&err, Error::NotOperatorCertificate(m) if m.contains(why)), "{engine}: {err}");
+        }
+        assert!(matches!(auth.bind_certificate("nobody", &client_cert("nobody", Some(OPERATOR_OU), true)), Err(Error::NoSuchOperator(_))));
+
+        // Unbound: 401. Bound: the operator, with its scopes only.
+        let denied = auth.authorize(&by_cert(&good), Scope::Sign, "POST /v1/csr").expect_err("unbound");
+        assert_eq!(denied.status, 401, "{denied:?}");
+        let op = auth.bind_certificate("station-2", &good).expect("bind");
+        assert_eq!(op.certificate_sha256, Some(hex::encode(sha256(&good))));
+        assert_eq!(auth.authorize(&by_cert(&good), Scope::Sign, "POST /v1/csr").expect("bound").name, "station-2");
+        assert_eq!(auth.authorize(&by_cert(&good), Scope::Devices, "POST /v1/devices").expect_err("403").status, 403);
+        // One certificate, one operator.
+        let err = auth.bind_certificate("auditor", &good).expect_err("taken");
+        assert!(matches!(&err, Error::NotOperatorCertificate(m) if m.contains("issued for operator")), "{err}");
+        // A token, when sent, decides (here: the auditor's, without `sign`).
+        let (_, audit_token) = auth.add_operator("auditor-2", &[Scope::Audit]).expect("add");
+        let both = Credentials { token: Some(audit_token), client_certificate: Some(sha256(&good)) };
+        assert_eq!(auth.authorize(&both, Scope::Sign, "POST /v1/csr").expect_err("token decides").status, 403);
+
+        // Revoking the operator ends the certificate too.
+        auth.revoke_operator("station-2").expect("revoke");
+        assert_eq!(auth.authorize(&by_cert(&good), Scope::Sign, "POST /v1/csr").expect_err("revoked").status, 401);
+        let log = auth.audit_page(0, 1000).expect("page");
+        assert!(log.iter().any(|e| e.action == "operator.bind-cert" && e.subject == "station-2"), "{engine}");
+        auth.verify_audit(None).expect("verifies");
+    }
 }
 
 #[test]

@@ -235,9 +235,9 @@ pub(crate) fn make_intermediate(
 ///
 /// Validity: `now - 5 min` .. `now + validity_days`, cut at the intermediate's
 /// notAfter. Extensions: basicConstraints CA:FALSE (critical), keyUsage
-/// digitalSignature (critical), extKeyUsage clientAuth (a device) or
-/// serverAuth with a subjectAltName of the names (a server), SKI, AKI =
-/// intermediate's SKI.
+/// digitalSignature (critical), extKeyUsage clientAuth (a device, an
+/// operator) or serverAuth with a subjectAltName of the names (a server),
+/// SKI, AKI = intermediate's SKI.
 pub(crate) fn make_leaf(
     issuer: &CaCert,
     issuer_key: &SigningKey,
@@ -255,13 +255,21 @@ pub(crate) fn make_leaf(
     }
     let not_after = (now + Duration::from_secs(u64::from(validity_days) * DAY)).min(issuer_end);
     let serial = random_serial()?;
+    // An operator certificate's subject is the CA's, not the request's: the
+    // role (OU) is what servers check before an administrator may bind it.
+    let subject = match profile {
+        LeafProfile::Operator(name) => format!("CN={name},OU={}", tfmprov_auth::OPERATOR_OU)
+            .parse::<x509_cert::name::Name>()
+            .map_err(Error::encoding)?,
+        _ => csr.subject.clone(),
+    };
     let mut b = CertificateBuilder::new(
         Profile::Manual {
             issuer: Some(issuer.subject().clone()),
         },
         SerialNumber::new(&serial).map_err(Error::encoding)?,
         validity(now - BACKDATE, not_after)?,
-        csr.subject.clone(),
+        subject,
         csr.spki.clone(),
         issuer_key,
     )
@@ -274,7 +282,7 @@ pub(crate) fn make_leaf(
     b.add_extension(&KeyUsage(KeyUsages::DigitalSignature.into()))
         .map_err(Error::encoding)?;
     match profile {
-        LeafProfile::Device => b
+        LeafProfile::Device | LeafProfile::Operator(_) => b
             .add_extension(&NonCriticalEku(ExtendedKeyUsage(vec![ID_KP_CLIENT_AUTH])))
             .map_err(Error::encoding)?,
         LeafProfile::Server(names) => {
@@ -307,6 +315,10 @@ pub enum LeafProfile {
     Device,
     /// A TLS server (the broker, an HTTPS API): serverAuth, these names.
     Server(Vec<ServerName>),
+    /// An operator (a provisioning station): clientAuth, subject
+    /// `CN=<name>, OU=tfmprov operator` whatever the request's
+    /// ([`tfmprov_auth::OPERATOR_OU`]); the request's CN must be the name.
+    Operator(String),
 }
 
 /// A name in a server certificate's subjectAltName.

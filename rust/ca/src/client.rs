@@ -19,12 +19,20 @@ const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 /// answers, and on `https://` rustls (*ring*) trusting exactly the roots
 /// registered with [`tfmprov_tls::trust_for_https`].
 pub fn agent(timeout: Duration) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
     let roots = tfmprov_tls::https_roots().iter().map(|c| Certificate::from_der(c).to_owned()).collect();
+    // An operator certificate, if the process was given one
+    // (tfmprov_tls::present_client_certificate checked that it parses).
+    let client_cert = tfmprov_tls::https_client_certificate().and_then(|c| {
+        let chain = tfmprov_tls::pem_certificates(&c.chain).ok()?;
+        let chain: Vec<Certificate<'static>> = chain.iter().map(|d| Certificate::from_der(d).to_owned()).collect();
+        Some(ClientCert::new_with_certs(&chain, PrivateKey::from_pem(c.key.as_bytes()).ok()?))
+    });
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(tfmprov_tls::provider())
         .root_certs(RootCerts::Specific(std::sync::Arc::new(roots)))
+        .client_cert(client_cert)
         .build();
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -32,6 +40,16 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .tls_config(tls)
         .build();
     ureq::Agent::new_with_config(config)
+}
+
+/// `Authorization: Bearer <token>` on `req`, unless `token` is empty: the
+/// operator then authenticates with its client certificate
+/// ([`tfmprov_tls::present_client_certificate`], presented by [`agent`]).
+pub fn with_token<B>(req: ureq::RequestBuilder<B>, token: &str) -> ureq::RequestBuilder<B> {
+    match token.trim() {
+        "" => req,
+        t => req.header("Authorization", &format!("Bearer {t}")),
+    }
 }
 
 fn url(base_url: &str, path: &str) -> String {
@@ -83,11 +101,19 @@ pub fn submit_server_csr(base_url: &str, token: &str, csr_der: &[u8], names: &[&
     post_csr(base_url, path, token, csr_der, timeout)
 }
 
+/// [`submit_csr`] for an operator certificate (`CN=<name>, OU=tfmprov
+/// operator`, clientAuth) with a `token` of scope `operators`; the request's
+/// CN must be `name`.
+pub fn submit_operator_csr(base_url: &str, token: &str, name: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
+    // Operator names ([A-Za-z0-9._-]) need no escaping; anything else is refused here.
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(Error::Refused(crate::Refusal::BadProfile(format!("{name:?} is not an operator name"))));
+    }
+    post_csr(base_url, format!("/v1/csr?profile=operator&name={name}"), token, csr_der, timeout)
+}
+
 fn post_csr(base_url: &str, path: String, token: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
-    let resp = agent(timeout)
-        .post(url(base_url, &path))
-        .header("Content-Type", "application/pkcs10")
-        .header("Authorization", &format!("Bearer {}", token.trim()))
+    let resp = with_token(agent(timeout).post(url(base_url, &path)).header("Content-Type", "application/pkcs10"), token)
         .send(csr_der)
         .map_err(|e| Error::Transport(e.to_string()))?;
     let pem = read_answer(resp)?;
@@ -134,10 +160,7 @@ pub fn fetch_ca_with_timeout(base_url: &str, timeout: Duration) -> Result<(Strin
 /// is [`Error::Http`] 404.
 pub fn revoke(base_url: &str, token: &str, serial_hex: &str, reason: &str, timeout: Duration) -> Result<crate::Revoked, Error> {
     let body = serde_json::json!({ "serial": serial_hex, "reason": reason }).to_string();
-    let resp = agent(timeout)
-        .post(url(base_url, "/v1/revocations"))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &format!("Bearer {}", token.trim()))
+    let resp = with_token(agent(timeout).post(url(base_url, "/v1/revocations")).header("Content-Type", "application/json"), token)
         .send(body.as_bytes())
         .map_err(|e| Error::Transport(e.to_string()))?;
     let text = read_answer(resp)?;

@@ -88,6 +88,11 @@ CREATE TABLE revoked (
     reason      TEXT NOT NULL
 );
 ",
+}, Migration {
+    version: 4,
+    what: tfmprov_auth::MIGRATION_CERTS.what,
+    sqlite: tfmprov_auth::MIGRATION_CERTS.sqlite,
+    postgres: tfmprov_auth::MIGRATION_CERTS.postgres,
 }];
 
 /// One device known to the CA: its latest issued certificate.

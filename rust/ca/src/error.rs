@@ -33,6 +33,9 @@ pub enum Refusal {
     BadAttribute(String),
     /// A server certificate request without a usable name (string: why).
     BadServerName(String),
+    /// A certificate profile that cannot be issued as asked: an unknown
+    /// profile or parameter, an operator name that is not the request's CN.
+    BadProfile(String),
 }
 
 impl fmt::Display for Refusal {
@@ -51,6 +54,7 @@ impl fmt::Display for Refusal {
             Refusal::BadSignature => f.write_str("CSR signature does not verify"),
             Refusal::MissingCn => f.write_str("CSR subject has no CN"),
             Refusal::BadServerName(why) => write!(f, "server certificate names: {why}"),
+            Refusal::BadProfile(why) => write!(f, "certificate profile: {why}"),
             Refusal::MultipleCn => f.write_str("CSR subject has more than one CN"),
             Refusal::CnNotAllowed(cn) => {
                 write!(

@@ -28,14 +28,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawQuery, State};
-use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 
 use crate::{csr, Ca, Error, MAX_BODY_BYTES};
-use tfmprov_auth::Scope;
+use tfmprov_auth::{Credentials, Scope};
 
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
 const PKCS7: &str = "application/pkcs7-mime";
@@ -121,10 +121,10 @@ pub async fn serve_https(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "CA server listening (HTTPS)");
     }
-    // tap_io only to have the peer address as ConnectInfo (TCP_NODELAY is
-    // set by the TLS listener).
-    let listener = axum::serve::ListenerExt::tap_io(tfmprov_tls::TlsListener::new(listener, tls).map_err(Error::Server)?, |_| {});
-    let app = router(ca).into_make_service_with_connect_info::<SocketAddr>();
+    // ConnectInfo<TlsPeer>: the peer's address and its client certificate
+    // (an operator's credential, tfmprov_auth::Credentials).
+    let listener = tfmprov_tls::TlsListener::new(listener, tls).map_err(Error::Server)?;
+    let app = router(ca).into_make_service_with_connect_info::<tfmprov_tls::TlsPeer>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -132,8 +132,9 @@ pub async fn serve_https(
 }
 
 fn source(kind: &str, ext: &Extensions) -> String {
-    match ext.get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(peer)) => format!("{kind} {peer}"),
+    let plain = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    match plain.or_else(|| ext.get::<ConnectInfo<tfmprov_tls::TlsPeer>>().map(|c| c.0.addr)) {
+        Some(peer) => format!("{kind} {peer}"),
         None => kind.to_string(),
     }
 }
@@ -164,9 +165,9 @@ fn body_or_refusal(
 
 /// The operator behind the request, if it may have CSRs signed; a refusal
 /// is answered 401 / 403 before the body is looked at.
-async fn operator(ca: &Arc<Ca>, headers: HeaderMap, scope: Scope, request: &'static str) -> Result<String, Error> {
+async fn operator(ca: &Arc<Ca>, credentials: Credentials, scope: Scope, request: &'static str) -> Result<String, Error> {
     let ca = ca.clone();
-    tokio::task::spawn_blocking(move || ca.auth().authorize(&headers, scope, request))
+    tokio::task::spawn_blocking(move || ca.auth().authorize(&credentials, scope, request))
         .await
         .map_err(|e| Error::Encoding(format!("authorization task failed: {e}")))?
         .map(|op| op.name)
@@ -177,11 +178,12 @@ async fn operator(ca: &Arc<Ca>, headers: HeaderMap, scope: Scope, request: &'sta
 /// actor the operator). A log that cannot be written fails the request
 /// (500): nothing is issued without its entry, though the certificate
 /// already made stays in the CA's own log.
-async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String, server_names: Option<Vec<String>>) -> Result<crate::Issued, Error> {
+async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String, profile: Requested) -> Result<crate::Issued, Error> {
     tokio::task::spawn_blocking(move || {
-        let res = match &server_names {
-            None => ca.sign_csr_from(&der, &src),
-            Some(names) => ca.sign_server_csr_from(&der, &src, names),
+        let res = match &profile {
+            Requested::Device => ca.sign_csr_from(&der, &src),
+            Requested::Server(names) => ca.sign_server_csr_from(&der, &src, names),
+            Requested::Operator(name) => ca.sign_operator_csr_from(&der, &src, name),
         };
         let (subject, result) = match &res {
             Ok(i) => (format!("{} serial {}", i.device_id, i.serial_hex), "ok".to_owned()),
@@ -194,39 +196,59 @@ async fn sign(ca: Arc<Ca>, der: Vec<u8>, src: String, actor: String, server_name
     .map_err(|e| Error::Encoding(format!("signing task failed: {e}")))?
 }
 
-/// The names of `?profile=server&name=A&name=B` (None for a device
-/// certificate: no query). Any other parameter is refused.
-fn server_names(query: Option<&str>) -> Result<Option<Vec<String>>, Error> {
-    let Some(q) = query.filter(|q| !q.is_empty()) else { return Ok(None) };
-    let bad = |why: String| Error::Refused(crate::Refusal::BadServerName(why));
-    let (mut server, mut names) = (false, Vec::new());
-    for pair in q.split('&') {
-        match pair.split_once('=') {
-            Some(("profile", "server")) => server = true,
-            Some(("profile", other)) => return Err(bad(format!("unknown profile {other:?} (only \"server\")"))),
-            Some(("name", n)) => names.push(n.to_owned()),
-            _ => return Err(bad(format!("unknown query parameter {:?}", pair.chars().take(40).collect::<String>()))),
+/// The certificate a `POST /v1/csr` asks for: a device's (no query),
+/// `?profile=server&name=A&name=B`, or `?profile=operator&name=N`.
+enum Requested {
+    Device,
+    Server(Vec<String>),
+    Operator(String),
+}
+
+impl Requested {
+    /// From the query; any other parameter or profile is refused.
+    fn parse(query: Option<&str>) -> Result<Requested, Error> {
+        let Some(q) = query.filter(|q| !q.is_empty()) else { return Ok(Requested::Device) };
+        let bad = |why: String| Error::Refused(crate::Refusal::BadProfile(why));
+        let (mut profile, mut names) = (None, Vec::new());
+        for pair in q.split('&') {
+            match pair.split_once('=') {
+                Some(("profile", _)) if profile.is_some() => return Err(bad("profile= given twice".into())),
+                Some(("profile", p @ ("server" | "operator"))) => profile = Some(p),
+                Some(("profile", other)) => {
+                    return Err(bad(format!("unknown profile {other:?} (\"server\" or \"operator\")")))
+                }
+                Some(("name", n)) => names.push(n.to_owned()),
+                _ => return Err(bad(format!("unknown query parameter {:?}", pair.chars().take(40).collect::<String>()))),
+            }
+        }
+        match profile {
+            Some("server") => Ok(Requested::Server(names)),
+            Some(_) if names.len() == 1 => Ok(Requested::Operator(names.remove(0))),
+            Some(_) => Err(bad(format!("profile=operator needs exactly one name=, {} given", names.len()))),
+            None => Err(bad("name= needs profile=server or profile=operator".into())),
         }
     }
-    if !server {
-        return Err(bad("name= needs profile=server".into()));
+
+    /// The scope it needs, and the request as the audit log names it.
+    fn scope(&self) -> (Scope, &'static str) {
+        match self {
+            Requested::Device => (Scope::Sign, "POST /v1/csr"),
+            Requested::Server(_) => (Scope::Servers, "POST /v1/csr?profile=server"),
+            Requested::Operator(_) => (Scope::Operators, "POST /v1/csr?profile=operator"),
+        }
     }
-    Ok(Some(names))
 }
 
 async fn post_csr(
     State(ca): State<Arc<Ca>>,
     ext: Extensions,
-    headers: HeaderMap,
+    credentials: Credentials,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let names = server_names(query.as_deref())?;
-    let (scope, what) = match names {
-        None => (Scope::Sign, "POST /v1/csr"),
-        Some(_) => (Scope::Servers, "POST /v1/csr?profile=server"),
-    };
-    let actor = operator(&ca, headers, scope, what).await?;
+    let requested = Requested::parse(query.as_deref())?;
+    let (scope, what) = requested.scope();
+    let actor = operator(&ca, credentials, scope, what).await?;
     let src = source("http", &ext);
     let body = body_or_refusal(&ca, &src, body)?;
     let der = match csr::csr_der_from_body(&body) {
@@ -236,7 +258,7 @@ async fn post_csr(
             return Err(Error::Refused(r));
         }
     };
-    let issued = sign(ca, der, src, actor, names).await?;
+    let issued = sign(ca, der, src, actor, requested).await?;
     let mut resp = ([(header::CONTENT_TYPE, PEM_CHAIN)], issued.chain_pem).into_response();
     if let Ok(v) = HeaderValue::from_str(&issued.device_id) {
         resp.headers_mut().insert("x-device-id", v);
@@ -275,9 +297,13 @@ struct RevocationJson {
 /// Revoke a certificate (scope `revoke`): 200 with the [`crate::Revoked`]
 /// record, 404 for a serial this CA did not issue, 400 for a body that is
 /// not `{"serial": hex, "reason"?: text}`.
-async fn post_revocation(State(ca): State<Arc<Ca>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Error> {
+async fn post_revocation(
+    State(ca): State<Arc<Ca>>,
+    credentials: Credentials,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
     tokio::task::spawn_blocking(move || {
-        let op = ca.auth().authorize(&headers, Scope::Revoke, "POST /v1/revocations").map_err(Error::Denied)?;
+        let op = ca.auth().authorize(&credentials, Scope::Revoke, "POST /v1/revocations").map_err(Error::Denied)?;
         let outcome = (|| {
             let body = body.map_err(|e| Error::BadRevocation(e.to_string()))?;
             let j: RevocationJson = serde_json::from_slice(&body)
@@ -316,9 +342,9 @@ fn default_audit_limit() -> u32 {
 }
 
 /// The audit log, a page at a time (scope `audit`).
-async fn get_audit(State(ca): State<Arc<Ca>>, headers: HeaderMap, query: Query<AuditQuery>) -> Result<Response, Error> {
+async fn get_audit(State(ca): State<Arc<Ca>>, credentials: Credentials, query: Query<AuditQuery>) -> Result<Response, Error> {
     tokio::task::spawn_blocking(move || {
-        ca.auth().authorize(&headers, Scope::Audit, "GET /v1/audit").map_err(Error::Denied)?;
+        ca.auth().authorize(&credentials, Scope::Audit, "GET /v1/audit").map_err(Error::Denied)?;
         Ok(Json(ca.auth().audit_page(query.after, query.limit.min(1000))?).into_response())
     })
     .await
@@ -365,10 +391,10 @@ async fn est_cacerts(State(ca): State<Arc<Ca>>) -> Result<Response, Error> {
 async fn est_simpleenroll(
     State(ca): State<Arc<Ca>>,
     ext: Extensions,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let actor = operator(&ca, headers, Scope::Sign, "POST /.well-known/est/simpleenroll").await?;
+    let actor = operator(&ca, credentials, Scope::Sign, "POST /.well-known/est/simpleenroll").await?;
     let src = source("est", &ext);
     let body = body_or_refusal(&ca, &src, body)?;
     let der = match csr::csr_der_from_est_body(&body) {
@@ -378,7 +404,7 @@ async fn est_simpleenroll(
             return Err(Error::Refused(r));
         }
     };
-    let issued = sign(ca.clone(), der, src, actor, None).await?;
+    let issued = sign(ca.clone(), der, src, actor, Requested::Device).await?;
     Ok(pkcs7_response(
         PKCS7_CERTS_ONLY,
         &ca.pkcs7_of(&issued.leaf_der)?,

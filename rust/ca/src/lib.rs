@@ -217,7 +217,9 @@ impl Ca {
             "tfmprov-ca",
             names,
             &self.root_pem(),
-            |_| tfmprov_tls::ClientAuth::None,
+            // Operators may authenticate with a client certificate from this
+            // CA instead of a token (bound with `tfmprov operator bind-cert`).
+            tfmprov_tls::ClientAuth::Optional,
             |csr| {
                 let issued = self.sign_server_csr_from(csr, "local", names);
                 let (subject, result) = match &issued {
@@ -313,6 +315,32 @@ impl Ca {
                 Err(err)
             }
         }
+    }
+
+    /// [`Ca::sign_csr_from`] for an operator (a provisioning station): the
+    /// leaf has extKeyUsage clientAuth and the subject `CN=<name>,
+    /// OU=tfmprov operator` ([`tfmprov_auth::OPERATOR_OU`]); the request's CN
+    /// must be `name`, an operator name (`[A-Za-z0-9._-]{1,64}`). It acts for
+    /// no one until bound to that operator on a server
+    /// (`tfmprov operator bind-cert`).
+    pub fn sign_operator_csr_from(&self, csr_der: &[u8], source: &str, name: &str) -> Result<Issued, Error> {
+        let valid = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        // A request that does not check at all is refused below, with its
+        // own reason; one that does must be for this name.
+        let cn_matches = || csr::check_csr(csr_der, &mut csr::CsrHints::default()).map_or(true, |c| c.cn == name);
+        let why = if !valid {
+            Some(format!("operator name {name:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"))
+        } else if !cn_matches() {
+            Some(format!("the request's CN must be the operator name {name:?}"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let err = Error::Refused(Refusal::BadProfile(why));
+            self.log_failure(source, "refused", &err.to_string(), None, None);
+            return Err(err);
+        }
+        self.sign_csr_as(csr_der, source, &LeafProfile::Operator(name.to_owned()))
     }
 
     fn sign_csr_as(&self, csr_der: &[u8], source: &str, profile: &LeafProfile) -> Result<Issued, Error> {

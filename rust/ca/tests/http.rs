@@ -577,6 +577,45 @@ fn server_certificates_carry_names_and_need_the_servers_scope() {
     assert!(log.iter().any(|e| e.action == "certificate.issue" && e.actor == "admin" && e.subject.starts_with("tfmprov-broker serial ")));
 }
 
+/// Issue 13: operator certificates (`profile=operator`): scope
+/// `operators`, subject `CN=<name>, OU=tfmprov operator` whatever the
+/// request asked, clientAuth only, the request's CN must be the name; each
+/// refusal a 400 with its reason.
+#[test]
+fn operator_certificates_carry_the_role_and_need_the_operators_scope() {
+    use tfmprov_auth::Scope;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(open_ca(&tmp.path().join("state")));
+    let server = Server::start(ca.clone());
+    let (_, station) = ca.auth().add_operator("station-1", &[Scope::Sign, Scope::Servers]).unwrap();
+    // The request asks for another OU: the CA writes the role itself.
+    let csr = rust_csr(&new_key(), "CN=station-9,OU=anything");
+    let t = Duration::from_secs(10);
+    let err = client::submit_operator_csr(&server.base, &station, "station-9", &csr, t).unwrap_err();
+    assert!(matches!(err, Error::Http { status: 403, .. }), "{err:?}");
+    let chain = client::submit_operator_csr(&server.base, &server.token, "station-9", &csr, t).unwrap();
+    let leaf = first_pem(&chain);
+    let dir = tmp.path();
+    std::fs::write(dir.join("op.pem"), &leaf).unwrap();
+    let out = openssl(dir, &["x509", "-noout", "-subject", "-ext", "extendedKeyUsage", "-in", "op.pem"]);
+    assert!(out.contains("CN = station-9") && out.contains("OU = tfmprov operator") && !out.contains("anything"), "{out}");
+    assert!(out.contains("TLS Web Client Authentication") && !out.contains("Server"), "{out}");
+    let der = tfmprov_tls::pem_certificates(&leaf).unwrap();
+    assert_eq!(tfmprov_auth::operator_certificate_name(&der[0]).unwrap(), "station-9");
+
+    for (query, csr, want) in [
+        ("profile=operator&name=station-8", &csr, "CN must be the operator name"),
+        ("profile=operator", &csr, "exactly one name="),
+        ("profile=operator&name=a&name=b", &csr, "exactly one name="),
+        ("profile=operator&name=bad%20name", &csr, "must be 1 to 64 characters"),
+        ("profile=operator&profile=server&name=a", &csr, "given twice"),
+    ] {
+        let (status, _, text) = post(&server.token, &format!("{}/v1/csr?{query}", server.base), "application/pkcs10", csr);
+        assert_eq!(status, 400, "{query}: {text}");
+        assert!(text.contains(want), "{query}: {text}");
+    }
+}
+
 /// Issue 13: the CA on HTTPS with a certificate it issues itself at the
 /// first start (reused after): the blocking client works once the root is
 /// trusted, openssl's s_client verifies the chain for the IP address, and a

@@ -63,7 +63,42 @@ pub enum OperatorCommand {
         #[command(flatten)]
         server: ServerDb,
     },
-    /// Revoke an operator's token at once.
+    /// Have the CA issue an operator certificate (a provisioning station's
+    /// credential instead of a token): a new P-256 key (--key-out, mode
+    /// 0600) and its certificate CN=NAME, OU=tfmprov operator (--cert-out).
+    /// Needs a token of scope `operators` at the CA. It acts for no one
+    /// until a server binds it (`operator bind-cert`).
+    Cert {
+        /// The CA's base URL.
+        #[arg(long, default_value = "https://127.0.0.1:8443")]
+        ca_url: String,
+        /// The operator name (its CN; the name it is bound to on servers).
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (PEM, PKCS#8).
+        #[arg(long)]
+        key_out: PathBuf,
+        /// Where to write the certificate chain (PEM).
+        #[arg(long)]
+        cert_out: PathBuf,
+        #[command(flatten)]
+        token: crate::credential::TokenArgs,
+    },
+    /// Bind an operator certificate to an operator of this server: a TLS
+    /// connection with it then acts as the operator, with its scopes.
+    /// Only a certificate with the operator role issued for that name is
+    /// accepted; revoking the operator ends it too.
+    BindCert {
+        #[command(flatten)]
+        server: ServerDb,
+        /// The operator.
+        #[arg(long)]
+        name: String,
+        /// Its certificate (PEM; the first certificate is used).
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Revoke an operator's token (and certificate) at once.
     Revoke {
         #[command(flatten)]
         server: ServerDb,
@@ -129,8 +164,26 @@ pub fn operator(cmd: OperatorCommand) -> Result<bool> {
             for op in server.open()?.operators()? {
                 let scopes = op.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
                 let state = op.revoked_ms.map_or("active".to_owned(), |t| format!("revoked at {}", when(t)));
-                println!("{:<24} {:<28} created {}  {state}", op.name, scopes, when(op.created_ms));
+                let cert = op.certificate_sha256.map_or(String::new(), |h| format!("  certificate sha256 {h}"));
+                println!("{:<24} {:<28} created {}  {state}{cert}", op.name, scopes, when(op.created_ms));
             }
+        }
+        OperatorCommand::Cert { ca_url, name, key_out, cert_out, token } => {
+            use p256::pkcs8::{EncodePrivateKey, LineEnding};
+            let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+            let csr = tfmprov_ca::server_identity::csr(&key, &name)?;
+            let chain = tfmprov_ca::client::submit_operator_csr(&ca_url, &token.token()?, &name, &csr, std::time::Duration::from_secs(30))
+                .with_context(|| format!("operator certificate from {ca_url}"))?;
+            let pem = p256::SecretKey::from(&key).to_pkcs8_pem(LineEnding::LF).context("encoding the key")?;
+            tfmprov_auth::write_secret(&key_out, pem.trim_end()).with_context(|| format!("writing {}", key_out.display()))?;
+            std::fs::write(&cert_out, &chain).with_context(|| format!("writing {}", cert_out.display()))?;
+            println!("operator certificate for {name}: {} (key {}); bind it with `tfmprov operator bind-cert`", cert_out.display(), key_out.display());
+        }
+        OperatorCommand::BindCert { server, name, cert } => {
+            let pem = std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            let der = tfmprov_tls::pem_certificates(&pem).with_context(|| cert.display().to_string())?;
+            let op = server.open()?.bind_certificate(&name, &der[0])?;
+            println!("operator {} now also authenticates with the certificate of SHA-256 {}", op.name, op.certificate_sha256.unwrap_or_default());
         }
         OperatorCommand::Revoke { server, name } => {
             let op = server.open()?.revoke_operator(&name)?;

@@ -20,7 +20,9 @@ pub struct TokenArgs {
 
 impl TokenArgs {
     /// The token: `--token-file`, else `$TFMPROV_TOKEN`, else the file in
-    /// `$TFMPROV_TOKEN_FILE`. None of them is an error that says so.
+    /// `$TFMPROV_TOKEN_FILE`; else, with an operator certificate presented
+    /// (`--client-cert`), none (empty). Nothing at all is an error that
+    /// says so.
     pub fn token(&self) -> Result<String> {
         if let Some(f) = &self.token_file {
             return read_token(f);
@@ -35,8 +37,14 @@ impl TokenArgs {
                 return read_token(Path::new(&f));
             }
         }
+        // An operator certificate instead (--client-cert): requests go
+        // without a token (tfmprov_ca::client::with_token).
+        if tfmprov_tls::https_client_certificate().is_some() {
+            return Ok(String::new());
+        }
         bail!(
-            "no operator credential: pass --token-file FILE or set TFMPROV_TOKEN_FILE (or TFMPROV_TOKEN); \
+            "no operator credential: pass --token-file FILE or set TFMPROV_TOKEN_FILE (or TFMPROV_TOKEN), \
+             or --client-cert/--client-key with an operator certificate; \
              a server's first operator token is operator.token in its state directory"
         )
     }

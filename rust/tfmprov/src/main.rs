@@ -20,6 +20,14 @@ struct Cli {
     /// directory). Without it no https:// server is trusted.
     #[arg(long, global = true, env = "TFMPROV_HTTPS_ROOT")]
     https_root: Option<PathBuf>,
+    /// An operator certificate (PEM chain, `tfmprov operator cert`) to
+    /// authenticate to the CA and the aggregator over HTTPS instead of a
+    /// token; needs --client-key.
+    #[arg(long, global = true, env = "TFMPROV_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The operator certificate's private key (PEM).
+    #[arg(long, global = true, env = "TFMPROV_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -393,6 +401,11 @@ fn run(cli: Cli) -> Result<bool> {
     if let Some(root) = &cli.https_root {
         let pem = std::fs::read_to_string(root).with_context(|| format!("--https-root {}", root.display()))?;
         tfmprov_tls::trust_for_https(&pem).with_context(|| format!("--https-root {}", root.display()))?;
+    }
+    if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
+        let read = |f: &PathBuf, what: &str| std::fs::read_to_string(f).with_context(|| format!("{what} {}", f.display()));
+        tfmprov_tls::present_client_certificate(&read(cert, "--client-cert")?, &read(key, "--client-key")?)
+            .context("--client-cert / --client-key")?;
     }
     match cli.command {
         Command::DeviceSim(a) => {

@@ -18,10 +18,30 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes finished but not yet taken by the server.
 const QUEUE: usize = 64;
 
+/// Who is at the other end of a TLS connection: its address, and the leaf
+/// of the client certificate it authenticated with, if it sent one (the
+/// server's configuration verified it: chain to its roots, validity). The
+/// listener's address type, so that a router served with
+/// `into_make_service_with_connect_info::<TlsPeer>()` finds it in every
+/// request's extensions (`ConnectInfo<TlsPeer>`).
+#[derive(Clone, Debug)]
+pub struct TlsPeer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// The client certificate (DER), if one was presented and verified.
+    pub client_certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for TlsPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> TlsPeer {
+        stream.remote_addr().clone()
+    }
+}
+
 /// An axum [`axum::serve::Listener`] that serves TLS on a TCP listener.
 /// Dropping it stops accepting.
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, TlsPeer)>,
     local: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -48,7 +68,9 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            let client_certificate =
+                                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned());
+                            let _ = tx.send((tls, TlsPeer { addr: peer, client_certificate })).await;
                         }
                         Ok(Err(e)) => tracing::info!(%peer, error = %e, "HTTPS: handshake refused"),
                         Err(_) => tracing::info!(%peer, "HTTPS: handshake timed out"),
@@ -68,7 +90,7 @@ impl Drop for TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = TlsPeer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
@@ -80,6 +102,6 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
+        Ok(TlsPeer { addr: self.local, client_certificate: None })
     }
 }

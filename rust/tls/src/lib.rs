@@ -32,7 +32,7 @@ pub mod https;
 #[cfg(test)]
 mod tests;
 
-pub use https::TlsListener;
+pub use https::{TlsListener, TlsPeer};
 
 /// Everything that can go wrong building a TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,38 @@ pub fn trust_for_https(pem: &str) -> Result<(), Error> {
 /// The roots HTTPS clients trust ([`trust_for_https`]).
 pub fn https_roots() -> Vec<CertificateDer<'static>> {
     HTTPS_ROOTS.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// A client certificate and its key, both PEM, as the process's HTTPS
+/// clients present them ([`present_client_certificate`]).
+#[derive(Clone, Debug)]
+pub struct ClientCertificatePem {
+    /// The leaf, then intermediates.
+    pub chain: String,
+    /// The leaf's private key (PKCS#8 or SEC1 PEM).
+    pub key: String,
+}
+
+static HTTPS_CLIENT_CERTIFICATE: std::sync::RwLock<Option<ClientCertificatePem>> = std::sync::RwLock::new(None);
+
+/// Makes this process's HTTPS clients present `chain_pem` with `key_pem`
+/// (an operator certificate: the CLI's `--client-cert` / `--client-key`),
+/// after checking that both parse and that the key is the leaf's.
+pub fn present_client_certificate(chain_pem: &str, key_pem: &str) -> Result<(), Error> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = pem_certificates(chain_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| Error::BadPem(format!("PEM private key: {e}")))?;
+    let signing = provider().key_provider.load_private_key(key).map_err(|e| Error::BadPem(format!("private key: {e}")))?;
+    CertifiedKey::new(chain, signing).keys_match().map_err(|e| Error::BadCertificate(format!("the key is not the certificate's: {e}")))?;
+    *HTTPS_CLIENT_CERTIFICATE.write().unwrap_or_else(|e| e.into_inner()) =
+        Some(ClientCertificatePem { chain: chain_pem.to_owned(), key: key_pem.to_owned() });
+    Ok(())
+}
+
+/// The client certificate HTTPS clients present, if one was given
+/// ([`present_client_certificate`]).
+pub fn https_client_certificate() -> Option<ClientCertificatePem> {
+    HTTPS_CLIENT_CERTIFICATE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 // ------------------------------------------------------------------ pinning
