@@ -218,6 +218,30 @@ fn client_certificates_required_optional_and_from_another_ca() {
     )
     .unwrap_err();
     assert!(matches!(err, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)), "{err:?}");
+
+    // An expired certificate from the right CA is refused too, saying so
+    // (what the servers log as "HTTPS: handshake refused").
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "station-old");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = p256();
+    let old = params.signed_by(&key, &Issuer::from_params(&p.inter.params, &p.inter.key)).unwrap();
+    let identity = ClientIdentity {
+        chain: vec![old.der().clone(), p.inter.der.clone()],
+        key: rustls::crypto::ring::sign::any_ecdsa_type(&key_der(&key)).unwrap(),
+    };
+    let err = handshake(
+        client_config(ServerCheck::Chain(root_store(&p)), Some(identity)).unwrap(),
+        server(&p, &srv, ClientAuth::Optional(root_store(&p))),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext { .. } | rustls::CertificateError::Expired)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("expired"), "{err}");
 }
 
 #[test]
