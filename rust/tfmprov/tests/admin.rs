@@ -10,23 +10,8 @@ use std::time::Duration;
 
 use tfmprov::demo::Servers;
 
-const EXE: &str = env!("CARGO_BIN_EXE_tfmprov");
-
-fn tfmprov(args: &[&str]) -> std::process::Output {
-    Command::new(EXE)
-        .args(args)
-        .env("TFMPROV_LOG", "warn")
-        .env_remove("TFMPROV_TOKEN")
-        .env_remove("TFMPROV_TOKEN_FILE")
-        .output()
-        .expect("run tfmprov")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = tfmprov(args);
-    assert!(out.status.success(), "tfmprov {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
+mod cli;
+use cli::{ok, tfmprov, EXE};
 
 /// A P-256 CSR for CN=dev-cli, made by openssl.
 fn csr() -> Vec<u8> {

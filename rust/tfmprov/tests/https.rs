@@ -3,56 +3,13 @@
 //! from the CA; `tfmprov enroll` reaches both once given the root
 //! (`--https-root`) and is refused without it; plain HTTP only on loopback.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use tfmprov::sim::SimProcess;
 
-const EXE: &str = env!("CARGO_BIN_EXE_tfmprov");
-
-/// A server process, killed on drop.
-struct Server {
-    child: Child,
-    ready: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `tfmprov ARGS` and waits (20 s at most) for its "... ready ..." line.
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(EXE)
-        .args(args)
-        .env("TFMPROV_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tfmprov");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("tfmprov {args:?} did not start"));
-    Server { child, ready }
-}
-
-/// The `scheme://ADDR` word of a ready line.
-fn url_in(line: &str, scheme: &str) -> String {
-    line.split_whitespace().find(|w| w.starts_with(scheme)).unwrap_or_else(|| panic!("no {scheme} in {line:?}")).to_owned()
-}
-
-fn tfmprov(args: &[&str]) -> std::process::Output {
-    Command::new(EXE).args(args).env("TFMPROV_LOG", "warn").output().expect("run tfmprov")
-}
+mod cli;
+use cli::{start, tfmprov, url_in, EXE};
 
 fn s_client_verifies(dir: &Path, url: &str) -> String {
     let addr = url.trim_start_matches("https://");

@@ -6,75 +6,14 @@
 //! within the operator's scopes; a server or foreign certificate cannot
 //! stand in, and revoking the operator ends it.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-const EXE: &str = env!("CARGO_BIN_EXE_tfmprov");
-
-/// A server process, killed on drop.
-struct Server {
-    child: Child,
-    ready: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `tfmprov ARGS` and waits (20 s at most) for its first stdout line.
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(EXE)
-        .args(args)
-        .env("TFMPROV_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tfmprov");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("tfmprov {args:?} did not start"));
-    Server { child, ready }
-}
+mod cli;
+use cli::{fails, ok, start, text, tfmprov};
 
 fn url_in(line: &str) -> String {
-    line.split_whitespace().find(|w| w.starts_with("https://")).unwrap_or_else(|| panic!("no https:// in {line:?}")).to_owned()
-}
-
-/// `tfmprov ARGS` with no token in the environment.
-fn tfmprov(args: &[&str]) -> Output {
-    Command::new(EXE)
-        .args(args)
-        .env("TFMPROV_LOG", "warn")
-        .env_remove("TFMPROV_TOKEN")
-        .env_remove("TFMPROV_TOKEN_FILE")
-        .output()
-        .expect("run tfmprov")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = tfmprov(args);
-    assert!(o.status.success(), "tfmprov {args:?}: {}", text(&o));
-    text(&o)
-}
-
-fn fails(args: &[&str], want: &str) {
-    let o = tfmprov(args);
-    assert!(!o.status.success(), "tfmprov {args:?} succeeded: {}", text(&o));
-    assert!(text(&o).contains(want), "tfmprov {args:?}: wanted {want:?} in {}", text(&o));
+    cli::url_in(line, "https://")
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
