@@ -528,7 +528,7 @@ int mqtt_client_custom_transport_connect(struct mqtt_client *c)
 		goto close;
 	}
 	LOG_INF("mqtt: TLS up (%s), broker key pinned, device key 0x%08x in PSA",
-		mbedtls_ssl_get_ciphersuite(&tls.ssl), tls.key_id);
+		mbedtls_ssl_get_ciphersuite(&tls.ssl), (unsigned int)tls.key_id);
 	return 0;
 close:
 	(void)zsock_close(bio.sock);
