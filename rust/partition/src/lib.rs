@@ -1,0 +1,214 @@
+//! `tfmprov-partition`: what the provisioning secure partition does
+//! (issue 15), as plain logic over the partition's Internal Trusted Storage.
+//!
+//! The non-secure image can be compromised or reflashed; what must not go
+//! backwards or be rewritten by it lives in the secure processing
+//! environment:
+//!
+//! - **Counters** ([`counters`]): monotonic 64-bit counters by ID (the
+//!   session id, the message `seq`). Read and increment only; at the
+//!   maximum an increment fails ([`Error::Overflow`]) instead of wrapping.
+//! - **Audit ring** ([`audit`]): the last [`audit::CAPACITY`] key operations
+//!   (operation, key ID, result, the partition's sequence number), oldest
+//!   first. The non-secure side can append (the operation it just ran) and
+//!   read; it cannot edit, remove or reorder an entry.
+//! - **Boot RNG record** ([`rng`]): at each boot the partition draws a block
+//!   from TF-M's RNG and compares it with the last boot's, as the
+//!   non-secure check does (`rust/psa/src/rng.rs`), but where the
+//!   non-secure side cannot rewrite the previous block.
+//!
+//! Each is one ITS asset, rewritten whole by `psa_its_set` (TF-M writes the
+//! new copy before it drops the old one, so a reset leaves one or the
+//! other) and sealed with a CRC-32: a record that does not check is
+//! reported ([`Error::Corrupted`]) and never trusted or silently reset (a
+//! reset would be the rollback the partition exists to prevent).
+//!
+//! The requests come as `psa_call`s: [`wire`] defines the operations and
+//! their fixed little-endian layouts, and [`Partition::dispatch`] serves
+//! one. Storage and randomness are passed in ([`Storage`], a closure), so
+//! the same code runs in the secure image (over `psa_its_*`) and in host
+//! tests (over files). No heap, no panics on any input.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod counters;
+pub mod rng;
+pub mod wire;
+
+pub use audit::{AuditEntry, AuditRead};
+pub use rng::{RngHealth, RngRecord};
+
+/// ITS UIDs of the partition's assets. TF-M keys ITS assets by the owning
+/// partition, so these never meet the non-secure side's UIDs.
+pub mod uid {
+    /// The counter table.
+    pub const COUNTERS: u64 = 0x7466_7000_0000_0001;
+    /// The audit ring.
+    pub const AUDIT: u64 = 0x7466_7000_0000_0002;
+    /// The boot RNG record.
+    pub const RNG: u64 = 0x7466_7000_0000_0003;
+}
+
+/// The partition's Internal Trusted Storage: `psa_its_get` / `psa_its_set`
+/// in the secure image, files in host tests.
+pub trait Storage {
+    /// Reads asset `uid` into `out`; its length, `Ok(None)` when absent.
+    fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error>;
+    /// Replaces asset `uid` with `data`, atomically (all or nothing).
+    fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error>;
+}
+
+/// Everything that can go wrong, with the PSA status the partition answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A stored record does not check (bad magic, length or CRC): reported,
+    /// never trusted, never reset.
+    Corrupted(u64),
+    /// A counter is at its maximum: it stays there.
+    Overflow(u32),
+    /// No room for another counter ([`counters::MAX_COUNTERS`]).
+    TableFull,
+    /// A malformed request (length, operation, argument).
+    InvalidArgument,
+    /// The answer does not fit the caller's buffer.
+    BufferTooSmall,
+    /// The storage failed (the PSA status of `psa_its_*`).
+    Storage(i32),
+    /// The random generator failed (its PSA status).
+    Rng(i32),
+}
+
+impl Error {
+    /// The PSA status for `psa_reply` (psa/error.h values).
+    pub fn psa_status(self) -> i32 {
+        match self {
+            Error::Corrupted(_) => -152,          // PSA_ERROR_DATA_CORRUPT
+            Error::Overflow(_) => -133,           // PSA_ERROR_NOT_PERMITTED
+            Error::TableFull => -142,             // PSA_ERROR_INSUFFICIENT_STORAGE
+            Error::InvalidArgument => -135,       // PSA_ERROR_INVALID_ARGUMENT
+            Error::BufferTooSmall => -138,        // PSA_ERROR_BUFFER_TOO_SMALL
+            Error::Storage(s) | Error::Rng(s) => s,
+        }
+    }
+
+    /// The error a PSA status stands for (the non-secure client's view).
+    pub fn from_psa_status(status: i32) -> Error {
+        match status {
+            -152 => Error::Corrupted(0),
+            -133 => Error::Overflow(0),
+            -142 => Error::TableFull,
+            -135 => Error::InvalidArgument,
+            -138 => Error::BufferTooSmall,
+            s => Error::Storage(s),
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Corrupted(uid) => write!(f, "stored record {uid:#018x} is corrupted: not trusted"),
+            Error::Overflow(id) => write!(f, "counter {id:#010x} is at its maximum"),
+            Error::TableFull => write!(f, "no room for another counter"),
+            Error::InvalidArgument => f.write_str("malformed request"),
+            Error::BufferTooSmall => f.write_str("answer larger than the buffer"),
+            Error::Storage(s) => write!(f, "ITS failed (PSA status {s})"),
+            Error::Rng(s) => write!(f, "random generator failed (PSA status {s})"),
+        }
+    }
+}
+
+/// A record sealed with a CRC-32 of everything before it.
+fn seal(buf: &mut [u8]) {
+    let n = buf.len() - 4;
+    let crc = crc32fast::hash(&buf[..n]);
+    buf[n..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Whether a sealed record checks.
+fn sealed_ok(buf: &[u8]) -> bool {
+    match buf.len().checked_sub(4) {
+        Some(n) => crc32fast::hash(&buf[..n]).to_le_bytes() == buf[n..],
+        None => false,
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    a.copy_from_slice(&b[at..at + 2]);
+    u16::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The partition: its storage and its random generator.
+pub struct Partition<S, R> {
+    storage: S,
+    rng: R,
+}
+
+impl<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>> Partition<S, R> {
+    /// Over `storage`, drawing random bytes with `rng` (`psa_generate_random`).
+    pub fn new(storage: S, rng: R) -> Self {
+        Partition { storage, rng }
+    }
+
+    /// The storage (tests corrupt it through this).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Counter `id` (0 if never incremented).
+    pub fn counter(&self, id: u32) -> Result<u64, Error> {
+        counters::read(&self.storage, id)
+    }
+
+    /// Increments counter `id`; its new value.
+    pub fn increment(&mut self, id: u32) -> Result<u64, Error> {
+        counters::increment(&mut self.storage, id)
+    }
+
+    /// Appends an entry to the audit ring; its sequence number.
+    pub fn audit_append(&mut self, op: u8, key_id: u32, result: i32) -> Result<u64, Error> {
+        audit::append(&mut self.storage, op, key_id, result)
+    }
+
+    /// Entries of the audit ring from sequence number `from` on, oldest
+    /// first, into `out`.
+    pub fn audit_read(&self, from: u64, out: &mut [AuditEntry]) -> Result<AuditRead, Error> {
+        audit::read(&self.storage, from, out)
+    }
+
+    /// The boot check: draws this boot's block, compares it with the last
+    /// one, stores it. Run once, from the partition's init.
+    pub fn boot_rng_check(&mut self) -> Result<RngRecord, Error> {
+        rng::boot_check(&mut self.storage, &mut self.rng)
+    }
+
+    /// The record of the last boot check.
+    pub fn rng_record(&self) -> Result<RngRecord, Error> {
+        rng::record(&self.storage)
+    }
+
+    /// Serves one `psa_call`: operation `op` (its `type`), request `input`,
+    /// answer written to `output`; the answer's length. See [`wire`].
+    pub fn dispatch(&mut self, op: i32, input: &[u8], output: &mut [u8]) -> Result<usize, Error> {
+        wire::dispatch(self, op, input, output)
+    }
+}
+
+#[cfg(test)]
+mod tests;
