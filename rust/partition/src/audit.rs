@@ -92,6 +92,9 @@ fn entry_at(buf: &[u8; LEN], slot: usize) -> AuditEntry {
 
 /// Appends an entry; its sequence number. Refused when the ring is
 /// corrupted (see the module documentation).
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
 pub fn append(storage: &mut impl Storage, op: u8, key_id: u32, result: i32) -> Result<u64, Error> {
     let mut buf = [0u8; LEN];
     let h = load(storage, &mut buf)?.unwrap_or(Header { len: 0, head: 0, next_seq: 1 });
@@ -120,6 +123,9 @@ pub fn append(storage: &mut impl Storage, op: u8, key_id: u32, result: i32) -> R
 /// The entries with sequence number `from` or later, oldest first, as many
 /// as fit `out`. A corrupted entry takes its place with `corrupted` set
 /// (its sequence number is the one its slot should hold).
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
 pub fn read(storage: &impl Storage, from: u64, out: &mut [AuditEntry]) -> Result<AuditRead, Error> {
     let mut buf = [0u8; LEN];
     let Some(h) = load(storage, &mut buf)? else {

@@ -61,6 +61,9 @@ fn store(storage: &mut impl Storage, table: &Table) -> Result<(), Error> {
 }
 
 /// Counter `id`: 0 if it was never incremented.
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
 pub fn read(storage: &impl Storage, id: u32) -> Result<u64, Error> {
     let table = load(storage)?;
     Ok(table.entries[..table.len].iter().find(|(i, _)| *i == id).map_or(0, |(_, v)| *v))
@@ -70,6 +73,9 @@ pub fn read(storage: &impl Storage, id: u32) -> Result<u64, Error> {
 /// fails with [`Error::Overflow`] and stays. The new value is stored before
 /// it is returned: a caller never uses a value that a reset could hand out
 /// again.
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
 pub fn increment(storage: &mut impl Storage, id: u32) -> Result<u64, Error> {
     let mut table = load(storage)?;
     let next = match table.entries[..table.len].iter_mut().find(|(i, _)| *i == id) {

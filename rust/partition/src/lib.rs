@@ -121,17 +121,20 @@ impl core::fmt::Display for Error {
     }
 }
 
+/// CRC-32 (IEEE 802.3, as zlib's), computed bit by bit.
+const CRC32: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
+
 /// A record sealed with a CRC-32 of everything before it.
 fn seal(buf: &mut [u8]) {
     let n = buf.len() - 4;
-    let crc = crc32fast::hash(&buf[..n]);
+    let crc = CRC32.checksum(&buf[..n]);
     buf[n..].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Whether a sealed record checks.
 fn sealed_ok(buf: &[u8]) -> bool {
     match buf.len().checked_sub(4) {
-        Some(n) => crc32fast::hash(&buf[..n]).to_le_bytes() == buf[n..],
+        Some(n) => CRC32.checksum(&buf[..n]).to_le_bytes() == buf[n..],
         None => false,
     }
 }

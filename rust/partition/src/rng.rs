@@ -77,6 +77,9 @@ fn load(storage: &impl Storage) -> Result<Option<(RngRecord, [u8; BLOCK_LEN])>, 
 /// block with `draw`, compares, stores the new record. A corrupted record
 /// is reported and left as it is (the check cannot be trusted, and the
 /// damage stays visible).
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
 pub fn boot_check(
     storage: &mut impl Storage,
     draw: &mut impl FnMut(&mut [u8]) -> Result<(), i32>,
@@ -100,6 +103,9 @@ pub fn boot_check(
 }
 
 /// The last boot check's record ([`Error::InvalidArgument`] before the first).
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
 pub fn record(storage: &impl Storage) -> Result<RngRecord, Error> {
     load(storage)?.map(|(r, _)| r).ok_or(Error::InvalidArgument)
 }

@@ -71,6 +71,18 @@ fn asset(dir: &std::path::Path, uid: u64) -> Vec<u8> {
 }
 
 #[test]
+fn the_seal_is_the_ieee_crc32() {
+    // zlib's crc32("123456789"), the standard check value.
+    let mut rec = *b"123456789\0\0\0\0";
+    seal(&mut rec);
+    assert_eq!(u32_at(&rec, 9), 0xCBF4_3926);
+    assert!(sealed_ok(&rec));
+    rec[0] ^= 1;
+    assert!(!sealed_ok(&rec));
+    assert!(!sealed_ok(&[1, 2, 3]));
+}
+
+#[test]
 fn counters_survive_a_restart_and_never_decrease() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = boot(dir.path(), 1);

@@ -65,19 +65,7 @@ pub fn dispatch<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>>(
             put(out, 0, &seq.to_le_bytes())?;
             Ok(8)
         }
-        AUDIT_READ => {
-            let req = exact::<10>(input)?;
-            let max = (u16_at(req, 8) as usize).min(READ_MAX);
-            let mut entries = [AuditEntry::default(); READ_MAX];
-            let r = p.audit_read(u64_at(req, 0), &mut entries[..max])?;
-            put(out, 0, &r.oldest.to_le_bytes())?;
-            put(out, 8, &r.next.to_le_bytes())?;
-            put(out, 16, &(r.count as u16).to_le_bytes())?;
-            for (i, e) in entries[..r.count].iter().enumerate() {
-                put(out, 18 + i * ENTRY_LEN, &encode_entry(e))?;
-            }
-            Ok(18 + r.count * ENTRY_LEN)
-        }
+        AUDIT_READ => audit_read(p, exact::<10>(input)?, out),
         RNG_RECORD => {
             if !input.is_empty() {
                 return Err(Error::InvalidArgument);
@@ -89,6 +77,26 @@ pub fn dispatch<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>>(
         }
         _ => Err(Error::InvalidArgument),
     }
+}
+
+/// [`AUDIT_READ`]. Not inlined: its entries stay out of the other
+/// operations' frames (the partition's stack is 4 KiB).
+#[inline(never)]
+fn audit_read<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>>(
+    p: &Partition<S, R>,
+    req: &[u8; 10],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let max = (u16_at(req, 8) as usize).min(READ_MAX);
+    let mut entries = [AuditEntry::default(); READ_MAX];
+    let r = p.audit_read(u64_at(req, 0), &mut entries[..max])?;
+    put(out, 0, &r.oldest.to_le_bytes())?;
+    put(out, 8, &r.next.to_le_bytes())?;
+    put(out, 16, &(r.count as u16).to_le_bytes())?;
+    for (i, e) in entries[..r.count].iter().enumerate() {
+        put(out, 18 + i * ENTRY_LEN, &encode_entry(e))?;
+    }
+    Ok(18 + r.count * ENTRY_LEN)
 }
 
 /// An entry as it goes on the wire.
