@@ -7,26 +7,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use tfmprov_partition::{wire, Error, Partition, Storage};
-
-#[derive(Default)]
-struct MemIts(HashMap<u64, Vec<u8>>);
-
-impl Storage for MemIts {
-    fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error> {
-        match self.0.get(&uid) {
-            None => Ok(None),
-            Some(d) => {
-                out.get_mut(..d.len()).ok_or(Error::Storage(-138))?.copy_from_slice(d);
-                Ok(Some(d.len()))
-            }
-        }
-    }
-    fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error> {
-        self.0.insert(uid, data.to_vec());
-        Ok(())
-    }
-}
+use tfmprov_partition::testing::MemIts;
+use tfmprov_partition::{wire, Partition};
 
 fuzz_target!(|data: &[u8]| {
     let rng = |b: &mut [u8]| {

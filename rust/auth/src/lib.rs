@@ -32,7 +32,8 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use audit::{AuditEntry, Head, Tamper};
 pub use operators::{
-    generate_token, operator_certificate_name, write_secret, Credentials, Denied, Operator, Scope, OPERATOR_OU,
+    generate_token, is_operator_name, operator_certificate_name, write_secret, Credentials, Denied, Operator, Scope,
+    OPERATOR_OU,
 };
 use tfmprov_db::{Db, DbError};
 

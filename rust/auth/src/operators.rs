@@ -125,10 +125,14 @@ fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// Whether `name` can name an operator: 1 to 64 characters of `A-Z a-z
+/// 0-9 . _ -` (also what the CA requires of an operator certificate's CN).
+pub fn is_operator_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn check_name(name: &str) -> Result<(), Error> {
-    let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if is_operator_name(name) {
         Ok(())
     } else {
         Err(Error::InvalidName(name.to_owned()))
@@ -149,6 +153,14 @@ fn operator_of(row: &tfmprov_db::Row) -> Result<Operator, Error> {
 
 /// The columns [`operator_of`] reads.
 const OPERATOR_COLUMNS: &str = "name, scopes, created_ms, revoked_ms, cert_sha256";
+
+/// Operator `name`, revoked or not.
+fn operator_named(db: &tfmprov_db::Db, name: &str) -> Result<Operator, Error> {
+    let row = db
+        .query_opt(&format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = $1"), vec![name.into()])?
+        .ok_or_else(|| Error::NoSuchOperator(name.to_owned()))?;
+    operator_of(&row)
+}
 
 /// Why a request was refused: 401 (no, unknown or revoked credential) or
 /// 403 (a valid one without the scope). The body says which, never more.
@@ -213,12 +225,10 @@ impl Auth {
             "UPDATE operators SET revoked_ms = $2 WHERE name = $1 AND revoked_ms IS NULL",
             vec![name.into(), Value::Int(now_ms())],
         )?;
-        let row = db
-            .query_opt(&format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = $1"), vec![name.into()])?
-            .ok_or_else(|| Error::NoSuchOperator(name.to_owned()))?;
+        let op = operator_named(&db, name)?;
         drop(db);
         self.append("-", "operator.revoke", name, "ok")?;
-        operator_of(&row)
+        Ok(op)
     }
 
     /// At a server's first start (no operator at all): makes `admin` with
@@ -299,14 +309,10 @@ impl Auth {
         if cn != name {
             return Err(Error::NotOperatorCertificate(format!("issued for operator {cn:?}, not {name:?}")));
         }
+        // No other operator can hold it: its CN is this operator's name
+        // (names are unique; the column's unique index stands behind that).
         let hash = Sha256::digest(cert_der).to_vec();
         let db = self.db();
-        if let Some(other) = db.query_opt("SELECT name FROM operators WHERE cert_sha256 = $1", vec![Value::Blob(hash.clone())])? {
-            let other = other.text(0)?;
-            if other != name {
-                return Err(Error::NotOperatorCertificate(format!("already bound to operator {other:?}")));
-            }
-        }
         let n = db.execute(
             "UPDATE operators SET cert_sha256 = $2 WHERE name = $1 AND revoked_ms IS NULL",
             vec![name.into(), Value::Blob(hash.clone())],
@@ -314,12 +320,10 @@ impl Auth {
         if n == 0 {
             return Err(Error::NoSuchOperator(name.to_owned()));
         }
-        let row = db
-            .query_opt(&format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = $1"), vec![name.into()])?
-            .ok_or_else(|| Error::NoSuchOperator(name.to_owned()))?;
+        let op = operator_named(&db, name)?;
         drop(db);
         self.append("-", "operator.bind-cert", name, &format!("ok: sha256 {}", hex::encode(&hash)))?;
-        operator_of(&row)
+        Ok(op)
     }
 
     /// The operator behind a request ([`Credentials`]: its bearer token,

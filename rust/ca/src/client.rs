@@ -105,8 +105,8 @@ pub fn submit_server_csr(base_url: &str, token: &str, csr_der: &[u8], names: &[&
 /// operator`, clientAuth) with a `token` of scope `operators`; the request's
 /// CN must be `name`.
 pub fn submit_operator_csr(base_url: &str, token: &str, name: &str, csr_der: &[u8], timeout: Duration) -> Result<String, Error> {
-    // Operator names ([A-Za-z0-9._-]) need no escaping; anything else is refused here.
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+    // Operator names need no escaping; anything else is refused here.
+    if !tfmprov_auth::is_operator_name(name) {
         return Err(Error::Refused(crate::Refusal::BadProfile(format!("{name:?} is not an operator name"))));
     }
     post_csr(base_url, format!("/v1/csr?profile=operator&name={name}"), token, csr_der, timeout)

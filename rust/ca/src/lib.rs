@@ -324,18 +324,8 @@ impl Ca {
     /// no one until bound to that operator on a server
     /// (`tfmprov operator bind-cert`).
     pub fn sign_operator_csr_from(&self, csr_der: &[u8], source: &str, name: &str) -> Result<Issued, Error> {
-        let valid = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        // A request that does not check at all is refused below, with its
-        // own reason; one that does must be for this name.
-        let cn_matches = || csr::check_csr(csr_der, &mut csr::CsrHints::default()).map_or(true, |c| c.cn == name);
-        let why = if !valid {
-            Some(format!("operator name {name:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"))
-        } else if !cn_matches() {
-            Some(format!("the request's CN must be the operator name {name:?}"))
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        if !tfmprov_auth::is_operator_name(name) {
+            let why = format!("operator name {name:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
             let err = Error::Refused(Refusal::BadProfile(why));
             self.log_failure(source, "refused", &err.to_string(), None, None);
             return Err(err);
@@ -367,6 +357,14 @@ impl Ca {
                 return Err(Error::Refused(refusal));
             }
         };
+        // An operator certificate is for the operator the request names.
+        if let LeafProfile::Operator(name) = profile {
+            if checked.cn != *name {
+                let err = Error::Refused(Refusal::BadProfile(format!("the request's CN must be the operator name {name:?}")));
+                self.log_failure(source, "refused", &err.to_string(), Some(&checked.cn), None);
+                return Err(err);
+            }
+        }
         match self.issue(&checked, source, profile) {
             Ok(issued) => {
                 self.metrics.issued(issued.rekey);

@@ -303,7 +303,9 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
     Some(&text[start..stop])
 }
 
-pub(crate) fn write_key(path: &Path, key: &SigningKey) -> Result<(), Error> {
+/// Writes a P-256 private key as PKCS#8 PEM, mode 0600 from its creation
+/// (the CA's keys, the servers' TLS keys, an operator certificate's key).
+pub fn write_key(path: &Path, key: &SigningKey) -> Result<(), Error> {
     let secret = p256::SecretKey::from(key);
     let pem = secret
         .to_pkcs8_pem(LineEnding::LF)

@@ -272,7 +272,7 @@ impl Device {
         if new_key.is_some() {
             return new_key;
         }
-        let id = DeviceKeyId::new(self.telemetry_key_id().into()).ok()?;
+        let id = self.active_telemetry_key().ok()?;
         self.psa.key_present(id).ok()?.then_some(id)
     }
 

@@ -208,7 +208,7 @@ impl Device {
     }
 
     fn telemetry_key(&mut self) -> Result<(DeviceKeyId, Kid), Error> {
-        let id = DeviceKeyId::new(self.telemetry_key_id().into())?;
+        let id = self.active_telemetry_key()?;
         if let Some((cached_id, kid)) = self.telemetry.kid {
             if cached_id == id.get() {
                 return Ok((id, kid));

@@ -312,10 +312,11 @@ int32_t tfmprov_mqtt_tls_key(uint32_t *key_id);
 
 /**
  * Checks the broker's TLS leaf certificate (DER, as the TLS stack received
- * it) against the key pinned at enrollment: `TFMPROV_OK` when the SHA-256
- * of its SubjectPublicKeyInfo is the pin, `TFMPROV_ERR_DEVICE_BASE - 7`
- * (mismatch) when it carries another key, another `TFMPROV_ERR_*` when the
- * certificate is malformed or no pin is stored. Called from the TLS
+ * it) against the key pinned at enrollment: `TFMPROV_OK` when its
+ * SubjectPublicKeyInfo is that of the broker certificate stored at
+ * 0x3F000003 (the key the pin names), `TFMPROV_ERR_MISMATCH` when it
+ * carries another key, another `TFMPROV_ERR_*` when the certificate is
+ * malformed or no pin is stored. Called from the TLS
  * stack's verify callback; the chain and the name are checked there too.
  *
  * # Safety

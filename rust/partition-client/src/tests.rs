@@ -4,30 +4,11 @@
 
 extern crate std;
 
-use std::collections::HashMap;
 use std::vec::Vec;
 
 use super::*;
-use tfmprov_partition::{Partition, Storage};
-
-#[derive(Default)]
-struct MemIts(HashMap<u64, Vec<u8>>);
-
-impl Storage for MemIts {
-    fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, tfmprov_partition::Error> {
-        match self.0.get(&uid) {
-            None => Ok(None),
-            Some(d) => {
-                out.get_mut(..d.len()).ok_or(tfmprov_partition::Error::Storage(-138))?.copy_from_slice(d);
-                Ok(Some(d.len()))
-            }
-        }
-    }
-    fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), tfmprov_partition::Error> {
-        self.0.insert(uid, data.to_vec());
-        Ok(())
-    }
-}
+use tfmprov_partition::testing::MemIts;
+use tfmprov_partition::Partition;
 
 type Rng = fn(&mut [u8]) -> Result<(), i32>;
 

@@ -213,5 +213,37 @@ impl<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>> Partition<S, R> {
     }
 }
 
+/// An in-memory [`Storage`] for tests and fuzzing (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing {
+    extern crate std;
+    use std::collections::HashMap;
+    use std::vec::Vec;
+
+    use crate::{Error, Storage};
+
+    /// Assets by UID; `psa_its_get` into a buffer too small is the PSA
+    /// status of `psa_its_get` (buffer too small).
+    #[derive(Default)]
+    pub struct MemIts(pub HashMap<u64, Vec<u8>>);
+
+    impl Storage for MemIts {
+        fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error> {
+            match self.0.get(&uid) {
+                None => Ok(None),
+                Some(d) => {
+                    out.get_mut(..d.len()).ok_or(Error::Storage(-138))?.copy_from_slice(d);
+                    Ok(Some(d.len()))
+                }
+            }
+        }
+
+        fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error> {
+            self.0.insert(uid, data.to_vec());
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -169,13 +169,11 @@ pub fn operator(cmd: OperatorCommand) -> Result<bool> {
             }
         }
         OperatorCommand::Cert { ca_url, name, key_out, cert_out, token } => {
-            use p256::pkcs8::{EncodePrivateKey, LineEnding};
             let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
             let csr = tfmprov_ca::server_identity::csr(&key, &name)?;
             let chain = tfmprov_ca::client::submit_operator_csr(&ca_url, &token.token()?, &name, &csr, std::time::Duration::from_secs(30))
                 .with_context(|| format!("operator certificate from {ca_url}"))?;
-            let pem = p256::SecretKey::from(&key).to_pkcs8_pem(LineEnding::LF).context("encoding the key")?;
-            tfmprov_auth::write_secret(&key_out, pem.trim_end()).with_context(|| format!("writing {}", key_out.display()))?;
+            tfmprov_ca::store::write_key(&key_out, &key)?;
             std::fs::write(&cert_out, &chain).with_context(|| format!("writing {}", cert_out.display()))?;
             println!("operator certificate for {name}: {} (key {}); bind it with `tfmprov operator bind-cert`", cert_out.display(), key_out.display());
         }

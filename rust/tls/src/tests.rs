@@ -45,6 +45,16 @@ fn leaf(issuer: &Ca, cn: &str, server: bool) -> Leaf {
     Leaf { der: cert.der().clone(), key }
 }
 
+/// An external key whose closure signs with `key` (what PSA does on the
+/// device), in software.
+fn signing_with(key: p256::ecdsa::SigningKey) -> ExternalP256Key {
+    ExternalP256Key::new(move |digest| {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let sig: p256::ecdsa::Signature = key.sign_prehash(digest).map_err(|e| e.to_string())?;
+        Ok(sig.to_bytes().into())
+    })
+}
+
 fn key_der(k: &KeyPair) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.serialize_der()))
 }
@@ -165,11 +175,7 @@ fn external_key_that_signs_with_another_key_is_refused() {
     let srv = leaf(&p.inter, "broker", true);
     let dev = leaf(&p.inter, "dev-1", false);
     let wrong = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let key = ExternalP256Key::new(move |digest| {
-        use p256::ecdsa::signature::hazmat::PrehashSigner;
-        let sig: p256::ecdsa::Signature = wrong.sign_prehash(digest).map_err(|e| e.to_string())?;
-        Ok(sig.to_bytes().into())
-    });
+    let key = signing_with(wrong);
     let identity = ClientIdentity { chain: vec![dev.der.clone(), p.inter.der.clone()], key: Arc::new(key) };
     let err = handshake(
         client_config(ServerCheck::Chain(root_store(&p)), Some(identity)).unwrap(),
@@ -293,12 +299,7 @@ fn a_per_handshake_identity_follows_a_key_switch() {
     let identities: Vec<ClientIdentity> = devs
         .iter()
         .map(|d| {
-            let signer = p256::ecdsa::SigningKey::from_pkcs8_der(&d.key.serialize_der()).unwrap();
-            let key = ExternalP256Key::new(move |digest| {
-                use p256::ecdsa::signature::hazmat::PrehashSigner;
-                let sig: p256::ecdsa::Signature = signer.sign_prehash(digest).map_err(|e| e.to_string())?;
-                Ok(sig.to_bytes().into())
-            });
+            let key = signing_with(p256::ecdsa::SigningKey::from_pkcs8_der(&d.key.serialize_der()).unwrap());
             ClientIdentity { chain: vec![d.der.clone(), p.inter.der.clone()], key: Arc::new(key) }
         })
         .collect();
