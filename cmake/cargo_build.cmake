@@ -7,7 +7,8 @@
 # and defines, probe object), CARGO, RUSTC (may be empty), BUILD_STD (ON/OFF),
 # WORKSPACE, RUST_TARGET, TARGET_DIR, EMPTY_LIB_DIR, CC, AR, NM, CPU_FLAGS
 # ('|'-separated), OUT_LIB, TFM_CONFIG_HEADER (the board's TF-M project
-# configuration header: rust/psa/build.rs derives the storage limits from it).
+# configuration header: rust/psa/build.rs derives the storage limits from it),
+# FEATURES (empty, or `partition` with CONFIG_TFMPROV_PARTITION).
 cmake_minimum_required(VERSION 3.20)
 
 include(${PARAMS})
@@ -68,6 +69,7 @@ set(target_env "${RUST_TARGET}")
 
 set(env
   "MBEDTLS_INCLUDE_DIR=${TFMPROV_TFM_NS_INCLUDE}"
+  "TFMPROV_TFM_NS_INCLUDE=${TFMPROV_TFM_NS_INCLUDE}"
   "MBEDTLS_LIB_DIR=${EMPTY_LIB_DIR}"
   "BINDGEN_EXTRA_CLANG_ARGS_${target_env}=${bindgen_args}"
   "CC_${target_env}=${CC}"
@@ -91,6 +93,12 @@ if(BUILD_STD)
   # stable rustc accept the -Z flag.
   list(APPEND env "RUSTC_BOOTSTRAP=1")
   list(APPEND cargo_args -Zbuild-std=core,alloc)
+endif()
+if(FEATURES)
+  # `partition` (CONFIG_TFMPROV_PARTITION): the partition's client, whose
+  # bindings bindgen makes from psa/client.h and psa_manifest/sid.h in
+  # TFMPROV_TFM_NS_INCLUDE (rust/partition-client/build.rs).
+  list(APPEND cargo_args --no-default-features --features ${FEATURES})
 endif()
 list(APPEND cargo_args --crate-type staticlib)
 

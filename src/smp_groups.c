@@ -69,6 +69,10 @@ static int tfmprov_smp(struct smp_streamer *ctxt, uint16_t group, uint8_t cmd, u
 			ok = ok && zcbor_tstr_put_lit(zse, "cert") &&
 			     zcbor_bstr_encode_ptr(zse, (const char *)smp_data, rsp.data_len);
 		}
+		if (rsp.fields & TFMPROV_RSP_LOG) {
+			ok = ok && zcbor_tstr_put_lit(zse, "log") &&
+			     zcbor_bstr_encode_ptr(zse, (const char *)smp_data, rsp.data_len);
+		}
 	}
 	tfmprov_leave();
 
@@ -99,6 +103,7 @@ TFMPROV_HANDLERS(64, 1)
 TFMPROV_HANDLERS(64, 2)
 TFMPROV_HANDLERS(64, 3)
 TFMPROV_HANDLERS(64, 4)
+TFMPROV_HANDLERS(64, 5)
 TFMPROV_HANDLERS(65, 0)
 TFMPROV_HANDLERS(66, 0)
 TFMPROV_HANDLERS(66, 1)
@@ -109,6 +114,7 @@ static const struct mgmt_handler keys_handlers[] = {
 	TFMPROV_ENTRY(64, 2), /* status */
 	TFMPROV_ENTRY(64, 3), /* destroy */
 	TFMPROV_ENTRY(64, 4), /* kak: the key-agreement key's public key */
+	TFMPROV_ENTRY(64, 5), /* audit: the log of key operations */
 };
 static const struct mgmt_handler csr_handlers[] = {
 	TFMPROV_ENTRY(65, 0), /* create */

@@ -41,8 +41,8 @@ fuzz_target!(|data: &[u8]| {
         let op = i32::from(*op % 8);
         if let Ok(n) = p.dispatch(op, input, &mut out) {
             assert!(n <= out.len());
-            if op == wire::COUNTER_READ || op == wire::COUNTER_INCREMENT {
-                let id = u32::from_le_bytes(input.try_into().unwrap());
+            if op == wire::COUNTER_READ || op == wire::COUNTER_INCREMENT || op == wire::COUNTER_ADVANCE {
+                let id = u32::from_le_bytes(input[..4].try_into().unwrap());
                 let v = u64::from_le_bytes(out[..8].try_into().unwrap());
                 let before = seen.insert(id, v).unwrap_or(0);
                 assert!(v >= before, "counter {id} went from {before} to {v}");

@@ -37,6 +37,12 @@ fuzz_target!(|data: &[u8]| {
     same::<CsrCreateReq>(data);
     same::<CertStoreReq>(data);
     same::<CertGetReq>(data);
+    same::<AuditReq>(data);
+    // The host's decoder of the device's audit log: an error or a log whose
+    // every entry checks, never a panic.
+    if let Ok(log) = AuditLog::decode(data) {
+        assert!(log.records().is_ok());
+    }
     // The map reader alone, with every accessor on every value.
     if let Ok(mut r) = tfmprov_cbor::MapReader::new(data, 8) {
         while let Ok(Some(_)) = r.next_key() {

@@ -10,7 +10,8 @@ console framing) the tests send an OS echo, a group-64 generate and a group-64
 public request, and check the response shapes of DESIGN.md on the raw CBOR
 (id: uint, pub: byte string of 65 bytes starting 0x04, the same key from generate
 and public), plus the SMP v2 error form for an absent key
-(`{"err": {"group": 64, "rc": 2}}`) and the SMP v1 form (`{"rc": 5}`, ENOENT).
+(`{"err": {"group": 64, "rc": 2}}`), the SMP v1 form (`{"rc": 5}`, ENOENT), and the
+audit log (command 5) recording the generate with its result.
 
 Nothing is built here: the binary is expected at target/debug/tfmprov
 (TFMPROV_BIN overrides).
@@ -103,6 +104,18 @@ class KeyPublicReadResponse(smpmsg.ReadResponse):
     pub: bytes
 
 
+class KeyAuditReadRequest(smpmsg.ReadRequest):
+    _GROUP_ID = KEYS_GROUP
+    _COMMAND_ID = 5
+
+
+class KeyAuditReadResponse(smpmsg.ReadResponse):
+    _GROUP_ID = KEYS_GROUP
+    _COMMAND_ID = 5
+
+    log: bytes
+
+
 class _KeysGroup:
     _ErrorV1 = KeysErrorV1
     _ErrorV2 = KeysErrorV2
@@ -114,6 +127,10 @@ class KeyGenerate(KeyGenerateWriteRequest, _KeysGroup):
 
 class KeyPublic(KeyPublicReadRequest, _KeysGroup):
     _Response = KeyPublicReadResponse
+
+
+class KeyAudit(KeyAuditReadRequest, _KeysGroup):
+    _Response = KeyAuditReadResponse
 
 
 # --- the simulated device ----------------------------------------------------------------
@@ -256,6 +273,21 @@ async def scenario(client: SMPClient, gen_id: int | None) -> int:
     assert error_v1(missing_v1), f"expected an SMP v1 error, got {missing_v1}"
     assert missing_v1.header.version == smphdr.Version.V1
     assert body_of(missing_v1) == {"rc": 5}
+
+    # the audit log (group 64, command 5): a byte string holding a CBOR map,
+    # whose newest entry is this generate with its result; the reads above
+    # are not key operations and are not in it
+    audit = await client.request(KeyAudit())
+    assert success(audit), f"audit failed: {audit}"
+    body = body_of(audit)
+    assert set(body) == {"log"} and isinstance(body["log"], bytes), body
+    log = cbor2.loads(body["log"])
+    assert set(log) == {"secure", "oldest", "next", "missed", "entries"}, log
+    assert log["secure"] is True, "device-sim runs the simulated secure partition by default"
+    assert log["missed"] == 0
+    assert 1 <= log["oldest"] < log["next"] and log["entries"], log
+    assert [e[0] for e in log["entries"]] == list(range(log["oldest"], log["next"]))
+    assert log["entries"][-1] == [log["next"] - 1, 1, gen.id, 0], "op 1 generate, rc 0"
     return gen.id
 
 

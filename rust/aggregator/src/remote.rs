@@ -20,9 +20,10 @@ use crate::ingest::Out;
 use crate::registry::Registry;
 use crate::store;
 
-/// The operations (docs/remote.md: those of SMP groups 64/65/66).
-/// Plus `use-key`, a rotation's switch of the device's telemetry key.
-pub const OPS: [&str; 8] = ["status", "public", "generate", "destroy", "csr", "store-cert", "get-cert", "use-key"];
+/// The operations (docs/remote.md: those of SMP groups 64/65/66, `audit`
+/// the device's audit log of key operations). Plus `use-key`, a
+/// rotation's switch of the device's telemetry key.
+pub const OPS: [&str; 9] = ["status", "public", "generate", "destroy", "csr", "store-cert", "get-cert", "use-key", "audit"];
 
 /// What the remote side needs.
 pub(crate) struct Remote {
@@ -61,18 +62,20 @@ pub struct CommandInfo {
 }
 
 /// JSON args -> the CBOR map the device's SMP dispatcher reads. Known keys
-/// only, with their types: `id` (uint), `replace` (bool), `cn`/`o`/`ou`
-/// (text), `priv`/`cert` (hex).
+/// only, with their types: `id`/`from` (uint), `replace` (bool),
+/// `cn`/`o`/`ou` (text), `priv`/`cert` (hex).
 fn args_to_cbor(args: &serde_json::Map<String, serde_json::Value>) -> Result<Value, Refusal> {
     let mut entries = Vec::new();
     for (k, v) in args {
         let bad = |what: &str| Refusal::BadRequest(format!("args.{k}: {what}"));
         let value = match (k.as_str(), v) {
-            ("id", serde_json::Value::Number(n)) => Value::Integer(n.as_u64().ok_or_else(|| bad("not a uint"))?.into()),
+            ("id" | "from", serde_json::Value::Number(n)) => {
+                Value::Integer(n.as_u64().ok_or_else(|| bad("not a uint"))?.into())
+            }
             ("replace", serde_json::Value::Bool(b)) => Value::Bool(*b),
             ("cn" | "o" | "ou", serde_json::Value::String(s)) => Value::Text(s.clone()),
             ("priv" | "cert", serde_json::Value::String(h)) => Value::Bytes(hex::decode(h).map_err(|_| bad("not hex"))?),
-            ("id" | "replace" | "cn" | "o" | "ou" | "priv" | "cert", _) => return Err(bad("wrong type")),
+            ("id" | "from" | "replace" | "cn" | "o" | "ou" | "priv" | "cert", _) => return Err(bad("wrong type")),
             _ => return Err(bad("unknown argument")),
         };
         entries.push((Value::Text(k.clone()), value));

@@ -12,8 +12,9 @@ use alloc::vec::Vec;
 use tfmprov_psa::ids::{CertTarget, DeviceKeyId};
 use tfmprov_psa::{KeyOrigin, PublicKey};
 use tfmprov_cbor::Enc;
+use crate::vault::AuditOp;
 use tfmprov_smp::{
-    cmd, decode_request, group, CertGetReq, CertStoreReq, CsrCreateReq, EmptyReq, HandlerError, KeyGenerateReq, KeyIdReq,
+    cmd, decode_request, group, AuditReq, CertGetReq, CertStoreReq, CsrCreateReq, EmptyReq, HandlerError, KeyGenerateReq, KeyIdReq,
     MgmtErr, Op,
 };
 
@@ -47,6 +48,8 @@ pub enum Response {
     Csr(Vec<u8>),
     /// `{"cert"}`: DER certificate.
     Cert(Vec<u8>),
+    /// `{"log"}`: the CBOR audit log ([`Device::audit_log`]).
+    Audit(Vec<u8>),
 }
 
 impl Response {
@@ -62,6 +65,7 @@ impl Response {
             Response::Empty => e.map(0),
             Response::Csr(der) => e.map(1).text("csr").bytes(der),
             Response::Cert(der) => e.map(1).text("cert").bytes(der),
+            Response::Audit(log) => e.map(1).text("log").bytes(log),
         };
         e.finish()
     }
@@ -69,7 +73,7 @@ impl Response {
     fn data_len(&self) -> usize {
         match self {
             Response::Key { public, .. } => public.len(),
-            Response::Csr(der) | Response::Cert(der) => der.len(),
+            Response::Csr(der) | Response::Cert(der) | Response::Audit(der) => der.len(),
             Response::Status { .. } | Response::Empty => 0,
         }
     }
@@ -122,17 +126,20 @@ impl Device {
                 let public = self.psa.kak_public().map_err(|e| group_err(e.into()))?;
                 Ok(Response::Key { id: tfmprov_psa::ids::STATE_KAK, public })
             }
+            (group::KEYS, cmd::KEYS_AUDIT, Op::Read) => {
+                let req: AuditReq = decode_request(body)?;
+                Ok(Response::Audit(self.audit_log(req.from.unwrap_or(0)).map_err(group_err)?))
+            }
             (group::CSR, cmd::CSR_CREATE, Op::Write) => {
                 let req: CsrCreateReq = decode_request(body)?;
                 let id = key_id(req.id)?;
                 let subject = Subject { cn: &req.cn, o: req.o.as_deref(), ou: req.ou.as_deref() };
-                let der = csr::create(&self.psa, id, &subject).map_err(group_err)?;
-                Ok(Response::Csr(der))
+                Ok(Response::Csr(self.create_csr(id, &subject).map_err(group_err)?))
             }
             (group::CERTS, cmd::CERTS_STORE, Op::Write) => {
                 let req: CertStoreReq = decode_request(body)?;
                 let target = CertTarget::new(req.id).map_err(|e| group_err(e.into()))?;
-                certs::store(&mut self.psa, target, &req.cert).map_err(group_err)?;
+                self.store_certificate(target, &req.cert).map_err(group_err)?;
                 Ok(Response::Empty)
             }
             (group::CERTS, cmd::CERTS_GET, Op::Read) => {
@@ -144,6 +151,10 @@ impl Device {
         }
     }
 
+    // The key operations: every way in (SMP, shell, remote commands, the
+    // sample set) goes through these, so each is in the audit log with its
+    // result.
+
     /// Creates a key ([`tfmprov_psa::Psa::create_key`]) on behalf of SMP or
     /// the shell; a replace invalidates the cached telemetry kid.
     pub fn create_key(
@@ -153,15 +164,39 @@ impl Device {
         replace: bool,
     ) -> Result<DeviceKeyId, tfmprov_psa::Error> {
         self.forget_kid();
-        self.psa.create_key(id, origin, replace)
+        let op = match (&origin, replace) {
+            (KeyOrigin::Random, false) => AuditOp::Generate,
+            (KeyOrigin::Known(_), false) => AuditOp::Import,
+            (KeyOrigin::Random, true) => AuditOp::GenerateReplace,
+            (KeyOrigin::Known(_), true) => AuditOp::ImportReplace,
+        };
+        let result = self.psa.create_key(id, origin, replace);
+        // An auto-assigned ID that was never assigned is logged as 0.
+        let logged = result.as_ref().map_or(id.map_or(0, DeviceKeyId::get), |k| k.get());
+        self.audit(op, logged, &result);
+        result
     }
 
     /// Destroys a key and its certificate (DESIGN.md: `destroy` removes both).
     pub fn destroy_key_and_cert(&mut self, id: DeviceKeyId) -> Result<(), Error> {
         self.forget_kid();
-        self.psa.destroy_key(id)?;
-        self.psa.delete_cert(id.cert_slot())?;
-        Ok(())
+        let result = self.psa.destroy_key(id).and_then(|()| self.psa.delete_cert(id.cert_slot())).map_err(Error::from);
+        self.audit(AuditOp::Destroy, id.get(), &result);
+        result
+    }
+
+    /// A CSR signed by key `id` ([`csr::create`]).
+    pub fn create_csr(&mut self, id: DeviceKeyId, subject: &Subject<'_>) -> Result<Vec<u8>, Error> {
+        let result = csr::create(&self.psa, id, subject);
+        self.audit(AuditOp::Csr, id.get(), &result);
+        result
+    }
+
+    /// Stores a certificate in its slot ([`certs::store`]).
+    pub fn store_certificate(&mut self, target: CertTarget, der: &[u8]) -> Result<(), Error> {
+        let result = certs::store(&mut self.psa, target, der);
+        self.audit(AuditOp::StoreCert, target.id(), &result);
+        result
     }
 
     /// Handles one whole SMP packet (header + CBOR) and returns the response

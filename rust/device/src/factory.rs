@@ -5,9 +5,9 @@
 //! It is idempotent: keys already present are kept, so running it again after
 //! a reset neither fails nor piles up keys.
 
-use crate::Error;
+use crate::{Device, Error};
 use tfmprov_psa::ids::{DeviceKeyId, AUTO_ASSIGN_MIN};
-use tfmprov_psa::{KeyOrigin, Psa, PublicKey};
+use tfmprov_psa::{KeyOrigin, PublicKey};
 
 /// ID of the first known-value sample key.
 pub const SAMPLE_KEY_ID_2: u32 = 0x0000_0002;
@@ -49,25 +49,26 @@ pub struct SampleSet {
     pub chained: SampleKey,
 }
 
-fn ensure(psa: &mut Psa, id: DeviceKeyId, origin: KeyOrigin<'_>) -> Result<SampleKey, Error> {
-    let created = !psa.key_present(id)?;
+fn ensure(dev: &mut Device, id: DeviceKeyId, origin: KeyOrigin<'_>) -> Result<SampleKey, Error> {
+    let created = !dev.psa.key_present(id)?;
     if created {
-        psa.create_key(Some(id), origin, false)?;
+        dev.create_key(Some(id), origin, false)?;
     }
-    Ok(SampleKey { id, public: psa.public_key(id)?, created })
+    Ok(SampleKey { id, public: dev.psa.public_key(id)?, created })
 }
 
-/// Provisions the sample set with the given known values.
-pub fn provision_sample_set(psa: &mut Psa, value_2: &[u8; 32], value_3: &[u8; 32]) -> Result<SampleSet, Error> {
+/// Provisions the sample set with the given known values; the keys it
+/// creates go through [`Device::create_key`], so they are in the audit log.
+pub fn provision_sample_set(dev: &mut Device, value_2: &[u8; 32], value_3: &[u8; 32]) -> Result<SampleSet, Error> {
     // The random key is the first auto-assigned one; if it exists it is kept.
     let first_auto = DeviceKeyId::new(AUTO_ASSIGN_MIN.into())?;
-    let random = if psa.key_present(first_auto)? {
-        SampleKey { id: first_auto, public: psa.public_key(first_auto)?, created: false }
+    let random = if dev.psa.key_present(first_auto)? {
+        SampleKey { id: first_auto, public: dev.psa.public_key(first_auto)?, created: false }
     } else {
-        let id = psa.create_key(None, KeyOrigin::Random, false)?;
-        SampleKey { id, public: psa.public_key(id)?, created: true }
+        let id = dev.create_key(None, KeyOrigin::Random, false)?;
+        SampleKey { id, public: dev.psa.public_key(id)?, created: true }
     };
-    let known = ensure(psa, DeviceKeyId::new(SAMPLE_KEY_ID_2.into())?, KeyOrigin::Known(value_2))?;
-    let chained = ensure(psa, DeviceKeyId::new(SAMPLE_KEY_ID_3.into())?, KeyOrigin::Known(value_3))?;
+    let known = ensure(dev, DeviceKeyId::new(SAMPLE_KEY_ID_2.into())?, KeyOrigin::Known(value_2))?;
+    let chained = ensure(dev, DeviceKeyId::new(SAMPLE_KEY_ID_3.into())?, KeyOrigin::Known(value_3))?;
     Ok(SampleSet { random, known, chained })
 }

@@ -8,7 +8,9 @@
 //! - [`certs`] keeps certificates in their DESIGN.md slots;
 //! - [`factory`] provisions the seed's sample set;
 //! - [`shell`] parses the `prov ...` shell commands;
-//! - [`telemetry`] builds the signed / session / sealed MQTT messages.
+//! - [`telemetry`] builds the signed / session / sealed MQTT messages;
+//! - [`vault`] keeps the counters, the audit log of key operations and the
+//!   boot RNG check in the secure partition, or in the non-secure fallback.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -21,6 +23,7 @@ pub mod remote;
 pub mod shell;
 pub mod telemetry;
 pub mod text;
+pub mod vault;
 
 #[cfg(test)]
 mod tests;
@@ -52,6 +55,9 @@ pub enum Error {
     Cose(&'static str),
     /// A sealed message needs a session: send a session message first.
     NoSession,
+    /// The secure partition (or the fallback's audit storage) refused or
+    /// failed ([`vault`]).
+    Vault(tfmprov_partition::Error),
 }
 
 impl Error {
@@ -71,6 +77,8 @@ impl Error {
             Error::Mismatch => GroupRc::Mismatch,
             Error::Der(_) => GroupRc::InvalidArgument,
             Error::NoSession => GroupRc::NotFound,
+            Error::Vault(tfmprov_partition::Error::TableFull) => GroupRc::StorageFull,
+            Error::Vault(_) => GroupRc::CryptoFailure,
         }
     }
 }
@@ -104,6 +112,17 @@ impl Error {
             Error::Der(_) => t.str("DER encoding failed"),
             Error::Cose(what) => t.str("COSE: ").str(what),
             Error::NoSession => t.str("no active session"),
+            Error::Vault(e) => {
+                use tfmprov_partition::Error as V;
+                t.str("secure state: ");
+                match e {
+                    V::Corrupted(_) => t.str("a stored record is corrupted (not trusted)"),
+                    V::Overflow(_) => t.str("a counter is at its maximum"),
+                    V::TableFull => t.str("no room for another counter"),
+                    V::BadAnswer => t.str("unexpected answer from the partition"),
+                    other => t.str("refused or failed (status ").signed(other.psa_status().into()).str(")"),
+                }
+            }
         };
     }
 }
@@ -137,23 +156,36 @@ pub struct Device {
     rng: RngHealth,
     recovery: Recovery,
     telemetry: telemetry::State,
+    vault: vault::Vault,
+    /// Key operations since boot whose audit entry could not be written
+    /// (reported with the log, see [`Device::audit_log`]).
+    audit_missed: u32,
 }
 
 impl Device {
-    /// Boots the device: PSA init, the boot RNG check (DESIGN.md), and the
-    /// telemetry counters. A repeating RNG does not fail the boot: it is
-    /// reported by [`Device::rng_health`] and refuses random keys later.
+    /// Boots the device without a secure partition ([`vault::Vault::NonSecure`]).
+    #[cfg(feature = "nonsecure-vault")]
     pub fn boot(device_id: &str) -> Result<Device, Error> {
+        Device::boot_with(device_id, vault::Vault::NonSecure)
+    }
+
+    /// Boots the device: PSA init, the boot RNG check (DESIGN.md), and the
+    /// telemetry counters, kept in `vault`. A repeating RNG does not fail
+    /// the boot: it is reported by [`Device::rng_health`] and refuses
+    /// random keys later.
+    pub fn boot_with(device_id: &str, mut vault: vault::Vault) -> Result<Device, Error> {
         if !csr::valid_device_id(device_id) {
             return Err(Error::InvalidArgument("device id must match [A-Za-z0-9._-]{1,64}"));
         }
+        #[cfg(not(target_os = "none"))]
+        vault.model_its();
         let mut psa = Psa::init()?;
         // First: an interrupted store must be finished before anything reads
         // a certificate or a state record.
         let recovery = psa.recover_blob_store()?;
-        let rng = psa.boot_rng_check()?;
-        let telemetry = telemetry::State::load(&mut psa)?;
-        Ok(Device { psa, device_id: device_id.into(), rng, recovery, telemetry })
+        let rng = vault.boot_rng(&mut psa)?;
+        let telemetry = telemetry::State::load(&mut psa, &mut vault)?;
+        Ok(Device { psa, device_id: device_id.into(), rng, recovery, telemetry, vault, audit_missed: 0 })
     }
 
     /// The boot RNG check's result.

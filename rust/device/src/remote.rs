@@ -107,6 +107,7 @@ fn route(op: &str) -> Option<(Op, u16, u8)> {
         "csr" => (Op::Write, group::CSR, 0),
         "store-cert" => (Op::Write, group::CERTS, 0),
         "get-cert" => (Op::Read, group::CERTS, 1),
+        "audit" => (Op::Read, group::KEYS, 5),
         _ => return None,
     })
 }
@@ -215,7 +216,9 @@ impl Device {
             }
         }
         let id = DeviceKeyId::new(id.ok_or(Error::InvalidArgument("use-key: no id"))?)?;
-        let prev = self.use_telemetry_key(id)?;
+        let prev = self.use_telemetry_key(id);
+        self.audit(crate::vault::AuditOp::UseKey, id.get(), &prev);
+        let prev = prev?;
         let mut e = Enc::with_capacity(24);
         e.map(2).text("id").uint(id.get().into()).text("prev").uint(prev.into());
         Ok(e.finish())

@@ -8,6 +8,7 @@
 //! prov cert get ID                 (prints PEM)
 //! prov cert store ID BASE64-DER
 //! prov factory                     (the sample set, with the sample-only known values)
+//! prov audit [FROM]                (the audit log of key operations, from sequence number FROM)
 //! ```
 //! IDs are decimal or 0x-hex.
 
@@ -20,7 +21,7 @@ use tfmprov_psa::KeyOrigin;
 
 /// Usage text printed for a malformed command.
 pub const USAGE: &str = "usage: prov keys gen [ID|auto] [--priv HEX] [--replace] | prov keys pub|status|destroy ID | \
-prov csr ID CN [O [OU]] | prov cert get ID | prov cert store ID BASE64-DER | prov factory";
+prov csr ID CN [O [OU]] | prov cert get ID | prov cert store ID BASE64-DER | prov factory | prov audit [FROM]";
 
 /// Parses a decimal or 0x-prefixed hexadecimal ID (up to 64 bits, so that the
 /// range check, not the parser, refuses big values).
@@ -99,7 +100,7 @@ impl Device {
             ["csr", _, cn, rest @ ..] if rest.len() <= 2 => {
                 let id = key_arg(args, 1)?;
                 let subject = csr::Subject { cn, o: rest.first().copied(), ou: rest.get(1).copied() };
-                csr::to_pem("CERTIFICATE REQUEST", &csr::create(&self.psa, id, &subject)?)
+                csr::to_pem("CERTIFICATE REQUEST", &self.create_csr(id, &subject)?)
             }
             ["cert", "get", id] => {
                 let target = CertTarget::new(parse_id(id)?)?;
@@ -110,13 +111,13 @@ impl Device {
                 let target = CertTarget::new(parse_id(id)?)?;
                 let der: Vec<u8> = <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64)
                     .map_err(|_| Error::InvalidArgument("certificate must be base64 DER"))?;
-                certs::store(&mut self.psa, target, &der)?;
+                self.store_certificate(target, &der)?;
                 let mut t = Text::new();
                 t.str("stored ").dec(der.len() as u64).str(" bytes at ").id(target.slot().get());
                 Ok(t.into_string())
             }
             ["factory"] => {
-                let set = factory::provision_sample_set(&mut self.psa, &factory::SAMPLE_VALUE_2, &factory::SAMPLE_VALUE_3)?;
+                let set = factory::provision_sample_set(self, &factory::SAMPLE_VALUE_2, &factory::SAMPLE_VALUE_3)?;
                 let mut t = Text::new();
                 for (what, k) in [("random", set.random), ("known", set.known), ("chained", set.chained)] {
                     t.padded(what, 8).str(" id ").id(k.id.get());
@@ -124,8 +125,30 @@ impl Device {
                 }
                 Ok(t.into_string())
             }
+            ["audit", from @ ..] if from.len() <= 1 => {
+                let from = from.first().map(|f| parse_id(f)).transpose()?.unwrap_or(0);
+                self.shell_audit(from)
+            }
             _ => Err(Error::InvalidArgument(USAGE)),
         }
+    }
+
+    fn shell_audit(&mut self, from: u64) -> Result<String, Error> {
+        let (entries, read) = self.audit_entries(from)?;
+        let mut t = Text::new();
+        t.str(if self.vault_is_secure() { "audit log (secure partition): " } else { "audit log (non-secure fallback): " });
+        t.str("oldest #").dec(read.oldest).str(", next #").dec(read.next);
+        t.str(", missed ").dec(self.audit_missed.into()).str("\n");
+        for e in &entries {
+            t.str("#").dec(e.seq).str(" ");
+            if e.corrupted {
+                t.str("corrupted record (not trusted)\n");
+            } else {
+                t.padded(crate::vault::AuditOp::name(e.op), 16).str(" id ").id(e.key_id);
+                t.str(" rc ").signed(e.result.into()).str("\n");
+            }
+        }
+        Ok(t.into_string())
     }
 
     fn shell_keys_gen(&mut self, rest: &[&str]) -> Result<String, Error> {

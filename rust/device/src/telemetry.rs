@@ -69,25 +69,19 @@ pub struct State {
     policy: SessionPolicy,
 }
 
-fn be_u64(v: &[u8]) -> Option<u64> {
+pub(crate) fn be_u64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.try_into().ok()?))
 }
 
-fn be_u32(v: &[u8]) -> Option<u32> {
+pub(crate) fn be_u32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.try_into().ok()?))
 }
 
 impl State {
-    /// Loads the counters: the next seq is the end of the last reserved block.
-    pub fn load(psa: &mut Psa) -> Result<State, Error> {
-        let next_seq = match psa.load_state(StateId::Seq)? {
-            Some(v) => be_u64(&v).ok_or(Error::InvalidArgument("corrupt seq record"))?,
-            None => 0,
-        };
-        let last_session_id = match psa.load_state(StateId::SessionId)? {
-            Some(v) => be_u32(&v).ok_or(Error::InvalidArgument("corrupt session id record"))?,
-            None => 0,
-        };
+    /// Loads the counters (from `vault`): the next seq is the end of the
+    /// last reserved block.
+    pub fn load(psa: &mut Psa, vault: &mut crate::vault::Vault) -> Result<State, Error> {
+        let (next_seq, last_session_id) = vault.load_counters(psa)?;
         let rotated = match psa.load_state(StateId::TelemetryKey)? {
             Some(v) => Some(be_u32(&v).ok_or(Error::InvalidArgument("corrupt telemetry key record"))?),
             None => None,
@@ -104,11 +98,17 @@ impl State {
         })
     }
 
-    fn next_seq(&mut self, psa: &mut Psa) -> Result<u64, Error> {
-        if self.next_seq >= self.reserved_until {
+    fn next_seq(&mut self, psa: &mut Psa, vault: &mut crate::vault::Vault) -> Result<u64, Error> {
+        while self.next_seq >= self.reserved_until {
             let until = self.next_seq.checked_add(SEQ_BLOCK).ok_or(Error::InvalidArgument("seq exhausted"))?;
-            psa.store_state(StateId::Seq, &until.to_be_bytes())?;
-            self.reserved_until = until;
+            let stored = vault.reserve_seq(psa, until)?;
+            if stored == until {
+                self.reserved_until = until;
+            } else {
+                // The stored end was already further (numbers up to it may
+                // have been used): continue from there.
+                self.next_seq = stored;
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -256,7 +256,7 @@ impl Device {
     /// The next `data` message: Sign1 over `payload` with the next seq.
     pub fn data_message(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
         let (key, kid) = self.telemetry_key()?;
-        let seq = self.telemetry.next_seq(&mut self.psa)?;
+        let seq = self.telemetry.next_seq(&mut self.psa, &mut self.vault)?;
         let psa = &self.psa;
         tfmprov_cose::sign_data(&kid, seq, payload, |tbs| psa.sign_message(key, tbs).map_err(Error::from))
             .map_err(cose_err)
@@ -270,7 +270,7 @@ impl Device {
     pub fn kak_announcement(&mut self) -> Result<Vec<u8>, Error> {
         let (key, kid) = self.telemetry_key()?;
         let kak = self.psa.kak_public()?;
-        let seq = self.telemetry.next_seq(&mut self.psa)?;
+        let seq = self.telemetry.next_seq(&mut self.psa, &mut self.vault)?;
         let psa = &self.psa;
         let device_id = String::from(self.device_id());
         tfmprov_cose::sign_kak_announcement(&device_id, &kak, &kid, seq, |tbs| psa.sign_message(key, tbs).map_err(Error::from))
@@ -297,8 +297,7 @@ impl Device {
         let cloud_kid = kid_of(&self.psa, &cloud)?;
         let mut session_key = [0u8; 16];
         self.psa.random(&mut session_key)?;
-        let id = self.telemetry.last_session_id.checked_add(1).ok_or(Error::InvalidArgument("session ids exhausted"))?;
-        self.psa.store_state(StateId::SessionId, &id.to_be_bytes())?;
+        let id = self.vault.next_session_id(&mut self.psa, self.telemetry.last_session_id)?;
         self.telemetry.last_session_id = id;
         let psa = &self.psa;
         let crypto = tfmprov_cose::SessionCrypto::new(
@@ -331,7 +330,7 @@ impl Device {
             if self.telemetry.session.is_none() {
                 return Err(Error::NoSession);
             }
-            self.telemetry.next_seq(&mut self.psa)?
+            self.telemetry.next_seq(&mut self.psa, &mut self.vault)?
         };
         let session = self.telemetry.session.as_mut().ok_or(Error::NoSession)?;
         let iv = tfmprov_cose::sealed_iv(session.id, seq);

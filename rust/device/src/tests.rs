@@ -11,20 +11,57 @@ use tfmprov_smp::{GroupRc, Header, MgmtErr, Op};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// Where a test device keeps its counters and audit log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Home {
+    /// The non-secure fallback (state records, the ring in PS).
+    NonSecure,
+    /// The partition's logic in-process, its assets in `<dir>/sp`, a
+    /// different RNG block at every boot.
+    Partition,
+    /// The same with an RNG that repeats across boots.
+    PartitionRepeatingRng,
+}
+
 struct Sim {
     dev: Option<Device>,
     dir: tempfile::TempDir,
     seq: u8,
+    home: Home,
     _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+static BOOTS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
+fn boot_in(dir: &std::path::Path, home: Home) -> Result<Device, Error> {
+    std::env::set_current_dir(dir).unwrap();
+    let vault = match home {
+        Home::NonSecure => vault::Vault::NonSecure,
+        Home::Partition | Home::PartitionRepeatingRng => {
+            let sp = dir.join("sp");
+            std::fs::create_dir_all(&sp).unwrap();
+            let fill = if home == Home::Partition { BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) } else { 7 };
+            let call = tfmprov_partition_client::host::boot(&sp, move |b: &mut [u8]| {
+                b.fill(fill);
+                Ok(())
+            })
+            .unwrap();
+            vault::Vault::partition(call)
+        }
+    };
+    Device::boot_with("dev-1", vault)
 }
 
 impl Sim {
     fn new() -> Sim {
+        Sim::with(Home::NonSecure)
+    }
+
+    fn with(home: Home) -> Sim {
         let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        std::env::set_current_dir(dir.path()).unwrap();
-        let dev = Device::boot("dev-1").unwrap();
-        Sim { dev: Some(dev), dir, seq: 0, _guard: guard }
+        let dev = boot_in(dir.path(), home).unwrap();
+        Sim { dev: Some(dev), dir, seq: 0, home, _guard: guard }
     }
 
     fn dev(&mut self) -> &mut Device {
@@ -32,9 +69,16 @@ impl Sim {
     }
 
     fn restart(&mut self) {
+        let home = self.home;
+        self.restart_as(home);
+    }
+
+    /// Restarts with the state in `home` (a firmware update that adds or
+    /// drops the partition).
+    fn restart_as(&mut self, home: Home) {
         self.dev.take().unwrap().shutdown();
-        std::env::set_current_dir(self.dir.path()).unwrap();
-        self.dev = Some(Device::boot("dev-1").unwrap());
+        self.home = home;
+        self.dev = Some(boot_in(self.dir.path(), home).unwrap());
     }
 
     /// Sends one SMP v2 packet and returns (response header, decoded body).
@@ -420,7 +464,17 @@ fn verifier(public: &[u8]) -> impl Fn(&[u8], &[u8; 64]) -> Result<(), ()> + '_ {
 
 #[test]
 fn data_messages_verify_and_seq_survives_restart() {
-    let mut s = Sim::new();
+    data_messages_verify_and_seq_survives_restart_in(Home::NonSecure);
+}
+
+/// The same with the counters in the secure partition.
+#[test]
+fn data_messages_verify_and_seq_survives_restart_in_the_partition() {
+    data_messages_verify_and_seq_survives_restart_in(Home::Partition);
+}
+
+fn data_messages_verify_and_seq_survives_restart_in(home: Home) {
+    let mut s = Sim::with(home);
     s.dev().shell(&["factory"]).unwrap();
     let public = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
     let payload = telemetry::sample_payload(1, 1000);
@@ -638,7 +692,17 @@ fn open_session(msg: &[u8], device_pub: &[u8], cloud: &p256::SecretKey) -> (u32,
 
 #[test]
 fn sessions_and_sealed_messages() {
-    let mut s = Sim::new();
+    sessions_and_sealed_messages_in(Home::NonSecure);
+}
+
+/// The same with the counters in the secure partition.
+#[test]
+fn sessions_and_sealed_messages_in_the_partition() {
+    sessions_and_sealed_messages_in(Home::Partition);
+}
+
+fn sessions_and_sealed_messages_in(home: Home) {
+    let mut s = Sim::with(home);
     s.dev().shell(&["factory"]).unwrap();
     let public = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
     // No cloud certificate yet: refused clearly; no session: sealed refused.
@@ -1323,4 +1387,238 @@ fn the_largest_remote_messages_fit_the_command_buffer() {
     eprintln!("largest command {} B, largest reply {} B", cmd.len(), reply.len());
     assert!(cmd.len() <= remote::MAX_ENVELOPE_LEN, "command {} B", cmd.len());
     assert!(reply.len() <= remote::MAX_ENVELOPE_LEN, "reply {} B", reply.len());
+}
+
+// ---------------------------------------------------------------------------
+// The vault (issue 15): the audit log of key operations, and the counters
+// and RNG record in the secure partition or the non-secure fallback.
+// ---------------------------------------------------------------------------
+
+/// The audit log over SMP (group 64, command 5), decoded by the host's
+/// decoder.
+fn audit_of(s: &mut Sim, from: Option<u64>) -> tfmprov_smp::AuditLog {
+    let body = match from {
+        Some(f) => map(vec![("from", id(f))]),
+        None => map(vec![]),
+    };
+    let r = s.req(Op::Read, KEYS, 5, body);
+    tfmprov_smp::AuditLog::decode(&bytes(&r, "log")).unwrap_or_else(|e| panic!("{e:?} in {r:?}"))
+}
+
+/// `(op, key id, rc)` of each entry, in order.
+fn audit_ops(log: &tfmprov_smp::AuditLog) -> Vec<(u8, u32, i32)> {
+    log.records().unwrap().iter().map(|r| r.what.expect("an intact entry")).collect()
+}
+
+fn audit_log_shows_each_key_operation_with_its_result_in(home: Home) {
+    let mut s = Sim::with(home);
+    let log = audit_of(&mut s, None);
+    assert_eq!((log.secure, log.oldest, log.next, log.missed), (home != Home::NonSecure, 0, 1, 0));
+    assert!(log.entries.is_empty());
+
+    let req = |s: &mut Sim, grp: u16, cmd: u8, body: Vec<(&str, Value)>| s.req(Op::Write, grp, cmd, map(body));
+    assert_eq!(uint(&req(&mut s, KEYS, 0, vec![]), "id"), 0x10000);
+    req(&mut s, KEYS, 0, vec![("id", id(2)), ("priv", Value::Bytes(PRIV.to_vec()))]);
+    assert_eq!(group_rc(&req(&mut s, KEYS, 0, vec![("id", id(2))]), KEYS), Some(3), "exists");
+    req(&mut s, KEYS, 0, vec![("id", id(2)), ("replace", Value::Bool(true))]);
+    req(&mut s, KEYS, 0, vec![("id", id(2)), ("priv", Value::Bytes(PRIV.to_vec())), ("replace", Value::Bool(true))]);
+    req(&mut s, CSR, 0, vec![("id", id(2)), ("cn", Value::Text("dev-1".into()))]);
+    assert_eq!(group_rc(&req(&mut s, CSR, 0, vec![("id", id(9)), ("cn", Value::Text("x".into()))]), CSR), Some(2));
+    let junk = vec![("id", id(2)), ("cert", Value::Bytes(b"not a certificate".to_vec()))];
+    assert_eq!(group_rc(&req(&mut s, CERTS, 0, junk), CERTS), Some(4));
+    assert_eq!(req(&mut s, KEYS, 3, vec![("id", id(2))]), map(vec![]));
+    assert_eq!(group_rc(&req(&mut s, KEYS, 3, vec![("id", id(9))]), KEYS), Some(2));
+    // Reads, and requests refused before any key is touched, are not key
+    // operations: not logged.
+    s.req(Op::Read, KEYS, 1, map(vec![("id", id(0x10000))]));
+    s.req(Op::Read, KEYS, 2, map(vec![("id", id(2))]));
+    assert_eq!(group_rc(&req(&mut s, KEYS, 0, vec![("id", id(0x4000_0000))]), KEYS), Some(4));
+
+    let expected = vec![(1, 0x10000, 0), (2, 2, 0), (1, 2, 3), (3, 2, 0), (4, 2, 0), (6, 2, 0), (6, 9, 2), (7, 2, 4), (5, 2, 0), (5, 9, 2)];
+    let log = audit_of(&mut s, None);
+    assert_eq!(audit_ops(&log), expected);
+    assert_eq!((log.oldest, log.next, log.missed), (1, 11, 0));
+    assert_eq!(log.records().unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<u64>>());
+    assert_eq!(audit_ops(&audit_of(&mut s, Some(8))), expected[7..]);
+    assert!(audit_of(&mut s, Some(11)).entries.is_empty());
+
+    // The shell prints the same log.
+    let text = s.dev().shell(&["prov", "audit", "7"]).unwrap();
+    let heading = if home == Home::NonSecure { "(non-secure fallback)" } else { "(secure partition)" };
+    assert!(text.starts_with(&format!("audit log {heading}: oldest #1, next #11, missed 0\n")), "{text}");
+    assert!(text.contains("#7 csr              id 0x00000009 rc 2\n"), "{text}");
+    assert!(text.contains("#8 store-cert       id 0x00000002 rc 4\n"), "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
+
+    // Kept across a restart; the sample set's keys are logged too.
+    s.restart();
+    s.dev().shell(&["factory"]).unwrap();
+    let log = audit_of(&mut s, Some(11));
+    assert_eq!(audit_ops(&log), vec![(2, 2, 0), (2, 3, 0)], "0x10000 kept, 2 and 3 imported");
+
+    // The ring keeps the newest 64, in order.
+    for _ in 0..60 {
+        req(&mut s, CSR, 0, vec![("id", id(0x77)), ("cn", Value::Text("x".into()))]);
+    }
+    let log = audit_of(&mut s, None);
+    assert_eq!((log.oldest, log.next, log.entries.len()), (9, 73, 64));
+    assert_eq!(log.records().unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), (9..73).collect::<Vec<u64>>());
+    assert_eq!(audit_ops(&log).last(), Some(&(6, 0x77, 2)));
+}
+
+#[test]
+fn audit_log_shows_each_key_operation_with_its_result() {
+    audit_log_shows_each_key_operation_with_its_result_in(Home::NonSecure);
+}
+
+#[test]
+fn audit_log_shows_each_key_operation_with_its_result_in_the_partition() {
+    audit_log_shows_each_key_operation_with_its_result_in(Home::Partition);
+}
+
+/// The fallback's ring in Protected Storage (Mbed TLS's ITS file on the
+/// host): a damaged entry is reported in its place and not trusted; a
+/// damaged header stops the log (never reset), the key operations still
+/// run, and the log says how many entries it missed once it reads again.
+#[test]
+fn a_damaged_audit_ring_is_reported_and_never_trusted() {
+    let mut s = Sim::new();
+    for n in 0..5u64 {
+        s.req(Op::Write, CSR, 0, map(vec![("id", id(0x70 + n)), ("cn", Value::Text("x".into()))]));
+    }
+    // Mbed TLS's ITS file: a 16-byte header, then the ring (20-byte header,
+    // 24-byte entries).
+    let file = s.dir.path().join(format!("{:016x}.psa_its", vault::AUDIT_UID));
+    let pristine = std::fs::read(&file).unwrap();
+    let mut damaged = pristine.clone();
+    damaged[16 + 20 + 2 * 24 + 9] ^= 0x20; // entry #3's key ID
+    std::fs::write(&file, &damaged).unwrap();
+    let log = audit_of(&mut s, None);
+    let records = log.records().unwrap();
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[2], tfmprov_smp::AuditRecord { seq: 3, what: None });
+    assert_eq!(records[3].what, Some((6, 0x73, 2)), "its neighbours stay trusted");
+    assert!(s.dev().shell(&["audit"]).unwrap().contains("#3 corrupted record (not trusted)\n"));
+
+    // The header: nothing is read or appended, the operation still runs.
+    let mut damaged = pristine.clone();
+    damaged[16 + 5] ^= 0x01;
+    std::fs::write(&file, &damaged).unwrap();
+    assert_eq!(group_rc(&s.req(Op::Read, KEYS, 5, map(vec![])), KEYS), Some(6));
+    let err = s.dev().shell(&["audit"]).unwrap_err().to_string();
+    assert_eq!(err, "secure state: a stored record is corrupted (not trusted)");
+    let r = s.req(Op::Write, KEYS, 0, map(vec![]));
+    assert_eq!(uint(&r, "id"), 0x10000, "the key operation is not refused");
+    assert_eq!(std::fs::read(&file).unwrap(), damaged, "the damaged ring is left as evidence");
+    std::fs::write(&file, &pristine).unwrap();
+    let log = audit_of(&mut s, None);
+    assert_eq!((log.next, log.missed), (6, 1));
+}
+
+/// A device that ran without the partition keeps its `seq` and session
+/// ids when it gets one: the state records are carried into the
+/// partition's counters and removed. A non-secure image that writes a
+/// lower record later cannot take them back.
+#[test]
+fn counters_move_into_the_partition_and_never_go_back() {
+    use tfmprov_psa::StateId;
+    let mut s = Sim::new();
+    s.dev().shell(&["factory"]).unwrap();
+    let public = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    let (cloud, _) = cloud_identity(&mut s);
+    let seq_of = |s: &mut Sim| tfmprov_cose::parse_data(&s.dev().data_message(b"x").unwrap()).unwrap().seq;
+    let session_of = |s: &mut Sim| open_session(&s.dev().session_message(0).unwrap(), &public, &cloud).0;
+    for _ in 0..40 {
+        seq_of(&mut s);
+    }
+    let last = seq_of(&mut s);
+    assert_eq!(session_of(&mut s), 1);
+    assert_eq!(session_of(&mut s), 2);
+    let reserved = s.dev().psa().load_state(StateId::Seq).unwrap().unwrap();
+    assert_eq!(reserved, (2 * telemetry::SEQ_BLOCK).to_be_bytes(), "two blocks used");
+
+    s.restart_as(Home::Partition);
+    assert_eq!(s.dev().psa().load_state(StateId::Seq).unwrap(), None, "carried over, removed");
+    assert_eq!(s.dev().psa().load_state(StateId::SessionId).unwrap(), None);
+    let first = seq_of(&mut s);
+    assert!(first > last && first >= 2 * telemetry::SEQ_BLOCK, "{first} after {last}");
+    assert_eq!(session_of(&mut s), 3);
+
+    // A rollback attempt from the non-secure side: lower records.
+    s.dev().psa().store_state(StateId::Seq, &0u64.to_be_bytes()).unwrap();
+    s.dev().psa().store_state(StateId::SessionId, &0u32.to_be_bytes()).unwrap();
+    s.restart();
+    let after = seq_of(&mut s);
+    assert!(after > first, "{after} after {first}");
+    assert_eq!(session_of(&mut s), 4);
+    // Each restart skips the rest of its reserved block, as before.
+    s.restart();
+    assert!(seq_of(&mut s) >= after - after % telemetry::SEQ_BLOCK + telemetry::SEQ_BLOCK);
+}
+
+/// With the partition, the boot RNG check is the partition's: a stream
+/// that repeats across boots refuses random keys, and importing still
+/// works.
+#[test]
+fn the_partitions_rng_record_decides_the_rng_health() {
+    let mut s = Sim::with(Home::PartitionRepeatingRng);
+    assert_eq!(s.dev().rng_health(), tfmprov_psa::rng::RngHealth::FirstBoot);
+    s.restart();
+    assert_eq!(s.dev().rng_health(), tfmprov_psa::rng::RngHealth::Repeating);
+    assert_eq!(group_rc(&s.req(Op::Write, KEYS, 0, map(vec![])), KEYS), Some(6));
+    let r = s.req(Op::Write, KEYS, 0, map(vec![("id", id(2)), ("priv", Value::Bytes(PRIV.to_vec()))]));
+    assert_eq!(uint(&r, "id"), 2);
+    s.restart_as(Home::Partition);
+    assert_eq!(s.dev().rng_health(), tfmprov_psa::rng::RngHealth::Ok);
+    assert_eq!(uint(&s.req(Op::Write, KEYS, 0, map(vec![])), "id"), 0x10000);
+    // The refused generation is in the log with its result.
+    assert_eq!(audit_ops(&audit_of(&mut s, None)), vec![(1, 0, 6), (2, 2, 0), (1, 0x10000, 0)]);
+}
+
+/// The remote `audit` op answers the same log, and `use-key` is logged
+/// with its result (here refused: key 2 has no certificate).
+#[test]
+fn remote_audit_and_use_key_are_in_the_log() {
+    let (mut s, mut cloud, kak) = remote_setup(true);
+    let key3 = s.dev().psa().public_key(tfmprov_psa::ids::DeviceKeyId::new(3).unwrap()).unwrap();
+    let cmd = cloud.command("dev-1", &kak, &command_map(1, 0xB1, "use-key", vec![("id", id(2))]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd, None).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), 2);
+    let cmd = cloud.command("dev-1", &kak, &command_map(2, 0xB2, "audit", vec![]), None);
+    let (_, r) = cloud.open_reply("dev-1", &s.dev().remote_command(&cmd, None).unwrap(), Some(&key3));
+    assert_eq!(uint(&r, "rc"), 0);
+    let log = tfmprov_smp::AuditLog::decode(&bytes(get(&r, "res").unwrap(), "log")).unwrap();
+    // The sample set (random at 0x10000, 2, 3), the cloud chain (root,
+    // intermediate, cloud certificate), then the refused use-key.
+    let chain = vec![(7, 0x3F00_0000, 0), (7, 0x3F00_0002, 0), (7, 0x3F00_0001, 0)];
+    assert_eq!(audit_ops(&log), [vec![(1, 0x10000, 0), (2, 2, 0), (2, 3, 0)], chain, vec![(8, 2, 2)]].concat());
+}
+
+/// The simulator's model of TF-M's ITS counts the partition's two files
+/// (counters, RNG record), which TF-M keeps in the same ITS as the keys:
+/// with the partition the asset count runs out two files earlier (without
+/// it, on this board's layout, the flash room ran out first).
+#[test]
+fn the_partitions_its_files_are_counted_like_tfm_does() {
+    let fill = |home: Home| {
+        let mut s = Sim::with(home);
+        let mut made = 0u32;
+        loop {
+            let r = s.req(Op::Write, KEYS, 0, map(vec![("id", id(0x100 + u64::from(made))), ("priv", Value::Bytes(PRIV.to_vec()))]));
+            match group_rc(&r, KEYS) {
+                None => made += 1,
+                Some(rc) => {
+                    assert_eq!(rc, 5, "storage full, nothing else");
+                    break;
+                }
+            }
+            assert!(made < 100, "the model never said full");
+        }
+        made
+    };
+    let without = fill(Home::NonSecure);
+    let with = fill(Home::Partition);
+    use tfmprov_psa::its::{ITS_NUM_ASSETS, TFM_OWN_FILES};
+    assert!(with < without, "{without} keys without the partition, {with} with it");
+    assert_eq!(with as usize, ITS_NUM_ASSETS - TFM_OWN_FILES - 2, "{without} keys without the partition, {with} with it");
 }

@@ -92,6 +92,12 @@
 #define TFMPROV_RSP_CERT (1 << 4)
 
 /**
+ * `tfmprov_smp_rsp.fields`: the response has `"log": bstr` (`data`, the
+ * CBOR audit log of docs/smp.md).
+ */
+#define TFMPROV_RSP_LOG (1 << 5)
+
+/**
  * `tfmprov_mqtt_*` kind: the signed `data` message.
  */
 #define TFMPROV_MQTT_DATA 0

@@ -111,6 +111,9 @@ pub const TFMPROV_RSP_PRESENT: u32 = 1 << 2;
 pub const TFMPROV_RSP_CSR: u32 = 1 << 3;
 /// `tfmprov_smp_rsp.fields`: the response has `"cert": bstr` (`data`).
 pub const TFMPROV_RSP_CERT: u32 = 1 << 4;
+/// `tfmprov_smp_rsp.fields`: the response has `"log": bstr` (`data`, the
+/// CBOR audit log of docs/smp.md).
+pub const TFMPROV_RSP_LOG: u32 = 1 << 5;
 
 /// `tfmprov_mqtt_*` kind: the signed `data` message.
 pub const TFMPROV_MQTT_DATA: u8 = 0;

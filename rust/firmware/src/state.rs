@@ -80,7 +80,7 @@ pub fn init(device_id: &str) -> i32 {
     if slot.is_some() {
         return TFMPROV_ERR_ALREADY_INITIALIZED;
     }
-    match Device::boot(device_id) {
+    match Device::boot_with(device_id, vault()) {
         Ok(device) => {
             let broken = device.rng_health() == RngHealth::Repeating;
             *slot = Some(device);
@@ -92,6 +92,16 @@ pub fn init(device_id: &str) -> i32 {
         }
         Err(e) => device_error_code(&e),
     }
+}
+
+/// Where the counters and the audit log live: the secure partition when
+/// the firmware is built with it (feature `partition`, Kconfig
+/// `TFMPROV_PARTITION`), else the non-secure fallback.
+fn vault() -> tfmprov_device::vault::Vault {
+    #[cfg(feature = "partition")]
+    return tfmprov_device::vault::Vault::partition(tfmprov_partition_client::Tfm);
+    #[cfg(not(feature = "partition"))]
+    tfmprov_device::vault::Vault::NonSecure
 }
 
 /// Host tests only: drops the device so that the next [`init`] boots anew.
@@ -127,6 +137,10 @@ pub fn describe_response(response: &Response, data: &mut [u8], rsp: &mut Tfmprov
         Response::Cert(der) => {
             rsp.fields = TFMPROV_RSP_CERT;
             der
+        }
+        Response::Audit(log) => {
+            rsp.fields = TFMPROV_RSP_LOG;
+            log
         }
     };
     let dst = data.get_mut(..bytes.len()).ok_or(-i32::from(MgmtErr::EMsgSize.code()))?;

@@ -20,24 +20,11 @@
 use tfmprov_partition::wire;
 pub use tfmprov_partition::{AuditEntry, AuditRead, RngHealth, RngRecord};
 
-/// What a call can end in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// The partition refused or failed (its PSA status, decoded).
-    Partition(tfmprov_partition::Error),
-    /// An answer of the wrong length or content: the partition is not the
-    /// one this client was built for.
-    BadAnswer,
-}
-
-impl core::fmt::Display for Error {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Error::Partition(e) => write!(f, "secure partition: {e}"),
-            Error::BadAnswer => f.write_str("secure partition: unexpected answer"),
-        }
-    }
-}
+/// What a call can end in: the partition's refusal (its PSA status,
+/// decoded), or [`Error::BadAnswer`] for an answer of the wrong length or
+/// content. One enum with the partition's, so that a caller matches the
+/// same variants whichever side found the problem.
+pub use tfmprov_partition::Error;
 
 /// One call to the partition's service: operation `op` (`psa_call`'s
 /// type), request `input`, answer into `output`; the answer's length, or
@@ -74,7 +61,7 @@ impl<C: Call> Client<C> {
         let n = self
             .call
             .call(op, input, output)
-            .map_err(|s| Error::Partition(tfmprov_partition::Error::from_psa_status(s)))?;
+            .map_err(Error::from_psa_status)?;
         if n > output.len() {
             return Err(Error::BadAnswer);
         }
@@ -99,6 +86,15 @@ impl<C: Call> Client<C> {
     /// image).
     pub fn increment(&mut self, id: u32) -> Result<u64, Error> {
         self.u64_answer(wire::COUNTER_INCREMENT, &id.to_le_bytes())
+    }
+
+    /// Raises counter `id` to at least `at_least`: its value, which is
+    /// more than asked if the counter was already further (never lowered).
+    pub fn advance(&mut self, id: u32, at_least: u64) -> Result<u64, Error> {
+        let mut req = [0u8; 12];
+        req[..4].copy_from_slice(&id.to_le_bytes());
+        req[4..].copy_from_slice(&at_least.to_le_bytes());
+        self.u64_answer(wire::COUNTER_ADVANCE, &req)
     }
 
     /// Appends a key operation to the audit ring: its sequence number.
@@ -183,6 +179,31 @@ impl Call for Tfm {
         } else {
             Err(status)
         }
+    }
+}
+
+/// The partition's logic in this process (feature `host`): what the host
+/// simulator and the device's tests call where the firmware calls TF-M.
+#[cfg(feature = "host")]
+pub mod host {
+    extern crate std;
+    use std::path::Path;
+
+    use crate::Call;
+    use tfmprov_partition::host::FileIts;
+    use tfmprov_partition::Partition;
+
+    /// Boots the partition over its assets in `dir` (which must exist) the
+    /// way TF-M boots it: the boot RNG check first, drawing with `rng`.
+    /// Then every call goes to its dispatch, as `psa_call` would: the
+    /// answer's length, or the PSA status of a refusal.
+    pub fn boot(
+        dir: &Path,
+        rng: impl FnMut(&mut [u8]) -> Result<(), i32> + Send + 'static,
+    ) -> Result<impl Call + Send + 'static, tfmprov_partition::Error> {
+        let mut p = Partition::new(FileIts::new(dir), rng);
+        p.boot_rng_check()?;
+        Ok(move |op: i32, input: &[u8], out: &mut [u8]| p.dispatch(op, input, out).map_err(|e| e.psa_status()))
     }
 }
 

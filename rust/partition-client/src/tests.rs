@@ -31,6 +31,7 @@ fn every_operation_round_trips_through_the_partition() {
     assert_eq!(c.counter(1), Ok(0));
     assert_eq!((c.increment(1), c.increment(1), c.increment(2)), (Ok(1), Ok(2), Ok(1)));
     assert_eq!(c.counter(1), Ok(2));
+    assert_eq!((c.advance(1, 1000), c.advance(1, 10), c.counter(1)), (Ok(1000), Ok(1000), Ok(1000)));
     for i in 0..100u32 {
         assert_eq!(c.audit_append((i % 5) as u8, i, -(i as i32)), Ok(u64::from(i) + 1));
     }
@@ -53,11 +54,11 @@ fn refusals_and_odd_answers_are_errors_not_values() {
     // The partition's refusals arrive as PSA statuses and are decoded.
     let mut p: Partition<MemIts, Rng> = Partition::new(MemIts::default(), rng);
     let mut c = in_process(&mut p);
-    assert_eq!(c.rng_record(), Err(Error::Partition(tfmprov_partition::Error::InvalidArgument)), "no record before the boot check");
+    assert_eq!(c.rng_record(), Err(Error::InvalidArgument), "no record before the boot check");
     for id in 0..16 {
         c.increment(id).unwrap();
     }
-    assert_eq!(c.increment(99), Err(Error::Partition(tfmprov_partition::Error::TableFull)));
+    assert_eq!(c.increment(99), Err(Error::TableFull));
 
     // A service that answers with the wrong length or content.
     let mut short = Client::new(|_: i32, _: &[u8], _: &mut [u8]| Ok(4));
@@ -77,5 +78,5 @@ fn refusals_and_odd_answers_are_errors_not_values() {
     });
     assert_eq!(liar.audit_read(0, &mut [AuditEntry::default(); 4]), Err(Error::BadAnswer));
     let mut failing = Client::new(|_: i32, _: &[u8], _: &mut [u8]| Err(-146));
-    assert_eq!(failing.counter(1), Err(Error::Partition(tfmprov_partition::Error::Storage(-146))));
+    assert_eq!(failing.counter(1), Err(Error::Storage(-146)));
 }

@@ -1,7 +1,7 @@
 //! The secure image's C API, used here only: the PSA service calls
-//! (`psa/service.h`), ITS (`psa/internal_trusted_storage.h`) and the RNG
-//! (`psa/crypto.h`, served by TF-M's crypto partition), as TF-M 2.2.2
-//! declares them. The layout of `psa_msg_t` is checked against the C
+//! (`psa/service.h`), ITS (`psa/internal_trusted_storage.h`), Protected
+//! Storage (`psa/protected_storage.h`) and the RNG (`psa/crypto.h`, served
+//! by TF-M's crypto partition), as TF-M 2.2.2 declares them. The layout of `psa_msg_t` is checked against the C
 //! headers when the partition is built (`tfm-partition/tfmprov/layout.c`).
 //!
 //! Only built into the secure image: on the host the functions below do
@@ -36,6 +36,8 @@ mod secure {
         fn psa_panic() -> !;
         fn psa_its_set(uid: u64, data_length: usize, p_data: *const c_void, create_flags: u32) -> i32;
         fn psa_its_get(uid: u64, data_offset: usize, data_size: usize, p_data: *mut c_void, p_data_length: *mut usize) -> i32;
+        fn psa_ps_set(uid: u64, data_length: usize, p_data: *const c_void, create_flags: u32) -> i32;
+        fn psa_ps_get(uid: u64, data_offset: usize, data_size: usize, p_data: *mut c_void, p_data_length: *mut usize) -> i32;
         fn psa_generate_random(output: *mut u8, output_size: usize) -> i32;
     }
 
@@ -45,15 +47,21 @@ mod secure {
     /// The largest request: an audit append (9 bytes) or read (10).
     const MAX_REQUEST: usize = 16;
 
-    /// The partition's ITS through `psa_its_*`.
+    /// The partition's storage: the counters and the RNG record in ITS
+    /// (`psa_its_*`), the audit ring in Protected Storage (`psa_ps_*`, its
+    /// own flash area: 1.6 KB in ITS would take the room of a certificate).
+    /// Both keep each asset under the partition's own client ID, out of the
+    /// non-secure side's reach, and replace an asset all or nothing.
     pub struct Its;
 
     impl Storage for Its {
         fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error> {
             let mut len = 0usize;
+            let get = if uid == tfmprov_partition::uid::AUDIT { psa_ps_get } else { psa_its_get };
             // SAFETY: `out` is valid for `out.len()` writable bytes and `len`
-            // is a writable usize; ITS writes at most `out.len()` bytes.
-            let status = unsafe { psa_its_get(uid, 0, out.len(), out.as_mut_ptr().cast(), &mut len) };
+            // is a writable usize; the service writes at most `out.len()`
+            // bytes (both read min(size, stored) from offset 0).
+            let status = unsafe { get(uid, 0, out.len(), out.as_mut_ptr().cast(), &mut len) };
             match status {
                 PSA_SUCCESS => Ok(Some(len.min(out.len()))),
                 PSA_ERROR_DOES_NOT_EXIST => Ok(None),
@@ -62,8 +70,9 @@ mod secure {
         }
 
         fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error> {
-            // SAFETY: `data` is valid for `data.len()` bytes; ITS copies it.
-            match unsafe { psa_its_set(uid, data.len(), data.as_ptr().cast(), 0) } {
+            let set = if uid == tfmprov_partition::uid::AUDIT { psa_ps_set } else { psa_its_set };
+            // SAFETY: `data` is valid for `data.len()` bytes; the service copies it.
+            match unsafe { set(uid, data.len(), data.as_ptr().cast(), 0) } {
                 PSA_SUCCESS => Ok(()),
                 s => Err(Error::Storage(s)),
             }

@@ -23,7 +23,9 @@ pub const ENTRY_LEN: usize = 8 + 1 + 1 + 4 + 4 + 2 + 4;
 
 const MAGIC: &[u8; 4] = b"TPA1";
 const HEADER_LEN: usize = 4 + 2 + 2 + 8 + 4;
-const LEN: usize = HEADER_LEN + CAPACITY * ENTRY_LEN;
+/// Bytes of the stored ring (the scratch buffer of [`append_in`] and
+/// [`read_in`]).
+pub const LEN: usize = HEADER_LEN + CAPACITY * ENTRY_LEN;
 
 /// One audit entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,8 +98,13 @@ fn entry_at(buf: &[u8; LEN], slot: usize) -> AuditEntry {
 // partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
 #[inline(never)]
 pub fn append(storage: &mut impl Storage, op: u8, key_id: u32, result: i32) -> Result<u64, Error> {
-    let mut buf = [0u8; LEN];
-    let h = load(storage, &mut buf)?.unwrap_or(Header { len: 0, head: 0, next_seq: 1 });
+    append_in(storage, &mut [0u8; LEN], op, key_id, result)
+}
+
+/// [`append`] with the caller's scratch buffer for the ring (the
+/// non-secure side's is on its heap: its calls have 3 KiB of stack).
+pub fn append_in(storage: &mut impl Storage, buf: &mut [u8; LEN], op: u8, key_id: u32, result: i32) -> Result<u64, Error> {
+    let h = load(storage, buf)?.unwrap_or(Header { len: 0, head: 0, next_seq: 1 });
     let seq = h.next_seq;
     let next_seq = seq.checked_add(1).ok_or(Error::Overflow(0))?;
     // The slot after the newest; when full, that is the oldest, which goes.
@@ -116,7 +123,7 @@ pub fn append(storage: &mut impl Storage, op: u8, key_id: u32, result: i32) -> R
     buf[6..8].copy_from_slice(&(head as u16).to_le_bytes());
     buf[8..16].copy_from_slice(&next_seq.to_le_bytes());
     seal(&mut buf[..HEADER_LEN]);
-    storage.set(uid::AUDIT, &buf)?;
+    storage.set(uid::AUDIT, buf)?;
     Ok(seq)
 }
 
@@ -127,8 +134,12 @@ pub fn append(storage: &mut impl Storage, op: u8, key_id: u32, result: i32) -> R
 // partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
 #[inline(never)]
 pub fn read(storage: &impl Storage, from: u64, out: &mut [AuditEntry]) -> Result<AuditRead, Error> {
-    let mut buf = [0u8; LEN];
-    let Some(h) = load(storage, &mut buf)? else {
+    read_in(storage, &mut [0u8; LEN], from, out)
+}
+
+/// [`read`] with the caller's scratch buffer for the ring.
+pub fn read_in(storage: &impl Storage, buf: &mut [u8; LEN], from: u64, out: &mut [AuditEntry]) -> Result<AuditRead, Error> {
+    let Some(h) = load(storage, buf)? else {
         return Ok(AuditRead { count: 0, oldest: 0, next: 1 });
     };
     let oldest = h.next_seq - h.len as u64;
@@ -136,7 +147,7 @@ pub fn read(storage: &impl Storage, from: u64, out: &mut [AuditEntry]) -> Result
     let mut count = 0;
     for (i, slot_out) in (skip..h.len).zip(out.iter_mut()) {
         let expected = oldest + i as u64;
-        let mut e = entry_at(&buf, (h.head + i) % CAPACITY);
+        let mut e = entry_at(buf, (h.head + i) % CAPACITY);
         // An entry that checks but sits out of order is damage too.
         if e.corrupted || e.seq != expected {
             e = AuditEntry { seq: expected, corrupted: true, ..AuditEntry::default() };

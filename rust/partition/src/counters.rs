@@ -12,6 +12,11 @@ use crate::{sealed_ok, seal, u32_at, u64_at, uid, Error, Storage};
 /// The most counters the table holds.
 pub const MAX_COUNTERS: usize = 16;
 
+/// Bytes of the stored table with `n` counters.
+pub const fn stored_len(n: usize) -> usize {
+    4 + 4 + n * ENTRY + 4
+}
+
 const MAGIC: &[u8; 4] = b"TPC1";
 const ENTRY: usize = 12;
 const MAX_LEN: usize = 4 + 4 + MAX_COUNTERS * ENTRY + 4;
@@ -94,18 +99,28 @@ pub fn increment(storage: &mut impl Storage, id: u32) -> Result<u64, Error> {
     Ok(next)
 }
 
-/// Sets counter `id` to `value` (tests and provisioning of a counter that
-/// must start high); refused if that would lower it.
-pub fn raise_to(storage: &mut impl Storage, id: u32, value: u64) -> Result<(), Error> {
+/// Raises counter `id` to at least `at_least` and returns its value (the
+/// larger of the two; stored only if it changed). Never lowers a counter:
+/// a request below the stored value answers the stored value. This is how
+/// the non-secure side reserves a block of sequence numbers (the counter
+/// is the end of the last block) and carries over the values it kept
+/// before the partition existed; a compromised caller can only move a
+/// counter forward.
+// Not inlined: its buffer stays out of its callers' frames (the
+// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
+#[inline(never)]
+pub fn advance(storage: &mut impl Storage, id: u32, at_least: u64) -> Result<u64, Error> {
     let mut table = load(storage)?;
     match table.entries[..table.len].iter_mut().find(|(i, _)| *i == id) {
-        Some((_, v)) if *v > value => return Err(Error::InvalidArgument),
-        Some((_, v)) => *v = value,
+        Some((_, v)) if *v >= at_least => return Ok(*v),
+        Some((_, v)) => *v = at_least,
+        None if at_least == 0 => return Ok(0),
         None => {
             let slot = table.entries.get_mut(table.len).ok_or(Error::TableFull)?;
-            *slot = (id, value);
+            *slot = (id, at_least);
             table.len += 1;
         }
     }
-    store(storage, &table)
+    store(storage, &table)?;
+    Ok(at_least)
 }

@@ -17,9 +17,10 @@
 //!   non-secure check does (`rust/psa/src/rng.rs`), but where the
 //!   non-secure side cannot rewrite the previous block.
 //!
-//! Each is one ITS asset, rewritten whole by `psa_its_set` (TF-M writes the
-//! new copy before it drops the old one, so a reset leaves one or the
-//! other) and sealed with a CRC-32: a record that does not check is
+//! Each is one asset (the counters and the RNG record in ITS, the ring in
+//! Protected Storage, which has its own flash area), rewritten whole by
+//! `psa_its_set` / `psa_ps_set` (TF-M writes the new copy before it drops
+//! the old one, so a reset leaves one or the other) and sealed with a CRC-32: a record that does not check is
 //! reported ([`Error::Corrupted`]) and never trusted or silently reset (a
 //! reset would be the rollback the partition exists to prevent).
 //!
@@ -41,12 +42,14 @@ pub mod wire;
 pub use audit::{AuditEntry, AuditRead};
 pub use rng::{RngHealth, RngRecord};
 
-/// ITS UIDs of the partition's assets. TF-M keys ITS assets by the owning
-/// partition, so these never meet the non-secure side's UIDs.
+/// UIDs of the partition's assets. TF-M keys ITS and PS assets by the
+/// owning client, so these never meet the non-secure side's UIDs. In the
+/// secure image the audit ring is kept in Protected Storage and the others
+/// in ITS (`rust/partition-sp`).
 pub mod uid {
     /// The counter table.
     pub const COUNTERS: u64 = 0x7466_7000_0000_0001;
-    /// The audit ring.
+    /// The audit ring (in Protected Storage).
     pub const AUDIT: u64 = 0x7466_7000_0000_0002;
     /// The boot RNG record.
     pub const RNG: u64 = 0x7466_7000_0000_0003;
@@ -79,6 +82,9 @@ pub enum Error {
     Storage(i32),
     /// The random generator failed (its PSA status).
     Rng(i32),
+    /// The non-secure client's view only: an answer of the wrong length or
+    /// content, so the partition is not the one the client was built for.
+    BadAnswer,
 }
 
 impl Error {
@@ -91,6 +97,7 @@ impl Error {
             Error::InvalidArgument => -135,       // PSA_ERROR_INVALID_ARGUMENT
             Error::BufferTooSmall => -138,        // PSA_ERROR_BUFFER_TOO_SMALL
             Error::Storage(s) | Error::Rng(s) => s,
+            Error::BadAnswer => -151, // PSA_ERROR_CORRUPTION_DETECTED
         }
     }
 
@@ -117,6 +124,7 @@ impl core::fmt::Display for Error {
             Error::BufferTooSmall => f.write_str("answer larger than the buffer"),
             Error::Storage(s) => write!(f, "ITS failed (PSA status {s})"),
             Error::Rng(s) => write!(f, "random generator failed (PSA status {s})"),
+            Error::BadAnswer => f.write_str("unexpected answer from the secure partition"),
         }
     }
 }
@@ -184,6 +192,12 @@ impl<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>> Partition<S, R> {
         counters::increment(&mut self.storage, id)
     }
 
+    /// Raises counter `id` to at least `at_least`; its value
+    /// ([`counters::advance`]: never lowered).
+    pub fn advance(&mut self, id: u32, at_least: u64) -> Result<u64, Error> {
+        counters::advance(&mut self.storage, id, at_least)
+    }
+
     /// Appends an entry to the audit ring; its sequence number.
     pub fn audit_append(&mut self, op: u8, key_id: u32, result: i32) -> Result<u64, Error> {
         audit::append(&mut self.storage, op, key_id, result)
@@ -241,6 +255,63 @@ pub mod testing {
         fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error> {
             self.0.insert(uid, data.to_vec());
             Ok(())
+        }
+    }
+}
+
+/// A file-backed [`Storage`] (feature `host`): the partition's tests, and
+/// the host simulator's partition (`tfmprov sim`), which keeps its assets
+/// next to the device's files.
+#[cfg(any(test, feature = "host"))]
+pub mod host {
+    extern crate std;
+    use std::path::{Path, PathBuf};
+
+    use crate::{Error, Storage};
+
+    /// One file per asset, named by its UID in hex, replaced by rename as
+    /// `psa_its_set` replaces an asset (the old or the new one, never a
+    /// mix). `fail_sets` makes the next stores fail, as a reset in the
+    /// middle of `psa_its_set` does (the old asset stays).
+    pub struct FileIts {
+        dir: PathBuf,
+        /// Stores still to fail (tests).
+        pub fail_sets: usize,
+    }
+
+    impl FileIts {
+        /// Assets in `dir` (which must exist).
+        pub fn new(dir: &Path) -> FileIts {
+            FileIts { dir: dir.to_path_buf(), fail_sets: 0 }
+        }
+
+        fn path(&self, uid: u64) -> PathBuf {
+            self.dir.join(std::format!("{uid:016x}"))
+        }
+    }
+
+    impl Storage for FileIts {
+        fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error> {
+            match std::fs::read(self.path(uid)) {
+                Ok(data) => {
+                    // psa_its_get of an asset larger than the buffer: an error.
+                    let dst = out.get_mut(..data.len()).ok_or(Error::Storage(-138))?;
+                    dst.copy_from_slice(&data);
+                    Ok(Some(data.len()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(_) => Err(Error::Storage(-146)),
+            }
+        }
+
+        fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error> {
+            if self.fail_sets > 0 {
+                self.fail_sets -= 1;
+                return Err(Error::Storage(-146)); // PSA_ERROR_STORAGE_FAILURE
+            }
+            let tmp = self.dir.join("tmp");
+            std::fs::write(&tmp, data).map_err(|_| Error::Storage(-146))?;
+            std::fs::rename(&tmp, self.path(uid)).map_err(|_| Error::Storage(-146))
         }
     }
 }

@@ -15,6 +15,8 @@ pub const BLOCK_LEN: usize = 32;
 
 const MAGIC: &[u8; 4] = b"TPR1";
 const LEN: usize = 4 + 8 + 4 + BLOCK_LEN + 4;
+/// Bytes of the stored record.
+pub const STORED_LEN: usize = LEN;
 
 /// The outcome of a boot check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,49 +4,11 @@
 
 extern crate std;
 
-use std::path::PathBuf;
 use std::vec::Vec;
 
 use super::*;
 use crate::audit::CAPACITY;
-
-/// ITS as files; `fail_sets` makes the next stores fail (a reset in the
-/// middle of `psa_its_set` leaves the old asset, as TF-M's ITS does).
-struct FileIts {
-    dir: PathBuf,
-    fail_sets: usize,
-}
-
-impl FileIts {
-    fn path(&self, uid: u64) -> PathBuf {
-        self.dir.join(std::format!("{uid:016x}"))
-    }
-}
-
-impl Storage for FileIts {
-    fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error> {
-        match std::fs::read(self.path(uid)) {
-            Ok(data) => {
-                // psa_its_get of an asset larger than the buffer: an error.
-                let dst = out.get_mut(..data.len()).ok_or(Error::Storage(-138))?;
-                dst.copy_from_slice(&data);
-                Ok(Some(data.len()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(_) => Err(Error::Storage(-146)),
-        }
-    }
-
-    fn set(&mut self, uid: u64, data: &[u8]) -> Result<(), Error> {
-        if self.fail_sets > 0 {
-            self.fail_sets -= 1;
-            return Err(Error::Storage(-146)); // PSA_ERROR_STORAGE_FAILURE
-        }
-        let tmp = self.dir.join("tmp");
-        std::fs::write(&tmp, data).map_err(|_| Error::Storage(-146))?;
-        std::fs::rename(&tmp, self.path(uid)).map_err(|_| Error::Storage(-146))
-    }
-}
+use crate::host::FileIts;
 
 type Rng = std::boxed::Box<dyn FnMut(&mut [u8]) -> Result<(), i32>>;
 
@@ -56,7 +18,7 @@ fn boot(dir: &std::path::Path, fill: u8) -> Partition<FileIts, Rng> {
         b.fill(fill);
         Ok(())
     });
-    Partition::new(FileIts { dir: dir.to_path_buf(), fail_sets: 0 }, rng)
+    Partition::new(FileIts::new(dir), rng)
 }
 
 fn flip(dir: &std::path::Path, uid: u64, at: usize) {
@@ -102,15 +64,40 @@ fn counters_survive_a_restart_and_never_decrease() {
 }
 
 #[test]
+fn advance_raises_a_counter_never_lowers_it_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = boot(dir.path(), 1);
+    assert_eq!(p.advance(1, 0).unwrap(), 0, "nothing to raise");
+    assert_eq!(p.advance(1, 1000).unwrap(), 1000);
+    assert_eq!(p.advance(1, 2000).unwrap(), 2000);
+    assert_eq!(p.advance(1, 1500).unwrap(), 2000, "a lower request answers the stored value");
+    assert_eq!(p.increment(1).unwrap(), 2001);
+    drop(p);
+    let mut p = boot(dir.path(), 2);
+    assert_eq!(p.counter(1).unwrap(), 2001);
+    p.storage_mut().fail_sets = 1;
+    assert_eq!(p.advance(1, 3000), Err(Error::Storage(-146)));
+    assert_eq!(p.counter(1).unwrap(), 2001, "a failed store hands out nothing");
+    let mut out = [0u8; 8];
+    let mut req = [0u8; 12];
+    req[..4].copy_from_slice(&1u32.to_le_bytes());
+    req[4..].copy_from_slice(&4000u64.to_le_bytes());
+    assert_eq!(p.dispatch(wire::COUNTER_ADVANCE, &req, &mut out), Ok(8));
+    assert_eq!(u64::from_le_bytes(out), 4000);
+    assert_eq!(p.counter(1).unwrap(), 4000);
+}
+
+#[test]
 fn an_increment_at_the_maximum_fails_and_the_counter_stays() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = boot(dir.path(), 1);
-    counters::raise_to(p.storage_mut(), 9, u64::MAX - 1).unwrap();
+    assert_eq!(p.advance(9, u64::MAX - 1).unwrap(), u64::MAX - 1);
     assert_eq!(p.increment(9).unwrap(), u64::MAX);
     assert_eq!(p.increment(9), Err(Error::Overflow(9)));
     assert_eq!(p.increment(9), Err(Error::Overflow(9)));
     assert_eq!(p.counter(9).unwrap(), u64::MAX);
-    assert_eq!(counters::raise_to(p.storage_mut(), 9, 5), Err(Error::InvalidArgument), "never lowered");
+    assert_eq!(p.advance(9, 5).unwrap(), u64::MAX, "never lowered");
+    assert_eq!(p.counter(9).unwrap(), u64::MAX);
     assert_eq!(Error::Overflow(9).psa_status(), -133);
 }
 
@@ -217,7 +204,7 @@ fn the_boot_rng_record_finds_a_repeating_stream_and_keeps_count() {
     assert_eq!(boot(dir.path(), 3).boot_rng_check().unwrap(), RngRecord { boots: 4, health: RngHealth::Ok });
     // A failing RNG is an error, the record unchanged.
     let failing: Rng = std::boxed::Box::new(|_: &mut [u8]| Err(-151));
-    let mut p = Partition::new(FileIts { dir: dir.path().to_path_buf(), fail_sets: 0 }, failing);
+    let mut p = Partition::new(FileIts::new(dir.path()), failing);
     assert_eq!(p.boot_rng_check(), Err(Error::Rng(-151)));
     assert_eq!(p.rng_record().unwrap().boots, 4);
     // Corrupted: reported, left as it is.
@@ -272,13 +259,13 @@ fn the_wire_protocol_serves_each_operation_and_refuses_the_rest() {
     assert_eq!((u64::from_le_bytes(out[..8].try_into().unwrap()), out[8]), (1, 0));
 
     // Every other length, an unknown operation, a small buffer: refused.
-    for op in [wire::COUNTER_READ, wire::COUNTER_INCREMENT, wire::AUDIT_APPEND, wire::AUDIT_READ, wire::RNG_RECORD] {
-        let good = [4, 4, 9, 10, 0][(op - 1) as usize];
+    for op in [wire::COUNTER_READ, wire::COUNTER_INCREMENT, wire::AUDIT_APPEND, wire::AUDIT_READ, wire::RNG_RECORD, wire::COUNTER_ADVANCE] {
+        let good = [4, 4, 9, 10, 0, 12][(op - 1) as usize];
         for len in (0..40).filter(|&l| l != good) {
             assert_eq!(call(&mut p, op, &[0xA5; 40][..len], &mut out), Err(Error::InvalidArgument), "op {op} length {len}");
         }
     }
-    for op in [0, 6, -1, i32::MAX] {
+    for op in [0, 7, -1, i32::MAX] {
         assert_eq!(call(&mut p, op, &[], &mut out), Err(Error::InvalidArgument));
     }
     assert_eq!(call(&mut p, wire::COUNTER_READ, &5u32.to_le_bytes(), &mut out[..7]), Err(Error::BufferTooSmall));

@@ -10,6 +10,7 @@
 //! | [`AUDIT_APPEND`] 3 | op u8, key ID u32, result i32 | seq u64 |
 //! | [`AUDIT_READ`] 4 | from u64, max u16 | oldest u64, next u64, count u16, then count × [`ENTRY_LEN`] |
 //! | [`RNG_RECORD`] 5 | — | boots u64, health u8 |
+//! | [`COUNTER_ADVANCE`] 6 | id u32, at least u64 | value u64 (never lowered) |
 //!
 //! An entry on the wire: seq u64, op u8, flags u8 (bit 0: corrupted),
 //! result i32, key ID u32.
@@ -27,6 +28,9 @@ pub const AUDIT_APPEND: i32 = 3;
 pub const AUDIT_READ: i32 = 4;
 /// Reads the boot RNG record.
 pub const RNG_RECORD: i32 = 5;
+
+/// Raises a counter to at least a value (never lowers it).
+pub const COUNTER_ADVANCE: i32 = 6;
 
 /// Bytes per audit entry on the wire.
 pub const ENTRY_LEN: usize = 18;
@@ -56,6 +60,12 @@ pub fn dispatch<S: Storage, R: FnMut(&mut [u8]) -> Result<(), i32>>(
         COUNTER_READ | COUNTER_INCREMENT => {
             let id = u32::from_le_bytes(*exact::<4>(input)?);
             let v = if op == COUNTER_READ { p.counter(id)? } else { p.increment(id)? };
+            put(out, 0, &v.to_le_bytes())?;
+            Ok(8)
+        }
+        COUNTER_ADVANCE => {
+            let req = exact::<12>(input)?;
+            let v = p.advance(u32_at(req, 0), u64_at(req, 4))?;
             put(out, 0, &v.to_le_bytes())?;
             Ok(8)
         }

@@ -228,6 +228,11 @@ impl Psa {
         }
     }
 
+    /// Removes a device state record (absent is fine).
+    pub fn delete_state(&mut self, id: StateId) -> Result<(), Error> {
+        persist::destroy(id.raw())
+    }
+
     /// Writes a device state record (atomically, like a certificate).
     pub fn store_state(&mut self, id: StateId, data: &[u8]) -> Result<(), Error> {
         self.store_blob_raw(id.raw(), data)

@@ -126,3 +126,78 @@ pub(crate) fn crypto_free() {
     // only handle, so no PSA operation is in flight.
     unsafe { mbedtls_psa_crypto_free() }
 }
+
+/// `struct psa_storage_info_t` of TF-M's `psa/storage_common.h` (PSA
+/// Storage API 1.0): capacity, size (`size_t`), flags.
+#[cfg(target_os = "none")]
+#[repr(C)]
+#[derive(Default)]
+struct StorageInfo {
+    capacity: usize,
+    size: usize,
+    flags: u32,
+}
+
+/// Mbed TLS's own `struct psa_storage_info_t` (`library/psa_crypto_its.h`):
+/// size (`uint32_t`), flags; no capacity.
+#[cfg(not(target_os = "none"))]
+#[repr(C)]
+#[derive(Default)]
+struct StorageInfo {
+    size: u32,
+    flags: u32,
+}
+
+// The non-secure side's general-purpose storage. On the target, PSA
+// Protected Storage: TF-M's PS service through `interface/src/tfm_ps_api.c`,
+// which Zephyr links when CONFIG_TFM_PARTITION_PROTECTED_STORAGE=y
+// (modules/trusted-firmware-m/CMakeLists.txt). On the host, Mbed TLS's
+// file-backed ITS (`library/psa_its_file.c`), the same API under another
+// name, stands in for it. The length arguments are `size_t` in TF-M and
+// `uint32_t` in Mbed TLS: one width on the target, u32 on the host.
+#[cfg(target_os = "none")]
+extern "C" {
+    #[link_name = "psa_ps_set"]
+    fn storage_set(uid: u64, len: usize, data: *const core::ffi::c_void, flags: u32) -> psa_status_t;
+    #[link_name = "psa_ps_get"]
+    fn storage_get(uid: u64, offset: usize, len: usize, data: *mut core::ffi::c_void, out_len: *mut usize) -> psa_status_t;
+    #[link_name = "psa_ps_get_info"]
+    fn storage_get_info(uid: u64, info: *mut StorageInfo) -> psa_status_t;
+}
+#[cfg(not(target_os = "none"))]
+extern "C" {
+    #[link_name = "psa_its_set"]
+    fn storage_set(uid: u64, len: u32, data: *const core::ffi::c_void, flags: u32) -> psa_status_t;
+    #[link_name = "psa_its_get"]
+    fn storage_get(uid: u64, offset: u32, len: u32, data: *mut core::ffi::c_void, out_len: *mut usize) -> psa_status_t;
+    #[link_name = "psa_its_get_info"]
+    fn storage_get_info(uid: u64, info: *mut StorageInfo) -> psa_status_t;
+}
+
+/// The stored size of storage entry `uid`.
+pub(crate) fn storage_size(uid: u64) -> Result<usize, PsaStatus> {
+    let mut info = StorageInfo::default();
+    // SAFETY: `info` is a writable struct of the C layout; the call writes
+    // only into it.
+    check(unsafe { storage_get_info(uid, &mut info) })?;
+    Ok(info.size as usize)
+}
+
+/// Reads storage entry `uid` whole into `out[..len]` (`len` from
+/// [`storage_size`], at most `out.len()`).
+pub(crate) fn storage_read(uid: u64, out: &mut [u8]) -> Result<usize, PsaStatus> {
+    let mut n = 0usize;
+    let len = out.len().try_into().map_err(|_| PsaStatus::InvalidArgument)?;
+    // SAFETY: `out` is writable for `len` bytes, `n` is a writable usize;
+    // the service writes at most `len` bytes.
+    check(unsafe { storage_get(uid, 0, len, out.as_mut_ptr().cast(), &mut n) })?;
+    Ok(n)
+}
+
+/// Replaces storage entry `uid` with `data` (both services write the new
+/// copy before dropping the old one).
+pub(crate) fn storage_write(uid: u64, data: &[u8]) -> Result<(), PsaStatus> {
+    let len = data.len().try_into().map_err(|_| PsaStatus::InvalidArgument)?;
+    // SAFETY: `data` is readable for its length; the service only reads it.
+    check(unsafe { storage_set(uid, len, data.as_ptr().cast(), 0) })
+}

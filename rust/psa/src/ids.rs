@@ -129,6 +129,14 @@ impl CertTarget {
             .map_err(|_| Error::InvalidId(raw))
     }
 
+    /// The ID it was given as (the key's or the peer's).
+    pub fn id(self) -> u32 {
+        match self {
+            CertTarget::DeviceKey(k) => k.get(),
+            CertTarget::Peer(p) => p.get(),
+        }
+    }
+
     /// The slot the certificate lives in.
     pub fn slot(self) -> CertSlot {
         match self {

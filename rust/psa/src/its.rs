@@ -23,6 +23,17 @@ pub const TFM_OWN_FILES: usize = 1;
 /// Size of TF-M's NV seed file (`MBEDTLS_ENTROPY_BLOCK_SIZE`, SHA-512 based).
 pub const TFM_NV_SEED_LEN: usize = 64;
 
+/// Host only: the ITS files another secure partition keeps next to the
+/// key store (their data sizes): the simulator's tfmprov partition keeps
+/// its counters and RNG record in TF-M's ITS, so the model counts them as
+/// TF-M would (`tfmprov_device::vault`).
+#[cfg(not(target_os = "none"))]
+pub fn model_partition_files(sizes: &[usize]) {
+    let mut files = host::PARTITION_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    files.clear();
+    files.extend_from_slice(sizes);
+}
+
 /// Bytes of file room per logical data block of TF-M's ITS flash file system
 /// (`secure_fw/partitions/internal_trusted_storage/flash_fs`): logical block
 /// 0 shares the metadata block, the others are whole blocks.
@@ -45,11 +56,18 @@ pub(crate) mod host {
     use crate::Error;
     use alloc::vec::Vec;
 
+    /// See [`super::model_partition_files`].
+    pub(crate) static PARTITION_FILES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
     /// Mbed TLS's file-backed ITS (`psa_its_file.c`) header in front of
     /// each `<uid>.psa_its` file: magic 8, size 4, flags 4.
     const ITS_FILE_HEADER_LEN: u64 = 16;
 
-    /// Files Mbed TLS keeps in the current directory, with their data size.
+    /// Files Mbed TLS keeps in the current directory for PSA's key store,
+    /// with their data size. Files of UIDs from 2^32 up (name
+    /// `%08x%08x`, high word first) stand in for Protected Storage
+    /// (`crate::storage`), which TF-M keeps in its own flash area: not
+    /// counted.
     fn current_files() -> Vec<usize> {
         let Ok(dir) = std::fs::read_dir(".") else {
             return Vec::new();
@@ -58,7 +76,7 @@ pub(crate) mod host {
             .filter(|e| {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                name.ends_with(".psa_its") && name != "tempfile.psa_its"
+                name.ends_with(".psa_its") && name != "tempfile.psa_its" && name.starts_with("00000000")
             })
             .filter_map(|e| e.metadata().ok())
             .map(|m| {
@@ -82,6 +100,7 @@ pub(crate) mod host {
             return Err(Error::TooLarge(data_len));
         }
         let mut files = current_files();
+        files.extend(PARTITION_FILES.lock().unwrap_or_else(|e| e.into_inner()).iter());
         if files.len() + TFM_OWN_FILES + 1 > ITS_NUM_ASSETS {
             return Err(Error::StorageFull);
         }

@@ -29,6 +29,7 @@ mod keys;
 mod persist;
 mod primitives;
 pub mod rng;
+mod storage;
 mod blobs;
 mod ffi;
 

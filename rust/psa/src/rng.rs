@@ -65,4 +65,12 @@ impl Psa {
         }
         Ok(health)
     }
+
+    /// Takes the boot check's result from elsewhere: the secure partition
+    /// runs the check where the non-secure side cannot rewrite the previous
+    /// block (`tfmprov_device::vault`). A repeating stream refuses random
+    /// keys and sessions here as after this crate's own check.
+    pub fn adopt_rng_health(&mut self, health: RngHealth) {
+        self.rng_broken = health == RngHealth::Repeating;
+    }
 }

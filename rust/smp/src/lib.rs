@@ -74,6 +74,9 @@ pub mod cmd {
     /// `{}` -> `{"id": 0x3E000005, "pub": bstr}`; docs/remote.md). Created on
     /// first read.
     pub const KEYS_KAK: u8 = 4;
+    /// Keys group: read the audit log of key operations (read,
+    /// `{"from"?: uint}` -> `{"log": bstr .cbor AuditLog}`; docs/smp.md).
+    pub const KEYS_AUDIT: u8 = 5;
     /// CSR group: create a PKCS#10 request signed by the key (write).
     pub const CSR_CREATE: u8 = 0;
     /// Certs group: store a DER certificate (write).

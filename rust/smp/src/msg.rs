@@ -14,6 +14,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::HandlerError;
+
 /// serde helpers that (de)serialize `Vec<u8>` / `Option<Vec<u8>>` as CBOR byte strings only.
 pub(crate) mod bstr {
     use alloc::vec::Vec;
@@ -169,6 +171,84 @@ pub struct CertGetRsp {
     /// DER certificate.
     #[serde(with = "bstr")]
     pub cert: Vec<u8>,
+}
+
+/// Keys group, cmd 5 audit, read: `{"from"?: uint}`, the first sequence
+/// number wanted (absent: the oldest the log holds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReq {
+    /// First sequence number to return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+}
+
+/// Keys group response to audit: `{"log": bstr .cbor AuditLog}`. The log
+/// travels as one byte string so that the firmware's C glue passes it
+/// through as it passes a certificate; [`AuditLog::decode`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRsp {
+    /// The CBOR-encoded [`AuditLog`].
+    #[serde(with = "bstr")]
+    pub log: Vec<u8>,
+}
+
+/// The audit log as the device answers it:
+/// `{"secure": bool, "oldest": uint, "next": uint, "missed": uint,
+/// "entries": [* [seq, op, id, rc] / [seq]]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// Kept by the secure partition (else in the non-secure fallback).
+    pub secure: bool,
+    /// Sequence number of the oldest entry still held (0: none); entries
+    /// before it were dropped by the ring.
+    pub oldest: u64,
+    /// Sequence number the next entry gets.
+    pub next: u64,
+    /// Operations since boot whose entry could not be written.
+    pub missed: u64,
+    /// The entries, oldest first: `[seq, op, id, rc]`, or `[seq]` for an
+    /// entry whose stored record does not check (not trusted).
+    pub entries: Vec<Vec<i64>>,
+}
+
+/// One entry of an [`AuditLog`], checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Its sequence number.
+    pub seq: u64,
+    /// `(op, key id, rc)`; `None` when the stored record is corrupted.
+    pub what: Option<(u8, u32, i32)>,
+}
+
+impl AuditLog {
+    /// Decodes the `log` of an [`AuditRsp`] and checks every entry's shape.
+    pub fn decode(log: &[u8]) -> Result<AuditLog, HandlerError> {
+        let parsed: AuditLog = crate::decode_body(log)?;
+        parsed.records()?;
+        Ok(parsed)
+    }
+
+    /// The entries, checked: the wrong arity or a value out of range is
+    /// `MGMT_ERR_EINVAL`.
+    pub fn records(&self) -> Result<Vec<AuditRecord>, HandlerError> {
+        const INVAL: HandlerError = HandlerError::Mgmt(crate::MgmtErr::EInval);
+        self.entries
+            .iter()
+            .map(|e| {
+                let seq = u64::try_from(*e.first().ok_or(INVAL)?).map_err(|_| INVAL)?;
+                let what = match e.len() {
+                    1 => None,
+                    4 => Some((
+                        u8::try_from(e[1]).map_err(|_| INVAL)?,
+                        u32::try_from(e[2]).map_err(|_| INVAL)?,
+                        i32::try_from(e[3]).map_err(|_| INVAL)?,
+                    )),
+                    _ => return Err(INVAL),
+                };
+                Ok(AuditRecord { seq, what })
+            })
+            .collect()
+    }
 }
 
 /// An empty map `{}` (response of keys destroy and certs store).

@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use tfmprov_cbor::{Error as CborError, MapReader};
 
-use crate::{CertGetReq, CertStoreReq, CsrCreateReq, HandlerError, KeyGenerateReq, KeyIdReq, MgmtErr, MAX_CBOR_DEPTH};
+use crate::{AuditReq, CertGetReq, CertStoreReq, CsrCreateReq, HandlerError, KeyGenerateReq, KeyIdReq, MgmtErr, MAX_CBOR_DEPTH};
 
 /// A request body the device decodes with [`decode_request`].
 pub trait Request: Sized {
@@ -85,6 +85,19 @@ impl Request for EmptyReq {
 impl Request for KeyIdReq {
     fn read(r: &mut MapReader<'_>) -> Result<Self, CborError> {
         read_id(r).map(|id| KeyIdReq { id })
+    }
+}
+
+impl Request for AuditReq {
+    fn read(r: &mut MapReader<'_>) -> Result<Self, CborError> {
+        let mut from = None;
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "from" => MapReader::set(&mut from, optional(r, |r| r.uint("from"))?, "from")?,
+                _ => r.skip()?,
+            }
+        }
+        Ok(AuditReq { from: from.flatten() })
     }
 }
 

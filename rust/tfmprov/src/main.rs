@@ -93,6 +93,11 @@ struct DeviceSimArgs {
     /// MQTT topic prefix.
     #[arg(long, default_value = "prov")]
     topic_prefix: String,
+    /// Run without the simulated secure partition: counters in the state
+    /// records and the audit log in (simulated) Protected Storage, as
+    /// firmware built without CONFIG_TFMPROV_PARTITION.
+    #[arg(long)]
+    no_partition: bool,
 }
 
 #[derive(Subcommand)]
@@ -223,6 +228,15 @@ enum KeysCommand {
     Kak {
         #[command(flatten)]
         link: LinkArgs,
+    },
+    /// Read the device's audit log of key operations (kept in its secure
+    /// partition when the firmware has one).
+    Audit {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// From this sequence number on (default: the oldest entry kept).
+        #[arg(long)]
+        from: Option<u64>,
     },
 }
 
@@ -422,6 +436,7 @@ fn run(cli: Cli) -> Result<bool> {
                 smp_udp: Some(a.smp_udp),
                 smp_serial: a.smp_serial.clone(),
                 telemetry,
+                partition: !a.no_partition,
             };
             tfmprov::sim::run(cfg, stop, |udp| {
                 // One machine-readable line for scripts and tests.
@@ -468,8 +483,10 @@ fn run(cli: Cli) -> Result<bool> {
                 info.state,
                 info.rc.map(|rc| format!(" rc {rc}")).unwrap_or_default()
             );
-            if let Some(r) = &info.result {
-                println!("{r}");
+            match &info.result {
+                Some(r) if info.op == "audit" => print!("{}", tfmprov::remote::audit_result_text(r)?),
+                Some(r) => println!("{r}"),
+                None => {}
             }
             Ok(info.rc.is_none_or(|rc| rc == 0))
         }
@@ -495,6 +512,10 @@ fn run(cli: Cli) -> Result<bool> {
                 KeysCommand::Kak { link } => {
                     let public = link.client()?.kak_public()?;
                     println!("kak pub {}", hex::encode(public));
+                }
+                KeysCommand::Audit { link, from } => {
+                    let log = link.client()?.key_audit(from)?;
+                    print!("{}", tfmprov::audit_text(&log)?);
                 }
             }
             Ok(true)

@@ -12,7 +12,7 @@ use tfmprov_aggregator::CommandInfo;
 #[derive(Args, Clone, Debug)]
 pub struct RemoteArgs {
     /// The operation: status, public, generate, destroy, csr, store-cert,
-    /// get-cert, use-key; or rotate (the whole key rotation, run by the
+    /// get-cert, use-key, audit (the device's log of key operations); or rotate (the whole key rotation, run by the
     /// aggregator: new key, CSR, CA, certificate, registration, switch, and
     /// the old key destroyed after the grace period).
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(ops()))]
@@ -35,6 +35,9 @@ pub struct RemoteArgs {
     /// store-cert: the DER certificate file.
     #[arg(long)]
     pub cert: Option<std::path::PathBuf>,
+    /// audit: from this sequence number on (default: the oldest kept).
+    #[arg(long)]
+    pub from: Option<u64>,
     /// rotate: seconds the old key stays accepted after the device switched
     /// (default: the aggregator's --rotation-grace).
     #[arg(long)]
@@ -80,6 +83,14 @@ fn parse_u32(s: &str) -> Result<u32, String> {
     v.map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// The audit log in an `audit` command's result (`{"log": hex}`), as text.
+pub fn audit_result_text(result: &serde_json::Value) -> Result<String> {
+    let log = result.get("log").and_then(|l| l.as_str()).context("the audit result has no log")?;
+    let log = tfmprov_smp::AuditLog::decode(&hex::decode(log).context("the audit log is not hex")?)
+        .map_err(|e| anyhow::anyhow!("the device's audit log is malformed: {e:?}"))?;
+    crate::audit_text(&log)
+}
+
 /// Runs one remote command; the command's final info.
 pub fn run(a: &RemoteArgs) -> Result<CommandInfo> {
     let mut args = serde_json::Map::new();
@@ -88,6 +99,9 @@ pub fn run(a: &RemoteArgs) -> Result<CommandInfo> {
     }
     if a.replace {
         args.insert("replace".into(), true.into());
+    }
+    if let Some(from) = a.from {
+        args.insert("from".into(), from.into());
     }
     if let Some(cn) = &a.cn {
         args.insert("cn".into(), cn.clone().into());

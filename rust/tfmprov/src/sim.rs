@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tfmprov_device::psa::rng::RngHealth;
+use tfmprov_device::vault::Vault;
 use tfmprov_device::Device;
 
 /// Device simulator settings.
@@ -28,6 +29,11 @@ pub struct SimConfig {
     pub smp_serial: Option<PathBuf>,
     /// MQTT telemetry, if any.
     pub telemetry: Option<TelemetryConfig>,
+    /// Keep the counters, the audit log and the RNG record in a simulated
+    /// secure partition (the partition's own logic, its assets in
+    /// `<state>/partition`), as firmware built with CONFIG_TFMPROV_PARTITION;
+    /// else the non-secure fallback.
+    pub partition: bool,
 }
 
 /// MQTT telemetry of the simulator.
@@ -59,7 +65,19 @@ pub fn run(cfg: SimConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(Option<Sock
     let serial_link = cfg.smp_serial.as_deref().map(absolute).transpose()?;
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     std::env::set_current_dir(&state).with_context(|| format!("entering {}", state.display()))?;
-    let device = Device::boot(&cfg.device_id).map_err(|e| anyhow::anyhow!("device boot failed: {e}"))?;
+    let vault = if cfg.partition {
+        let dir = state.join("partition");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let call = tfmprov_partition_client::host::boot(&dir, |b: &mut [u8]| {
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, b);
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("secure partition boot failed: {e}"))?;
+        Vault::partition(call)
+    } else {
+        Vault::NonSecure
+    };
+    let device = Device::boot_with(&cfg.device_id, vault).map_err(|e| anyhow::anyhow!("device boot failed: {e}"))?;
     match device.rng_health() {
         RngHealth::Repeating => tracing::error!(
             "RNG check: this boot's first random block equals the previous boot's; random keys and sessions are refused"

@@ -126,10 +126,46 @@ fn factory_chain_verifies_and_state_survives_restart() {
     assert_eq!(ok(&["certs", "get", "--udp", &udp, "--id", "3"]), cert_before);
     assert_eq!(ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]), pub_random);
     assert!(ok(&["keys", "status", "--udp", &udp, "--id", "2"]).contains("present"));
+    // The device's audit log (its simulated secure partition) kept the
+    // factory's key operations across the restart, with their results.
+    let audit = ok(&["keys", "audit", "--udp", &udp]);
+    assert!(audit.starts_with("audit log (secure partition): oldest #1, "), "{audit}");
+    for line in ["generate         id 0x00010000 rc 0", "import           id 0x00000003 rc 0", "csr              id 0x00000003 rc 0", "store-cert       id 0x00000003 rc 0"] {
+        assert!(audit.contains(line), "{line:?} not in {audit}");
+    }
     // Running the factory again keeps the keys (idempotent) and re-issues key 3's certificate.
     let target = format!("dev-a@udp:{udp}");
     ok(&["factory", "--ca", &servers.ca_url, "--token-file", tf(&servers), "--device", &target]);
     assert_eq!(ok(&["keys", "public", "--udp", &udp, "--id", "0x10000"]), pub_random);
+}
+
+/// `tfmprov keys audit` against a device without the partition (the
+/// non-secure fallback), then the same device restarted with it: the log
+/// reads the same way from both homes, and a bad `--from` is refused.
+#[test]
+fn the_audit_log_reads_the_same_without_and_with_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("dev-f");
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-f", &["--no-partition".to_string()]).unwrap();
+    let udp = sim.udp.to_string();
+    ok(&["keys", "generate", "--udp", &udp, "--id", "0x20"]);
+    let out = tfmprov(&["keys", "generate", "--udp", &udp, "--id", "0x20"]);
+    assert_eq!(out.status.code(), Some(2), "exists");
+    let audit = ok(&["keys", "audit", "--udp", &udp]);
+    assert_eq!(
+        audit,
+        "audit log (non-secure fallback): oldest #1, next #3, missed 0\n\
+         #1 generate         id 0x00000020 rc 0\n\
+         #2 generate         id 0x00000020 rc 3\n"
+    );
+    sim.stop();
+    let sim = SimProcess::spawn(Path::new(EXE), &state, "dev-f", &[]).unwrap();
+    let udp = sim.udp.to_string();
+    ok(&["keys", "destroy", "--udp", &udp, "--id", "0x20"]);
+    let audit = ok(&["keys", "audit", "--udp", &udp, "--from", "1"]);
+    assert_eq!(audit, "audit log (secure partition): oldest #1, next #2, missed 0\n#1 destroy          id 0x00000020 rc 0\n");
+    let out = tfmprov(&["keys", "audit", "--udp", &udp, "--from", "-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -153,6 +153,12 @@ fn remote_commands_through_the_broker_end_to_end_encrypted(dir: &Path, servers: 
     let o = tfmprov(&["remote", "status", "--device", "dev-r", "--aggregator", agg, "--token-file", tf, "--id", "0x20"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"present\":false"), "replaying generate did not run it again: {out}");
+    // The device's audit log, read remotely: the generate and the destroy
+    // with their results, once each (the replay ran nothing).
+    let out = ok(&["remote", "audit", "--device", "dev-r", "--aggregator", agg, "--token-file", tf]);
+    assert!(out.contains("audit log (secure partition): oldest #1, "), "{out}");
+    assert_eq!(out.matches("generate         id 0x00000020 rc 0").count(), 1, "{out}");
+    assert_eq!(out.matches("destroy          id 0x00000020 rc 0").count(), 1, "{out}");
     drop(sim);
 }
 

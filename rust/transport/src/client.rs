@@ -259,6 +259,15 @@ impl Client {
         Ok(rsp.public)
     }
 
+    /// Keys group, the device's audit log of key operations from sequence
+    /// number `from` on (`None`: the oldest it holds), decoded and checked.
+    pub fn key_audit(&mut self, from: Option<u64>) -> Result<tfmprov_smp::AuditLog, Error> {
+        let rsp: tfmprov_smp::AuditRsp =
+            self.call(Op::Read, group::KEYS, cmd::KEYS_AUDIT, &tfmprov_smp::AuditReq { from })?;
+        tfmprov_smp::AuditLog::decode(&rsp.log)
+            .map_err(|_| Error::Protocol(format!("keys audit: the log is not an AuditLog: {}", hex(&rsp.log))))
+    }
+
     /// Keys group, whether a key exists at `id`.
     pub fn key_status(&mut self, id: u32) -> Result<bool, Error> {
         let req = KeyIdReq { id: u64::from(id) };

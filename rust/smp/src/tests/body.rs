@@ -33,11 +33,32 @@ macro_rules! serde_only {
     )*};
 }
 
-both!(KeyGenerateReq, KeyIdReq, CsrCreateReq, CertStoreReq, CertGetReq);
+both!(KeyGenerateReq, KeyIdReq, CsrCreateReq, CertStoreReq, CertGetReq, AuditReq);
 serde_only!(EchoReq, EmptyRsp, KeyGenerateRsp, KeyPublicRsp, KeyStatusRsp, CsrCreateRsp, CertGetRsp, ParamsRsp, EchoRsp);
 
 fn decode_body<T: Dec>(body: &[u8]) -> Result<T, HandlerError> {
     T::dec(body)
+}
+
+#[test]
+fn decode_audit_request_and_log() {
+    assert_eq!(decode_body::<AuditReq>(&[0xa0]).unwrap(), AuditReq { from: None });
+    assert_eq!(decode_body::<AuditReq>(&map(&[("from", uint(70))])).unwrap(), AuditReq { from: Some(70) });
+    assert!(decode_body::<AuditReq>(&map(&[("from", bytes(&[1]))])).is_err(), "from must be a uint");
+    assert!(decode_body::<AuditReq>(&map(&[("from", uint(1)), ("from", uint(2))])).is_err(), "repeated");
+
+    // The log as the device writes it; every entry's shape is checked.
+    let log = AuditLog { secure: true, oldest: 3, next: 6, missed: 1, entries: vec![vec![3, 1, 0x10000, 0], vec![4], vec![5, 7, 0x3F00_0001, 4]] };
+    let decoded = AuditLog::decode(&crate::encode_body(&log)).unwrap();
+    assert_eq!(decoded, log);
+    let records = decoded.records().unwrap();
+    assert_eq!(records[1], AuditRecord { seq: 4, what: None });
+    assert_eq!(records[2], AuditRecord { seq: 5, what: Some((7, 0x3F00_0001, 4)) });
+    for bad in [vec![3, 1, 2], vec![], vec![-1], vec![3, 256, 0, 0], vec![3, 1, 1 << 32, 0], vec![3, 1, 0, 1 << 31]] {
+        let log = AuditLog { entries: vec![bad.clone()], ..log.clone() };
+        assert!(AuditLog::decode(&crate::encode_body(&log)).is_err(), "{bad:?}");
+    }
+    assert!(AuditLog::decode(&[0xa0]).is_err(), "fields missing");
 }
 
 #[test]
