@@ -23,6 +23,16 @@
 //!   the same. This protects against a reset, not against the non-secure
 //!   image itself.
 //!
+//! Why the key operations run on the non-secure side and are only logged
+//! into the partition (issue 15, point 5): TF-M's crypto service keys every
+//! persistent key by its owner, the calling client. A key the partition
+//! generated would be the partition's: the non-secure side could not sign
+//! with it under its DESIGN.md ID (SMP, MQTT, TLS through
+//! `mbedtls_pk_setup_opaque`), so the partition would have to proxy every
+//! use, and the key-ID map would no longer be PSA's. So the non-secure side
+//! runs each operation and appends it with its result; the partition numbers
+//! the entries and the non-secure side cannot edit or remove them.
+//!
 //! A device that moves from the fallback to the partition keeps its
 //! counters: at boot the state records' values are carried into the
 //! partition's counters (which only go up) and then removed.

@@ -55,8 +55,9 @@ pub mod uid {
     pub const RNG: u64 = 0x7466_7000_0000_0003;
 }
 
-/// The partition's Internal Trusted Storage: `psa_its_get` / `psa_its_set`
-/// in the secure image, files in host tests.
+/// The partition's storage: `psa_its_*` (and `psa_ps_*` for the audit
+/// ring) in the secure image, the non-secure Protected Storage for the
+/// firmware's fallback ring, files in host tests.
 pub trait Storage {
     /// Reads asset `uid` into `out`; its length, `Ok(None)` when absent.
     fn get(&self, uid: u64, out: &mut [u8]) -> Result<Option<usize>, Error>;
