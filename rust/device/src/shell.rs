@@ -135,20 +135,8 @@ impl Device {
 
     fn shell_audit(&mut self, from: u64) -> Result<String, Error> {
         let (entries, read) = self.audit_entries(from)?;
-        let mut t = Text::new();
-        t.str(if self.vault_is_secure() { "audit log (secure partition): " } else { "audit log (non-secure fallback): " });
-        t.str("oldest #").dec(read.oldest).str(", next #").dec(read.next);
-        t.str(", missed ").dec(self.audit_missed.into()).str("\n");
-        for e in &entries {
-            t.str("#").dec(e.seq).str(" ");
-            if e.corrupted {
-                t.str("corrupted record (not trusted)\n");
-            } else {
-                t.padded(crate::vault::AuditOp::name(e.op), 16).str(" id ").id(e.key_id);
-                t.str(" rc ").signed(e.result.into()).str("\n");
-            }
-        }
-        Ok(t.into_string())
+        let missed = self.audit_missed.into();
+        Ok(crate::vault::audit_text(self.vault_is_secure(), read.oldest, read.next, missed, &entries))
     }
 
     fn shell_keys_gen(&mut self, rest: &[&str]) -> Result<String, Error> {

@@ -48,7 +48,7 @@ use crate::telemetry::{be_u32, be_u64};
 use crate::Error;
 #[cfg(feature = "partition-vault")]
 use alloc::boxed::Box;
-use tfmprov_partition::{AuditEntry, AuditRead};
+pub use tfmprov_partition::{AuditEntry, AuditRead};
 #[cfg(feature = "partition-vault")]
 use tfmprov_partition_client::{Call, Client};
 use tfmprov_psa::rng::RngHealth;
@@ -101,6 +101,25 @@ impl AuditOp {
             _ => "unknown",
         }
     }
+}
+
+/// The audit log as text: a heading, then one line per entry. The shell's
+/// `prov audit` and the host's `tfmprov keys audit` / `remote audit` print
+/// it with this one function.
+pub fn audit_text(secure: bool, oldest: u64, next: u64, missed: u64, entries: &[AuditEntry]) -> alloc::string::String {
+    let mut t = crate::text::Text::new();
+    t.str(if secure { "audit log (secure partition): " } else { "audit log (non-secure fallback): " });
+    t.str("oldest #").dec(oldest).str(", next #").dec(next).str(", missed ").dec(missed).str("\n");
+    for e in entries {
+        t.str("#").dec(e.seq).str(" ");
+        if e.corrupted {
+            t.str("corrupted record (not trusted)\n");
+        } else {
+            t.padded(AuditOp::name(e.op), 16).str(" id ").id(e.key_id);
+            t.str(" rc ").signed(e.result.into()).str("\n");
+        }
+    }
+    t.into_string()
 }
 
 /// A [`Call`] behind a box, so that [`Vault`] is one type whatever carries
@@ -181,7 +200,6 @@ impl Vault {
     /// The partition, reached through `call`.
     #[cfg(feature = "partition-vault")]
     pub fn partition(call: impl Call + Send + 'static) -> Vault {
-
         Vault::Partition(Client::new(BoxedCall(Box::new(call))))
     }
 

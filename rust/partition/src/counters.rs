@@ -78,25 +78,8 @@ pub fn read(storage: &impl Storage, id: u32) -> Result<u64, Error> {
 /// fails with [`Error::Overflow`] and stays. The new value is stored before
 /// it is returned: a caller never uses a value that a reset could hand out
 /// again.
-// Not inlined: its buffer stays out of its callers' frames (the
-// partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
-#[inline(never)]
 pub fn increment(storage: &mut impl Storage, id: u32) -> Result<u64, Error> {
-    let mut table = load(storage)?;
-    let next = match table.entries[..table.len].iter_mut().find(|(i, _)| *i == id) {
-        Some((_, value)) => {
-            *value = value.checked_add(1).ok_or(Error::Overflow(id))?;
-            *value
-        }
-        None => {
-            let slot = table.entries.get_mut(table.len).ok_or(Error::TableFull)?;
-            *slot = (id, 1);
-            table.len += 1;
-            1
-        }
-    };
-    store(storage, &table)?;
-    Ok(next)
+    update(storage, id, |v| v.checked_add(1).ok_or(Error::Overflow(id)))
 }
 
 /// Raises counter `id` to at least `at_least` and returns its value (the
@@ -106,21 +89,31 @@ pub fn increment(storage: &mut impl Storage, id: u32) -> Result<u64, Error> {
 /// is the end of the last block) and carries over the values it kept
 /// before the partition existed; a compromised caller can only move a
 /// counter forward.
+pub fn advance(storage: &mut impl Storage, id: u32, at_least: u64) -> Result<u64, Error> {
+    update(storage, id, |v| Ok(v.max(at_least)))
+}
+
+/// Sets counter `id` (0 if absent) to `next(current)`, storing the table
+/// before the value is returned; an unchanged value writes nothing, and a
+/// counter still at 0 takes no slot in the table.
 // Not inlined: its buffer stays out of its callers' frames (the
 // partition's stack is 4 KiB, tfm-partition/tfmprov/tfmprov_partition.yaml).
 #[inline(never)]
-pub fn advance(storage: &mut impl Storage, id: u32, at_least: u64) -> Result<u64, Error> {
+fn update(storage: &mut impl Storage, id: u32, next: impl FnOnce(u64) -> Result<u64, Error>) -> Result<u64, Error> {
     let mut table = load(storage)?;
-    match table.entries[..table.len].iter_mut().find(|(i, _)| *i == id) {
-        Some((_, v)) if *v >= at_least => return Ok(*v),
-        Some((_, v)) => *v = at_least,
-        None if at_least == 0 => return Ok(0),
+    let at = table.entries[..table.len].iter().position(|(i, _)| *i == id);
+    let current = at.map_or(0, |k| table.entries[k].1);
+    let new = next(current)?;
+    if new == current {
+        return Ok(current);
+    }
+    match at {
+        Some(k) => table.entries[k].1 = new,
         None => {
-            let slot = table.entries.get_mut(table.len).ok_or(Error::TableFull)?;
-            *slot = (id, at_least);
+            *table.entries.get_mut(table.len).ok_or(Error::TableFull)? = (id, new);
             table.len += 1;
         }
     }
     store(storage, &table)?;
-    Ok(at_least)
+    Ok(new)
 }

@@ -19,20 +19,16 @@ pub mod sim;
 pub mod target;
 
 /// A device's audit log (`tfmprov keys audit`, `tfmprov remote audit`) as
-/// text: a heading, then one line per entry, as the device's `prov audit`
-/// prints it.
+/// text, by the device's own formatter (`prov audit` prints the same).
 pub fn audit_text(log: &tfmprov_smp::AuditLog) -> anyhow::Result<String> {
-    use std::fmt::Write;
+    use tfmprov_device::vault::AuditEntry;
     let records = log.records().map_err(|e| anyhow::anyhow!("the device's audit log is malformed: {e:?}"))?;
-    let home = if log.secure { "secure partition" } else { "non-secure fallback" };
-    let mut t = format!("audit log ({home}): oldest #{}, next #{}, missed {}\n", log.oldest, log.next, log.missed);
-    for r in records {
-        match r.what {
-            Some((op, id, rc)) => {
-                writeln!(t, "#{} {:<16} id 0x{id:08x} rc {rc}", r.seq, tfmprov_device::vault::AuditOp::name(op))?
-            }
-            None => writeln!(t, "#{} corrupted record (not trusted)", r.seq)?,
-        }
-    }
-    Ok(t)
+    let entries: Vec<AuditEntry> = records
+        .iter()
+        .map(|r| match r.what {
+            Some((op, key_id, result)) => AuditEntry { seq: r.seq, op, key_id, result, corrupted: false },
+            None => AuditEntry { seq: r.seq, corrupted: true, ..AuditEntry::default() },
+        })
+        .collect();
+    Ok(tfmprov_device::vault::audit_text(log.secure, log.oldest, log.next, log.missed, &entries))
 }
